@@ -1,0 +1,338 @@
+//! The storage conformance suite: the same checks run against every object-store backend
+//! (in memory, local filesystem, S3 on a loopback server). Test-only.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::catalog::{Catalog, FileEntry, FileFormat, WalSource};
+use crate::lifecycle::{
+    CompactionPolicy, apply_retention, collect_garbage, compact_spans, upload_spans,
+};
+use crate::model::{AttrValue, Attrs, Event, Resource, Scope, SpanKind, SpanRecord, StatusCode};
+use crate::spans::{SpanFilter, SpanReader};
+use crate::store::{Signal, Storage};
+use crate::tenant::TenantId;
+
+pub fn entry(id: &str) -> FileEntry {
+    FileEntry {
+        id: id.to_string(),
+        signal: Signal::Traces,
+        format: FileFormat::Parquet,
+        path: format!("t/traces/{id}.parquet"),
+        schema_version: 1,
+        min_time_unix_nano: 0,
+        max_time_unix_nano: 1,
+        rows: 1,
+        bytes: 1,
+        services: vec![],
+        level: 0,
+        created_unix_ms: 0,
+        sources: vec![],
+        trace_filter: None,
+    }
+}
+
+/// Commits, concurrent committers, conflicting removals, reload from the store.
+pub async fn catalog_suite(storage: Storage) {
+    let tenant = TenantId::new("conformance").unwrap();
+    let a = Catalog::new(storage.clone(), "a");
+    let b = Catalog::new(storage.clone(), "b");
+    let n = 15;
+    let ta = {
+        let (a, tenant) = (a.clone(), tenant.clone());
+        tokio::spawn(async move {
+            for i in 0..n {
+                a.commit(&tenant, vec![entry(&format!("a{i}"))], vec![])
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let tb = {
+        let (b, tenant) = (b.clone(), tenant.clone());
+        tokio::spawn(async move {
+            for i in 0..n {
+                b.commit(&tenant, vec![entry(&format!("b{i}"))], vec![])
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    ta.await.unwrap();
+    tb.await.unwrap();
+    let fresh = Catalog::new(storage.clone(), "reader");
+    let state = fresh.refresh(&tenant).await.unwrap();
+    assert_eq!(
+        state.files.len(),
+        2 * n,
+        "every commit of both writers is there"
+    );
+    assert_eq!(state.version, 2 * n as u64);
+
+    // Two writers removing the same file: exactly one wins.
+    let r1 = a.commit(&tenant, vec![entry("merged-a")], vec!["a0".into()]);
+    let r2 = b.commit(&tenant, vec![entry("merged-b")], vec!["a0".into()]);
+    let (r1, r2) = tokio::join!(r1, r2);
+    assert!(
+        r1.is_ok() != r2.is_ok(),
+        "exactly one removal may win: {r1:?} {r2:?}"
+    );
+    let loser = if r1.is_err() { r1 } else { r2 };
+    assert!(matches!(loser, Err(crate::StorageError::Conflict(_))));
+    let state = fresh.refresh(&tenant).await.unwrap();
+    assert!(!state.files.contains_key("a0"));
+    assert_eq!(state.files.len(), 2 * n);
+
+    // Another tenant sees nothing of this one.
+    let other = TenantId::new("conformance-other").unwrap();
+    assert!(fresh.refresh(&other).await.unwrap().files.is_empty());
+    let tenants = fresh.list_tenants().await.unwrap();
+    assert!(tenants.contains(&tenant));
+}
+
+pub fn span(
+    trace: u8,
+    span: u8,
+    parent: Option<u8>,
+    service: &str,
+    name: &str,
+    start: i64,
+    dur: i64,
+) -> SpanRecord {
+    let resource = Arc::new(Resource {
+        service_name: service.to_string(),
+        attributes: Attrs(vec![
+            ("service.name".into(), AttrValue::Str(service.into())),
+            (
+                "k8s.pod.name".into(),
+                AttrValue::Str(format!("{service}-7d9f")),
+            ),
+            ("custom.res".into(), AttrValue::Int(7)),
+        ]),
+    });
+    SpanRecord {
+        trace_id: [trace; 16],
+        span_id: [span; 8],
+        parent_span_id: parent.map(|p| [p; 8]),
+        trace_state: String::new(),
+        name: name.to_string(),
+        kind: SpanKind::Server,
+        start_unix_nano: start,
+        duration_nano: dur,
+        status_code: if span % 5 == 4 {
+            StatusCode::Error
+        } else {
+            StatusCode::Unset
+        },
+        status_message: String::new(),
+        resource,
+        scope: Arc::new(Scope {
+            name: "test".into(),
+            version: "1".into(),
+        }),
+        attributes: Attrs(vec![
+            ("http.route".into(), AttrValue::Str(format!("/r/{span}"))),
+            (
+                "http.response.status_code".into(),
+                AttrValue::Int(200 + span as i64),
+            ),
+            ("custom.flag".into(), AttrValue::Bool(span % 2 == 0)),
+        ]),
+        events: vec![Event {
+            time_unix_nano: start + 1,
+            name: "exception".into(),
+            attributes: Attrs(vec![(
+                "exception.message".into(),
+                AttrValue::Str("boom".into()),
+            )]),
+        }],
+        links: vec![],
+    }
+}
+
+const T0: i64 = 1_700_000_000_000_000_000;
+
+/// Span files: upload, lookup by trace id, search, compaction, retention, garbage collection.
+pub async fn spans_suite(storage: Storage) {
+    let tenant = TenantId::new("spans").unwrap();
+    let catalog = Catalog::new(storage.clone(), "w");
+    let reader = SpanReader::new(storage.clone());
+    // Four flushes, each holding spans of traces 1..=4 (traces span files).
+    for f in 0..4u8 {
+        let spans: Vec<SpanRecord> = (1..=4u8)
+            .flat_map(|t| {
+                let base = T0 + t as i64 * 1_000_000;
+                vec![
+                    span(
+                        t,
+                        f * 10 + 1,
+                        None,
+                        "frontend",
+                        "GET /",
+                        base + f as i64,
+                        5_000_000,
+                    ),
+                    span(
+                        t,
+                        f * 10 + 2,
+                        Some(f * 10 + 1),
+                        "checkout",
+                        "charge",
+                        base + 10 + f as i64,
+                        1_000_000,
+                    ),
+                ]
+            })
+            .collect();
+        let source = vec![WalSource {
+            writer: "w".into(),
+            max_seq: f as u64 + 1,
+        }];
+        let e = upload_spans(&catalog, &tenant, spans, source)
+            .await
+            .unwrap();
+        assert_eq!(e.rows, 8);
+        assert_eq!(
+            e.services,
+            vec!["checkout".to_string(), "frontend".to_string()]
+        );
+        catalog.commit(&tenant, vec![e], vec![]).await.unwrap();
+    }
+    let state = catalog.refresh(&tenant).await.unwrap();
+    assert_eq!(state.committed_seq(Signal::Traces, "w"), Some(4));
+
+    let lookup = |ids: Vec<u8>| {
+        let (catalog, reader, tenant) = (&catalog, &reader, &tenant);
+        async move {
+            let ids: HashSet<[u8; 16]> = ids.into_iter().map(|i| [i; 16]).collect();
+            let state = catalog.refresh(tenant).await.unwrap();
+            let mut out = Vec::new();
+            for f in state.files_of(Signal::Traces) {
+                if ids
+                    .iter()
+                    .any(|id| f.trace_filter.as_ref().is_none_or(|tf| tf.may_contain(id)))
+                {
+                    out.extend(reader.read_traces(f, &ids).await.unwrap());
+                }
+            }
+            out
+        }
+    };
+    let got = lookup(vec![2]).await;
+    assert_eq!(got.len(), 8, "trace 2 has two spans in each of four files");
+    let s = got.iter().find(|s| s.span_id == [2; 8]).unwrap();
+    let original = span(
+        2,
+        2,
+        Some(1),
+        "checkout",
+        "charge",
+        T0 + 2_000_000 + 10,
+        1_000_000,
+    );
+    assert_eq!(s.trace_id, original.trace_id);
+    assert_eq!(s.parent_span_id, original.parent_span_id);
+    assert_eq!(
+        s.attributes.get("http.route"),
+        original.attributes.get("http.route")
+    );
+    assert_eq!(
+        s.attributes.get("custom.flag"),
+        original.attributes.get("custom.flag")
+    );
+    assert_eq!(
+        s.attributes.get("http.response.status_code"),
+        Some(&AttrValue::Int(202))
+    );
+    assert_eq!(
+        s.resource.attributes.get("k8s.pod.name"),
+        original.resource.attributes.get("k8s.pod.name")
+    );
+    assert_eq!(
+        s.resource.attributes.get("custom.res"),
+        Some(&AttrValue::Int(7))
+    );
+    assert_eq!(s.events, original.events);
+    assert!(lookup(vec![9]).await.is_empty());
+
+    // Search: service + tag + duration over a time range.
+    let filter = SpanFilter {
+        start_unix_nano: T0,
+        end_unix_nano: T0 + 10_000_000,
+        service: Some("checkout".into()),
+        tags: vec![
+            ("custom.flag".into(), "true".into()),
+            ("k8s.pod.name".into(), "checkout-7d9f".into()),
+        ],
+        min_duration_nano: Some(500_000),
+        ..Default::default()
+    };
+    let mut hits = HashSet::new();
+    for f in catalog
+        .refresh(&tenant)
+        .await
+        .unwrap()
+        .files_of(Signal::Traces)
+    {
+        hits.extend(
+            reader
+                .scan(f, &filter)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(t, _)| t),
+        );
+    }
+    assert_eq!(hits.len(), 4);
+    let none = SpanFilter {
+        min_duration_nano: Some(2_000_000),
+        ..filter.clone()
+    };
+    for f in catalog
+        .refresh(&tenant)
+        .await
+        .unwrap()
+        .files_of(Signal::Traces)
+    {
+        assert!(reader.scan(f, &none).await.unwrap().is_empty());
+    }
+
+    // Compaction: four small files become one, same data.
+    let merged = compact_spans(&catalog, &reader, &tenant, &CompactionPolicy::default())
+        .await
+        .unwrap();
+    assert_eq!(merged, 1);
+    let state = catalog.refresh(&tenant).await.unwrap();
+    assert_eq!(state.files.len(), 1);
+    let f = state.files.values().next().unwrap();
+    assert_eq!((f.rows, f.level), (32, 1));
+    assert_eq!(state.committed_seq(Signal::Traces, "w"), Some(4));
+    assert_eq!(lookup(vec![2]).await.len(), 8);
+    let ops = reader.operations(f).await.unwrap();
+    assert_eq!(ops.len(), 2);
+
+    // Garbage: the four inputs are unreferenced now.
+    assert_eq!(
+        collect_garbage(&catalog, &tenant, Duration::ZERO)
+            .await
+            .unwrap(),
+        4
+    );
+    assert_eq!(lookup(vec![3]).await.len(), 8);
+
+    // Retention: everything is from 2023, so a day's retention drops it.
+    assert_eq!(
+        apply_retention(&catalog, &tenant, Duration::from_secs(86400))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(catalog.refresh(&tenant).await.unwrap().files.is_empty());
+    assert_eq!(
+        collect_garbage(&catalog, &tenant, Duration::ZERO)
+            .await
+            .unwrap(),
+        1
+    );
+}

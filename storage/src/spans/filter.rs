@@ -1,0 +1,146 @@
+//! The span predicate of trace search: a trace matches when one of its spans satisfies every
+//! condition (as in Jaeger and Tempo). Evaluated on Parquet rows (only the columns the
+//! conditions need are read) and on fresh in-memory `SpanRecord`s, with the same semantics.
+
+use arrow_array::{Array, RecordBatch};
+
+use crate::model::{SpanRecord, StatusCode, TraceId};
+use crate::spans::decode::{Columns, str_at};
+use crate::spans::schema::{self, AttrColumn};
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SpanFilter {
+    /// Span start in `[start_unix_nano, end_unix_nano]`.
+    pub start_unix_nano: i64,
+    pub end_unix_nano: i64,
+    pub service: Option<String>,
+    pub name: Option<String>,
+    /// `key = value` on span or resource attributes, values compared as strings.
+    pub tags: Vec<(String, String)>,
+    pub status: Option<StatusCode>,
+    pub min_duration_nano: Option<i64>,
+    pub max_duration_nano: Option<i64>,
+}
+
+impl SpanFilter {
+    pub fn matches(&self, s: &SpanRecord) -> bool {
+        s.start_unix_nano >= self.start_unix_nano
+            && s.start_unix_nano <= self.end_unix_nano
+            && self
+                .service
+                .as_deref()
+                .is_none_or(|v| v == s.service_name())
+            && self.name.as_deref().is_none_or(|v| v == s.name)
+            && self.status.is_none_or(|v| v == s.status_code)
+            && self.min_duration_nano.is_none_or(|v| s.duration_nano >= v)
+            && self.max_duration_nano.is_none_or(|v| s.duration_nano <= v)
+            && self
+                .tags
+                .iter()
+                .all(|(k, v)| s.attribute(k).is_some_and(|a| a.to_filter_string() == *v))
+    }
+
+    /// The columns [`SpanFilter::matching_rows`] reads.
+    pub fn columns(&self) -> Vec<&'static str> {
+        let mut cols = vec![
+            schema::TRACE_ID,
+            schema::START,
+            schema::DURATION,
+            schema::SERVICE_NAME,
+            schema::NAME,
+            schema::STATUS_CODE,
+        ];
+        for (k, _) in &self.tags {
+            match schema::column_for_key(k) {
+                Some(AttrColumn::ServiceName) => {}
+                Some(AttrColumn::Promoted { column, .. }) => cols.push(column),
+                None => {}
+            }
+            // A promoted key whose value had another type lives in the JSON columns.
+            cols.push(schema::ATTRIBUTES);
+            cols.push(schema::RESOURCE_ATTRIBUTES);
+        }
+        cols.sort_unstable();
+        cols.dedup();
+        cols
+    }
+
+    /// (trace id, span start) of every row of `batch` that matches.
+    pub fn matching_rows(&self, batch: &RecordBatch) -> Vec<(TraceId, i64)> {
+        let c = Columns::new(batch);
+        let (Some(trace), Some(start), Some(dur), Some(service), Some(name), Some(status)) = (
+            c.fixed(schema::TRACE_ID),
+            c.timestamp(schema::START),
+            c.i64(schema::DURATION),
+            c.string(schema::SERVICE_NAME),
+            c.string(schema::NAME),
+            c.i8(schema::STATUS_CODE),
+        ) else {
+            return Vec::new();
+        };
+        let attrs = c.string(schema::ATTRIBUTES);
+        let res_attrs = c.string(schema::RESOURCE_ATTRIBUTES);
+        let mut out = Vec::new();
+        for i in 0..batch.num_rows() {
+            let t = start.value(i);
+            let d = dur.value(i);
+            if t < self.start_unix_nano
+                || t > self.end_unix_nano
+                || self.min_duration_nano.is_some_and(|v| d < v)
+                || self.max_duration_nano.is_some_and(|v| d > v)
+                || self.status.is_some_and(|v| v as i8 != status.value(i))
+                || self
+                    .service
+                    .as_deref()
+                    .is_some_and(|v| v != service.value(i))
+                || self.name.as_deref().is_some_and(|v| v != name.value(i))
+            {
+                continue;
+            }
+            let tags_ok = self.tags.iter().all(|(k, v)| {
+                tag_matches(&c, i, k, v, service.value(i))
+                    || json_tag_matches(str_at(attrs, i), k, v)
+                    || json_tag_matches(str_at(res_attrs, i), k, v)
+            });
+            if tags_ok {
+                let mut id = [0u8; 16];
+                id.copy_from_slice(trace.value(i));
+                out.push((id, t));
+            }
+        }
+        out
+    }
+}
+
+fn tag_matches(c: &Columns, i: usize, key: &str, value: &str, service: &str) -> bool {
+    match schema::column_for_key(key) {
+        Some(AttrColumn::ServiceName) => service == value,
+        Some(AttrColumn::Promoted {
+            column,
+            is_int: false,
+            ..
+        }) => str_at(c.string(column), i) == Some(value),
+        Some(AttrColumn::Promoted {
+            column,
+            is_int: true,
+            ..
+        }) => c
+            .i64(column)
+            .filter(|a| a.is_valid(i))
+            .is_some_and(|a| a.value(i).to_string() == value),
+        None => false,
+    }
+}
+
+fn json_tag_matches(json: Option<&str>, key: &str, value: &str) -> bool {
+    let Some(json) = json else { return false };
+    // Cheap pre-check before parsing: the key must appear as a JSON string.
+    let quoted = serde_json::to_string(key).unwrap_or_default();
+    if !json.contains(&quoted) {
+        return false;
+    }
+    crate::model::Attrs::from_json(json)
+        .ok()
+        .and_then(|a| a.get(key).map(|v| v.to_filter_string() == value))
+        .unwrap_or(false)
+}

@@ -1,0 +1,25 @@
+//! The span Parquet format.
+//!
+//! One row per span; files are sorted by `(trace_id, start)` so that row-group statistics on
+//! `trace_id` prune a lookup to the row group holding the trace, and spans of one trace sit
+//! together (better compression, one read per trace). Common semantic-convention attributes
+//! have columns of their own (see [`schema`]); the rest are a JSON object per span.
+//!
+//! - [`schema`]: the Arrow schema and the promoted attribute columns.
+//! - [`encode`]: `SpanRecord`s → sorted Parquet bytes plus the file's catalog statistics.
+//! - [`decode`]: Arrow rows → `SpanRecord`s.
+//! - [`bloom`]: the per-file trace-id filter the catalog keeps.
+//! - [`filter`]: the span predicate used by trace search, on rows and on records.
+//! - [`read`]: pruned reads from the object store with a footer cache.
+
+pub mod bloom;
+pub mod decode;
+pub mod encode;
+pub mod filter;
+pub mod read;
+pub mod schema;
+
+pub use bloom::TraceIdFilter;
+pub use encode::{EncodedFile, encode_spans};
+pub use filter::SpanFilter;
+pub use read::SpanReader;

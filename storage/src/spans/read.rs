@@ -1,0 +1,266 @@
+//! Reading span files from the object store, pruned: the catalog's trace-id filter picks the
+//! files, row-group statistics pick the row groups, and a projection picks the columns. File
+//! footers are cached (files are immutable), so a warm lookup costs one ranged read per row
+//! group it needs.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use arrow_array::RecordBatch;
+use futures::TryStreamExt;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+#[allow(deprecated)]
+use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
+use parquet::file::metadata::RowGroupMetaData;
+use parquet::file::statistics::Statistics;
+
+use crate::catalog::{Catalog, FileEntry};
+use crate::error::StorageError;
+use crate::model::{SpanKind, SpanRecord, TraceId};
+use crate::spans::decode::{Columns, decode_rows};
+use crate::spans::filter::SpanFilter;
+use crate::spans::schema;
+use crate::store::Storage;
+
+const FOOTER_CACHE_ENTRIES: usize = 8192;
+
+/// An operation: (service, span name, kind).
+pub type Operation = (String, String, SpanKind);
+
+pub struct SpanReader {
+    storage: Storage,
+    footers: Mutex<HashMap<String, ArrowReaderMetadata>>,
+    operations: Mutex<HashMap<String, Arc<Vec<Operation>>>>,
+}
+
+fn column_index(meta: &ArrowReaderMetadata, name: &str) -> Option<usize> {
+    meta.metadata()
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .position(|c| c.name() == name)
+}
+
+fn fixed_range(rg: &RowGroupMetaData, col: usize) -> Option<(Vec<u8>, Vec<u8>)> {
+    match rg.column(col).statistics()? {
+        Statistics::FixedLenByteArray(s) => {
+            Some((s.min_bytes_opt()?.to_vec(), s.max_bytes_opt()?.to_vec()))
+        }
+        _ => None,
+    }
+}
+
+fn i64_range(rg: &RowGroupMetaData, col: usize) -> Option<(i64, i64)> {
+    match rg.column(col).statistics()? {
+        Statistics::Int64(s) => Some((*s.min_opt()?, *s.max_opt()?)),
+        _ => None,
+    }
+}
+
+impl SpanReader {
+    pub fn new(storage: Storage) -> Self {
+        SpanReader {
+            storage,
+            footers: Mutex::new(HashMap::new()),
+            operations: Mutex::new(HashMap::new()),
+        }
+    }
+
+    // ParquetObjectReader is deprecated in parquet 59 in favour of a hand-written
+    // AsyncFileReader; it still works and is what DataFusion 55 uses. Revisit on upgrade.
+    #[allow(deprecated)]
+    fn object_reader(&self, entry: &FileEntry) -> ParquetObjectReader {
+        ParquetObjectReader::new(self.storage.store.clone(), Catalog::path_of(entry))
+            .with_file_size(entry.bytes)
+    }
+
+    async fn metadata(&self, entry: &FileEntry) -> Result<ArrowReaderMetadata, StorageError> {
+        if let Some(m) = self
+            .footers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&entry.id)
+        {
+            return Ok(m.clone());
+        }
+        let mut reader = self.object_reader(entry);
+        let meta = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
+            .await
+            .map_err(|e| StorageError::parquet(&entry.path, e))?;
+        let mut cache = self.footers.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= FOOTER_CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(entry.id.clone(), meta.clone());
+        Ok(meta)
+    }
+
+    async fn read(
+        &self,
+        entry: &FileEntry,
+        meta: ArrowReaderMetadata,
+        row_groups: Vec<usize>,
+        columns: Option<&[&str]>,
+    ) -> Result<Vec<RecordBatch>, StorageError> {
+        if row_groups.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(
+            self.object_reader(entry),
+            meta.clone(),
+        )
+        .with_row_groups(row_groups)
+        .with_batch_size(8192);
+        if let Some(cols) = columns {
+            let leaves: Vec<usize> = cols.iter().filter_map(|c| column_index(&meta, c)).collect();
+            let mask =
+                ProjectionMask::leaves(meta.metadata().file_metadata().schema_descr(), leaves);
+            builder = builder.with_projection(mask);
+        }
+        let stream = builder
+            .build()
+            .map_err(|e| StorageError::parquet(&entry.path, e))?;
+        stream
+            .try_collect()
+            .await
+            .map_err(|e| StorageError::parquet(&entry.path, e))
+    }
+
+    /// Every span of `ids` that `entry` holds.
+    pub async fn read_traces(
+        &self,
+        entry: &FileEntry,
+        ids: &HashSet<TraceId>,
+    ) -> Result<Vec<SpanRecord>, StorageError> {
+        let meta = self.metadata(entry).await?;
+        let col = column_index(&meta, schema::TRACE_ID);
+        let row_groups: Vec<usize> = meta
+            .metadata()
+            .row_groups()
+            .iter()
+            .enumerate()
+            .filter(|(_, rg)| match col.and_then(|c| fixed_range(rg, c)) {
+                Some((min, max)) => ids
+                    .iter()
+                    .any(|id| id.as_slice() >= min.as_slice() && id.as_slice() <= max.as_slice()),
+                None => true,
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let batches = self.read(entry, meta, row_groups, None).await?;
+        let mut out = Vec::new();
+        for batch in &batches {
+            let Some(trace) = Columns::new(batch).fixed(schema::TRACE_ID) else {
+                continue;
+            };
+            let rows = decode_rows(batch, |i| {
+                trace
+                    .value(i)
+                    .try_into()
+                    .is_ok_and(|id: TraceId| ids.contains(&id))
+            })
+            .map_err(|e| with_path(e, &entry.path))?;
+            out.extend(rows);
+        }
+        Ok(out)
+    }
+
+    /// (trace id, span start) of the spans in `entry` that match `filter`.
+    pub async fn scan(
+        &self,
+        entry: &FileEntry,
+        filter: &SpanFilter,
+    ) -> Result<Vec<(TraceId, i64)>, StorageError> {
+        let meta = self.metadata(entry).await?;
+        let col = column_index(&meta, schema::START);
+        let row_groups: Vec<usize> = meta
+            .metadata()
+            .row_groups()
+            .iter()
+            .enumerate()
+            .filter(|(_, rg)| match col.and_then(|c| i64_range(rg, c)) {
+                Some((min, max)) => max >= filter.start_unix_nano && min <= filter.end_unix_nano,
+                None => true,
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let cols = filter.columns();
+        let batches = self.read(entry, meta, row_groups, Some(&cols)).await?;
+        Ok(batches
+            .iter()
+            .flat_map(|b| filter.matching_rows(b))
+            .collect())
+    }
+
+    /// The whole file, in full schema (for compaction).
+    pub async fn read_all(&self, entry: &FileEntry) -> Result<Vec<RecordBatch>, StorageError> {
+        let meta = self.metadata(entry).await?;
+        let all = (0..meta.metadata().num_row_groups()).collect();
+        self.read(entry, meta, all, None).await
+    }
+
+    /// Distinct (service, name, kind) in `entry`; cached per file.
+    pub async fn operations(&self, entry: &FileEntry) -> Result<Arc<Vec<Operation>>, StorageError> {
+        if let Some(ops) = self
+            .operations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&entry.id)
+        {
+            return Ok(ops.clone());
+        }
+        let meta = self.metadata(entry).await?;
+        let all = (0..meta.metadata().num_row_groups()).collect();
+        let cols = [schema::SERVICE_NAME, schema::NAME, schema::KIND];
+        let batches = self.read(entry, meta, all, Some(&cols)).await?;
+        let mut set: HashSet<(&str, &str, i8)> = HashSet::new();
+        for b in &batches {
+            let c = Columns::new(b);
+            if let (Some(s), Some(n), Some(k)) = (
+                c.string(schema::SERVICE_NAME),
+                c.string(schema::NAME),
+                c.i8(schema::KIND),
+            ) {
+                for i in 0..b.num_rows() {
+                    set.insert((s.value(i), n.value(i), k.value(i)));
+                }
+            }
+        }
+        let ops: Arc<Vec<Operation>> = Arc::new(
+            set.into_iter()
+                .map(|(s, n, k)| (s.to_string(), n.to_string(), SpanKind::from_i32(k as i32)))
+                .collect(),
+        );
+        let mut cache = self.operations.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= FOOTER_CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(entry.id.clone(), ops.clone());
+        Ok(ops)
+    }
+
+    /// Drops cached state of files that no longer exist.
+    pub fn forget(&self, id: &str) {
+        self.footers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        self.operations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+    }
+}
+
+fn with_path(e: StorageError, path: &str) -> StorageError {
+    match e {
+        StorageError::Corrupt { what, reason, .. } => StorageError::Corrupt {
+            what,
+            path: path.to_string(),
+            reason,
+        },
+        other => other,
+    }
+}

@@ -1,0 +1,175 @@
+//! Opening the object store and the object layout.
+//!
+//! The store is chosen by URL: `file:///abs/dir` (the embedded default, under the data dir),
+//! `s3://bucket/prefix` (AWS settings from the usual `AWS_*` environment variables, including
+//! `AWS_ENDPOINT` and `AWS_ALLOW_HTTP` for S3-compatible servers) or `memory://` (tests, demos).
+//! Paths inside the store follow `{tenant}/{signal}/{yyyy}/{mm}/{dd}/{hh}/{ulid}.{ext}` so that
+//! the Parquet files stay readable by DuckDB, Spark or Trino with a glob.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Datelike, Timelike};
+use object_store::ObjectStore;
+use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::prefix::PrefixStore;
+use ulid::Ulid;
+
+use crate::error::StorageError;
+use crate::tenant::TenantId;
+
+/// The kinds of data Loupe stores; the second path segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Signal {
+    Traces,
+    Logs,
+    Metrics,
+}
+
+impl Signal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::Traces => "traces",
+            Signal::Logs => "logs",
+            Signal::Metrics => "metrics",
+        }
+    }
+}
+
+/// A handle on the object store plus the URL it came from (for logs and errors).
+#[derive(Clone)]
+pub struct Storage {
+    pub store: Arc<dyn ObjectStore>,
+    pub url: String,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage").field("url", &self.url).finish()
+    }
+}
+
+impl Storage {
+    pub fn new(store: Arc<dyn ObjectStore>, url: impl Into<String>) -> Self {
+        Storage {
+            store,
+            url: url.into(),
+        }
+    }
+
+    /// An empty in-memory store, for tests and throwaway demos.
+    pub fn in_memory() -> Self {
+        Storage::new(Arc::new(InMemory::new()), "memory://")
+    }
+
+    /// Opens the store named by `url`. Local directories are created when missing.
+    pub fn open(url: &str) -> Result<Self, StorageError> {
+        let bad = |reason: &str| StorageError::InvalidUrl {
+            url: url.to_string(),
+            reason: reason.to_string(),
+        };
+        let parsed = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+        match parsed.scheme() {
+            "memory" => Ok(Storage::in_memory()),
+            "file" => {
+                let dir = parsed
+                    .to_file_path()
+                    .map_err(|_| bad("expected an absolute path such as file:///var/lib/loupe"))?;
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| bad(&format!("cannot create {}: {e}", dir.display())))?;
+                let fs = LocalFileSystem::new_with_prefix(&dir)
+                    .map_err(|e| bad(&e.to_string()))?
+                    .with_automatic_cleanup(true);
+                Ok(Storage::new(Arc::new(fs), url))
+            }
+            "s3" => {
+                let bucket = parsed
+                    .host_str()
+                    .filter(|b| !b.is_empty())
+                    .ok_or_else(|| bad("expected s3://bucket[/prefix]"))?;
+                let s3 = AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_conditional_put(S3ConditionalPut::ETagMatch)
+                    .build()
+                    .map_err(|e| bad(&e.to_string()))?;
+                let prefix = parsed.path().trim_matches('/');
+                let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+                    Arc::new(s3)
+                } else {
+                    let prefix = Path::parse(prefix).map_err(|e| bad(&e.to_string()))?;
+                    Arc::new(PrefixStore::new(s3, prefix))
+                };
+                Ok(Storage::new(store, url))
+            }
+            other => Err(bad(&format!(
+                "unsupported scheme {other:?}: expected file://, s3:// or memory://"
+            ))),
+        }
+    }
+}
+
+/// `{tenant}/{signal}/{yyyy}/{mm}/{dd}/{hh}/{id}.{ext}` for data starting at `time_unix_nano`.
+pub fn data_file_path(
+    tenant: &TenantId,
+    signal: Signal,
+    time_unix_nano: i64,
+    id: Ulid,
+    ext: &str,
+) -> Path {
+    let t = DateTime::from_timestamp_nanos(time_unix_nano);
+    Path::from(format!(
+        "{tenant}/{}/{:04}/{:02}/{:02}/{:02}/{id}.{ext}",
+        signal.as_str(),
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour()
+    ))
+}
+
+/// The prefix under which a tenant's catalog commits live.
+pub fn catalog_prefix(tenant: &TenantId) -> Path {
+    Path::from(format!("{tenant}/_catalog"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_paths_are_partitioned_by_hour() {
+        let tenant = TenantId::new("acme").unwrap();
+        let id = Ulid::from_parts(0, 1);
+        // 2024-03-05T07:08:09Z
+        let p = data_file_path(
+            &tenant,
+            Signal::Traces,
+            1_709_622_489_000_000_000,
+            id,
+            "parquet",
+        );
+        assert_eq!(
+            p.as_ref(),
+            format!("acme/traces/2024/03/05/07/{id}.parquet")
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_schemes_and_relative_files() {
+        let e = Storage::open("ftp://x").unwrap_err().to_string();
+        assert!(e.contains("unsupported scheme"), "{e}");
+        assert!(Storage::open("not a url").is_err());
+        assert!(Storage::open("s3://").is_err());
+    }
+
+    #[test]
+    fn opens_local_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}/objects", dir.path().display());
+        Storage::open(&url).unwrap();
+        assert!(dir.path().join("objects").is_dir());
+    }
+}

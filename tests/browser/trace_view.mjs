@@ -1,0 +1,170 @@
+// Browser check of the Loupe web UI: searches traces for a service, opens the first result,
+// waits for the waterfall, opens a span's details and saves a screenshot.
+//
+// Usage: LOUPE_URL=http://127.0.0.1:PORT LOUPE_SERVICE=checkout LOUPE_MIN_SPANS=3 \
+//        LOUPE_SCREENSHOT=/tmp/trace.png node trace_view.mjs
+// Prints one JSON summary line and exits 0 on success; on failure prints the reason, saves
+// <screenshot>-failure.png and exits 1.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const BASE = (process.env.LOUPE_URL || '').replace(/\/+$/, '');
+const SERVICE = process.env.LOUPE_SERVICE || '';
+const MIN_SPANS = Number(process.env.LOUPE_MIN_SPANS || '1');
+const SCREENSHOT = process.env.LOUPE_SCREENSHOT || join(process.cwd(), 'trace_view.png');
+const FAILURE_SHOT = SCREENSHOT.replace(/\.png$/i, '') + '-failure.png';
+const OVERALL_TIMEOUT_MS = 120_000;
+
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--no-first-run',
+  '--disable-sync',
+  '--disable-quic',
+];
+
+class CheckFailed extends Error {}
+
+function check(cond, message) {
+  if (!cond) throw new CheckFailed(message);
+}
+
+async function run(page, pageErrors) {
+  const started = Date.now();
+  const searchUrl = `${BASE}/traces?service=${encodeURIComponent(SERVICE)}&from=now-1h&to=now`;
+  const resp = await page.goto(searchUrl, { waitUntil: 'domcontentloaded', timeout: 30_000 });
+  check(resp && resp.ok(), `GET ${searchUrl} answered ${resp ? resp.status() : 'nothing'}`);
+
+  const rows = page.locator('[data-testid=trace-row]');
+  try {
+    await rows.first().waitFor({ state: 'visible', timeout: 30_000 });
+  } catch {
+    const banner = await page.locator('[data-testid=error-banner]').allInnerTexts();
+    throw new CheckFailed(
+      `no [data-testid=trace-row] within 30 s for service "${SERVICE}"` +
+        (banner.length ? `; error banner: ${banner.join(' | ').replace(/\s+/g, ' ')}` : ''),
+    );
+  }
+  const traceRows = await rows.count();
+
+  const scatter = page.locator('[data-testid=scatter]');
+  check(await scatter.isVisible(), 'the [data-testid=scatter] chart is not visible');
+  check((await scatter.locator('canvas').count()) > 0, 'the scatter chart has no canvas');
+
+  const traceId = await rows.first().getAttribute('data-trace-id');
+  await rows.first().click();
+  await page.waitForURL(/\/traces\/[^/?]+/, { timeout: 15_000 });
+  check(!traceId || page.url().includes(`/traces/${traceId}`), `opened ${page.url()}, expected trace ${traceId}`);
+
+  const wfRows = page.locator('[data-testid=waterfall-row]');
+  try {
+    await page.waitForFunction(
+      (min) => document.querySelectorAll('[data-testid=waterfall-row]').length >= min,
+      MIN_SPANS,
+      { timeout: 30_000 },
+    );
+  } catch {
+    const banner = await page.locator('[data-testid=error-banner]').allInnerTexts();
+    throw new CheckFailed(
+      `expected at least ${MIN_SPANS} [data-testid=waterfall-row], found ${await wfRows.count()}` +
+        (banner.length ? `; error banner: ${banner.join(' | ').replace(/\s+/g, ' ')}` : ''),
+    );
+  }
+  const waterfallRows = await wfRows.count();
+  const errorRows = await page.locator('[data-testid=waterfall-row].error').count();
+
+  // Open a child span when there is one (the root is row 0), else the root.
+  const target = wfRows.nth(waterfallRows > 1 ? 1 : 0);
+  const spanId = await target.getAttribute('data-span-id');
+  await target.click();
+  const details = page.locator('[data-testid=span-details]');
+  await details.waitFor({ state: 'visible', timeout: 10_000 });
+  check(
+    !spanId || (await details.innerText()).includes(spanId),
+    `the span details panel does not show the clicked span ${spanId}`,
+  );
+
+  const banners = await page.locator('[data-testid=error-banner]').count();
+  check(banners === 0, `an error banner is shown: ${(await page.locator('[data-testid=error-banner]').allInnerTexts()).join(' | ')}`);
+  check(pageErrors.length === 0, `uncaught exception in the page: ${pageErrors[0]}`);
+
+  await page.screenshot({ path: SCREENSHOT, fullPage: true });
+  return { traceRows, traceId, waterfallRows, errorRows, spanId, elapsedMs: Date.now() - started };
+}
+
+async function main() {
+  if (!BASE) {
+    console.error('trace_view: set LOUPE_URL to the Loupe base URL');
+    process.exit(1);
+  }
+  if (!SERVICE) {
+    console.error('trace_view: set LOUPE_SERVICE to a service that has traces');
+    process.exit(1);
+  }
+  const userDataDir = mkdtempSync(join(tmpdir(), 'loupe-browser-'));
+  let context;
+  let page;
+  const pageErrors = [];
+  const consoleErrors = [];
+  const watchdog = setTimeout(() => {
+    console.error(`trace_view: FAILED: no result within ${OVERALL_TIMEOUT_MS / 1000} s`);
+    process.exit(1);
+  }, OVERALL_TIMEOUT_MS);
+  let code = 0;
+  try {
+    context = await chromium.launchPersistentContext(userDataDir, {
+      executablePath: '/usr/bin/chromium',
+      headless: true,
+      args: CHROMIUM_ARGS,
+      viewport: { width: 1440, height: 900 },
+    });
+    page = context.pages()[0] ?? (await context.newPage());
+    page.on('console', (msg) => {
+      if (msg.type() === 'error') {
+        consoleErrors.push(msg.text());
+        console.error(`browser console error: ${msg.text()}`);
+      }
+    });
+    page.on('pageerror', (err) => {
+      pageErrors.push(String(err && err.stack ? err.stack : err));
+      console.error(`browser uncaught exception: ${err && err.stack ? err.stack : err}`);
+    });
+    const result = await run(page, pageErrors);
+    console.log(
+      JSON.stringify({
+        ok: true,
+        url: BASE,
+        service: SERVICE,
+        minSpans: MIN_SPANS,
+        ...result,
+        consoleErrors: consoleErrors.length,
+        screenshot: SCREENSHOT,
+      }),
+    );
+  } catch (err) {
+    code = 1;
+    const reason = err instanceof CheckFailed ? err.message : String(err && err.stack ? err.stack : err);
+    console.error(`trace_view: FAILED: ${reason}`);
+    if (page) {
+      try {
+        await page.screenshot({ path: FAILURE_SHOT, fullPage: true });
+        console.error(`trace_view: failure screenshot at ${FAILURE_SHOT} (page ${page.url()})`);
+      } catch (shotErr) {
+        console.error(`trace_view: could not take a failure screenshot: ${shotErr}`);
+      }
+    }
+    console.log(JSON.stringify({ ok: false, url: BASE, service: SERVICE, reason, screenshot: FAILURE_SHOT }));
+  } finally {
+    clearTimeout(watchdog);
+    if (context) await context.close().catch(() => {});
+    rmSync(userDataDir, { recursive: true, force: true });
+  }
+  process.exit(code);
+}
+
+main();

@@ -1,0 +1,2 @@
+// Type declarations for Vite-handled imports (CSS, assets).
+/// <reference types="vite/client" />
