@@ -189,7 +189,7 @@ pub async fn spans_suite(storage: Storage) {
             writer: "w".into(),
             max_seq: f as u64 + 1,
         }];
-        let e = upload_spans(&catalog, &tenant, spans, source)
+        let e = upload_spans(&catalog, &tenant, Arc::new(spans), source)
             .await
             .unwrap();
         assert_eq!(e.rows, 8);

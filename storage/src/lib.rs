@@ -22,4 +22,4 @@ pub mod store;
 pub mod tenant;
 
 pub use error::{ErrorKind, StorageError};
-pub use tenant::TenantId;
+pub use tenant::{AuthError, TenantId, TenantResolver};

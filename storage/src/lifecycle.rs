@@ -32,10 +32,10 @@ const HOUR_NANOS: i64 = 3_600_000_000_000;
 pub async fn upload_spans(
     catalog: &Catalog,
     tenant: &TenantId,
-    spans: Vec<SpanRecord>,
+    spans: Arc<Vec<SpanRecord>>,
     sources: Vec<WalSource>,
 ) -> Result<FileEntry, StorageError> {
-    let encoded = tokio::task::spawn_blocking(move || encode_spans(spans))
+    let encoded = tokio::task::spawn_blocking(move || encode_spans(&spans))
         .await
         .map_err(|e| StorageError::parquet("<new file>", e))??;
     upload(catalog, tenant, encoded, 0, sources).await

@@ -77,3 +77,108 @@ mod tests {
         }
     }
 }
+
+/// Resolves the tenant of a request from its headers.
+///
+/// With tokens configured, `Authorization: Bearer <token>` is required and the tenant comes
+/// from the token only. Without tokens, the Grafana/Loki/Tempo convention `X-Scope-OrgID`
+/// selects a tenant (validated), and requests without it go to `default`.
+#[derive(Debug, Clone, Default)]
+pub struct TenantResolver {
+    tokens: std::collections::HashMap<String, TenantId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing bearer token: send 'Authorization: Bearer <token>'")]
+    MissingToken,
+    #[error("invalid bearer token")]
+    InvalidToken,
+    #[error("{0}")]
+    InvalidTenant(String),
+}
+
+impl TenantResolver {
+    /// `tokens` maps secret token → tenant; empty disables authentication.
+    pub fn new(tokens: impl IntoIterator<Item = (String, TenantId)>) -> Self {
+        TenantResolver {
+            tokens: tokens.into_iter().collect(),
+        }
+    }
+
+    pub fn auth_enabled(&self) -> bool {
+        !self.tokens.is_empty()
+    }
+
+    pub fn resolve(
+        &self,
+        authorization: Option<&str>,
+        org_id: Option<&str>,
+    ) -> Result<TenantId, AuthError> {
+        if self.tokens.is_empty() {
+            return match org_id.map(str::trim).filter(|s| !s.is_empty()) {
+                Some(name) => {
+                    TenantId::new(name).map_err(|e| AuthError::InvalidTenant(e.to_string()))
+                }
+                None => Ok(TenantId::default_tenant()),
+            };
+        }
+        let header = authorization.ok_or(AuthError::MissingToken)?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .map(str::trim)
+            .ok_or(AuthError::MissingToken)?;
+        // Compare every token in constant time so timing does not reveal a prefix.
+        let mut found = None;
+        for (known, tenant) in &self.tokens {
+            if constant_time_eq(known.as_bytes(), token.as_bytes()) {
+                found = Some(tenant.clone());
+            }
+        }
+        found.ok_or(AuthError::InvalidToken)
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod resolver_tests {
+    use super::*;
+
+    #[test]
+    fn without_tokens_org_id_selects_a_validated_tenant() {
+        let r = TenantResolver::default();
+        assert_eq!(r.resolve(None, None).unwrap().as_str(), "default");
+        assert_eq!(r.resolve(None, Some("team-a")).unwrap().as_str(), "team-a");
+        assert!(matches!(
+            r.resolve(None, Some("../etc")),
+            Err(AuthError::InvalidTenant(_))
+        ));
+    }
+
+    #[test]
+    fn with_tokens_the_tenant_comes_from_the_token_only() {
+        let r = TenantResolver::new([("s3cret".to_string(), TenantId::new("acme").unwrap())]);
+        assert_eq!(r.resolve(None, None), Err(AuthError::MissingToken));
+        assert_eq!(
+            r.resolve(Some("Bearer nope"), None),
+            Err(AuthError::InvalidToken)
+        );
+        assert_eq!(
+            r.resolve(Some("Basic s3cret"), None),
+            Err(AuthError::MissingToken)
+        );
+        let t = r.resolve(Some("Bearer s3cret"), Some("other")).unwrap();
+        assert_eq!(
+            t.as_str(),
+            "acme",
+            "X-Scope-OrgID is ignored when tokens are configured"
+        );
+    }
+}

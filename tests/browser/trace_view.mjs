@@ -3,6 +3,7 @@
 //
 // Usage: LOUPE_URL=http://127.0.0.1:PORT LOUPE_SERVICE=checkout LOUPE_MIN_SPANS=3 \
 //        LOUPE_SCREENSHOT=/tmp/trace.png node trace_view.mjs
+// Optional: LOUPE_TOKEN, an API token for servers that require one.
 // Prints one JSON summary line and exits 0 on success; on failure prints the reason, saves
 // <screenshot>-failure.png and exits 1.
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -15,6 +16,7 @@ const SERVICE = process.env.LOUPE_SERVICE || '';
 const MIN_SPANS = Number(process.env.LOUPE_MIN_SPANS || '1');
 const SCREENSHOT = process.env.LOUPE_SCREENSHOT || join(process.cwd(), 'trace_view.png');
 const FAILURE_SHOT = SCREENSHOT.replace(/\.png$/i, '') + '-failure.png';
+const TOKEN = process.env.LOUPE_TOKEN || '';
 const OVERALL_TIMEOUT_MS = 120_000;
 
 const CHROMIUM_ARGS = [
@@ -30,6 +32,17 @@ const CHROMIUM_ARGS = [
 
 class CheckFailed extends Error {}
 
+/** What the page shows that explains a missing element: error banners, the token prompt, empty states. */
+async function pageState(page) {
+  const parts = [];
+  const banners = await page.locator('[data-testid=error-banner]').allInnerTexts();
+  if (banners.length) parts.push(`error banner: ${banners.join(' | ')}`);
+  if (await page.locator('[data-testid=token-form]').count()) parts.push('the server asked for an API token (set LOUPE_TOKEN)');
+  const empty = await page.locator('.empty').allInnerTexts();
+  if (empty.length) parts.push(`page says: ${empty.join(' | ')}`);
+  return parts.length ? '; ' + parts.join('; ').replace(/\s+/g, ' ') : '';
+}
+
 function check(cond, message) {
   if (!cond) throw new CheckFailed(message);
 }
@@ -40,15 +53,22 @@ async function run(page, pageErrors) {
   const resp = await page.goto(searchUrl, { waitUntil: 'domcontentloaded', timeout: 30_000 });
   check(resp && resp.ok(), `GET ${searchUrl} answered ${resp ? resp.status() : 'nothing'}`);
 
+  // Wait up to 30 s for results. The UI does not poll, so while the search comes back empty
+  // (spans not yet queryable after ingestion) the page is reloaded every few seconds.
   const rows = page.locator('[data-testid=trace-row]');
-  try {
-    await rows.first().waitFor({ state: 'visible', timeout: 30_000 });
-  } catch {
-    const banner = await page.locator('[data-testid=error-banner]').allInnerTexts();
-    throw new CheckFailed(
-      `no [data-testid=trace-row] within 30 s for service "${SERVICE}"` +
-        (banner.length ? `; error banner: ${banner.join(' | ').replace(/\s+/g, ' ')}` : ''),
-    );
+  const deadline = Date.now() + 30_000;
+  let lastReload = Date.now();
+  for (;;) {
+    if ((await rows.count()) > 0 && (await rows.first().isVisible())) break;
+    if (Date.now() >= deadline) {
+      throw new CheckFailed(`no [data-testid=trace-row] within 30 s for service "${SERVICE}"` + (await pageState(page)));
+    }
+    const settled = (await page.locator('.empty, [data-testid=error-banner]').count()) > 0;
+    if (settled && Date.now() - lastReload > 3_000) {
+      await page.reload({ waitUntil: 'domcontentloaded' });
+      lastReload = Date.now();
+    }
+    await page.waitForTimeout(250);
   }
   const traceRows = await rows.count();
 
@@ -69,10 +89,8 @@ async function run(page, pageErrors) {
       { timeout: 30_000 },
     );
   } catch {
-    const banner = await page.locator('[data-testid=error-banner]').allInnerTexts();
     throw new CheckFailed(
-      `expected at least ${MIN_SPANS} [data-testid=waterfall-row], found ${await wfRows.count()}` +
-        (banner.length ? `; error banner: ${banner.join(' | ').replace(/\s+/g, ' ')}` : ''),
+      `expected at least ${MIN_SPANS} [data-testid=waterfall-row], found ${await wfRows.count()}` + (await pageState(page)),
     );
   }
   const waterfallRows = await wfRows.count();
@@ -123,6 +141,10 @@ async function main() {
       args: CHROMIUM_ARGS,
       viewport: { width: 1440, height: 900 },
     });
+    if (TOKEN) {
+      // The UI reads its API token from local storage (the same key the token prompt writes).
+      await context.addInitScript((token) => window.localStorage.setItem('loupe.apiToken', token), TOKEN);
+    }
     page = context.pages()[0] ?? (await context.newPage());
     page.on('console', (msg) => {
       if (msg.type() === 'error') {

@@ -33,7 +33,8 @@ pub struct EncodedFile {
 }
 
 /// Sorts `spans` by (trace id, start) and encodes them as Parquet.
-pub fn encode_spans(mut spans: Vec<SpanRecord>) -> Result<EncodedFile, StorageError> {
+pub fn encode_spans(spans: &[SpanRecord]) -> Result<EncodedFile, StorageError> {
+    let mut spans: Vec<&SpanRecord> = spans.iter().collect();
     spans.sort_unstable_by(|a, b| {
         (a.trace_id, a.start_unix_nano, a.span_id).cmp(&(b.trace_id, b.start_unix_nano, b.span_id))
     });
@@ -64,7 +65,7 @@ pub fn encode_spans(mut spans: Vec<SpanRecord>) -> Result<EncodedFile, StorageEr
     })
 }
 
-fn distinct_traces(sorted: &[SpanRecord]) -> usize {
+fn distinct_traces(sorted: &[&SpanRecord]) -> usize {
     sorted
         .windows(2)
         .filter(|w| w[0].trace_id != w[1].trace_id)
@@ -140,7 +141,7 @@ fn split_attrs<'a>(
     Some(rest.to_json())
 }
 
-fn to_record_batch(spans: &[SpanRecord]) -> Result<RecordBatch, StorageError> {
+fn to_record_batch(spans: &[&SpanRecord]) -> Result<RecordBatch, StorageError> {
     let n = spans.len();
     let mut trace_id = FixedSizeBinaryBuilder::with_capacity(n, 16);
     let mut span_id = FixedSizeBinaryBuilder::with_capacity(n, 8);

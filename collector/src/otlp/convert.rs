@@ -1,0 +1,295 @@
+//! Validating OTLP spans (bad ones are dropped and counted for partial success) and
+//! converting them into `SpanRecord`s.
+
+use std::sync::Arc;
+
+use loupe_storage::model::{
+    AttrValue, Attrs, Event, Link, Resource, Scope, SpanKind, SpanRecord, StatusCode,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::trace::v1::Span;
+
+/// The outcome of validation: the request now holds only valid spans.
+#[derive(Debug, Default, PartialEq)]
+pub struct Validated {
+    pub accepted: u64,
+    pub rejected: u64,
+    /// Describes the first few problems, for the partial-success message.
+    pub message: String,
+}
+
+fn problem(span: &Span) -> Option<String> {
+    let id = |b: &[u8]| hex::encode(b);
+    if span.trace_id.len() != 16 {
+        return Some(format!(
+            "trace_id must be 16 bytes, got {}",
+            span.trace_id.len()
+        ));
+    }
+    if span.trace_id.iter().all(|b| *b == 0) {
+        return Some("trace_id must not be all zeros".into());
+    }
+    if span.span_id.len() != 8 {
+        return Some(format!(
+            "span_id must be 8 bytes, got {} (trace {})",
+            span.span_id.len(),
+            id(&span.trace_id)
+        ));
+    }
+    if span.span_id.iter().all(|b| *b == 0) {
+        return Some(format!(
+            "span_id must not be all zeros (trace {})",
+            id(&span.trace_id)
+        ));
+    }
+    if !span.parent_span_id.is_empty() && span.parent_span_id.len() != 8 {
+        return Some(format!(
+            "parent_span_id must be empty or 8 bytes, got {} (span {})",
+            span.parent_span_id.len(),
+            id(&span.span_id)
+        ));
+    }
+    if span.start_time_unix_nano == 0 {
+        return Some(format!(
+            "start_time_unix_nano is missing (span {})",
+            id(&span.span_id)
+        ));
+    }
+    if span.start_time_unix_nano > i64::MAX as u64 || span.end_time_unix_nano > i64::MAX as u64 {
+        return Some(format!(
+            "timestamp out of range (span {})",
+            id(&span.span_id)
+        ));
+    }
+    if span.end_time_unix_nano < span.start_time_unix_nano {
+        return Some(format!(
+            "end_time_unix_nano is before start_time_unix_nano (span {})",
+            id(&span.span_id)
+        ));
+    }
+    None
+}
+
+/// Drops invalid spans from `req` in place and reports how many were kept and dropped.
+pub fn validate_traces(req: &mut ExportTraceServiceRequest) -> Validated {
+    let mut v = Validated::default();
+    let mut problems = Vec::new();
+    for rs in &mut req.resource_spans {
+        for ss in &mut rs.scope_spans {
+            ss.spans.retain(|s| match problem(s) {
+                None => {
+                    v.accepted += 1;
+                    true
+                }
+                Some(p) => {
+                    v.rejected += 1;
+                    if problems.len() < 3 {
+                        problems.push(p);
+                    }
+                    false
+                }
+            });
+        }
+        rs.scope_spans.retain(|ss| !ss.spans.is_empty());
+    }
+    req.resource_spans.retain(|rs| !rs.scope_spans.is_empty());
+    if v.rejected > 0 {
+        v.message = format!(
+            "rejected {} invalid span(s): {}",
+            v.rejected,
+            problems.join("; ")
+        );
+        if v.rejected as usize > problems.len() {
+            v.message.push_str("; ...");
+        }
+    }
+    v
+}
+
+fn any_value(v: &AnyValue) -> AttrValue {
+    match &v.value {
+        Some(any_value::Value::StringValue(s)) => AttrValue::Str(s.clone()),
+        Some(any_value::Value::BoolValue(b)) => AttrValue::Bool(*b),
+        Some(any_value::Value::IntValue(i)) => AttrValue::Int(*i),
+        Some(any_value::Value::DoubleValue(d)) => AttrValue::Double(*d),
+        Some(any_value::Value::BytesValue(b)) => AttrValue::Bytes(b.clone()),
+        Some(any_value::Value::ArrayValue(a)) => {
+            AttrValue::Array(a.values.iter().map(any_value).collect())
+        }
+        Some(any_value::Value::KvlistValue(kv)) => AttrValue::Map(attrs(&kv.values)),
+        // An empty value is valid OTLP; keep the key.
+        None => AttrValue::Str(String::new()),
+        #[allow(unreachable_patterns)]
+        Some(_) => AttrValue::Str(String::new()),
+    }
+}
+
+fn attrs(kvs: &[KeyValue]) -> Attrs {
+    Attrs(
+        kvs.iter()
+            .map(|kv| {
+                (
+                    kv.key.clone(),
+                    kv.value
+                        .as_ref()
+                        .map_or(AttrValue::Str(String::new()), any_value),
+                )
+            })
+            .collect(),
+    )
+}
+
+fn id<const N: usize>(b: &[u8]) -> [u8; N] {
+    let mut out = [0u8; N];
+    if b.len() == N {
+        out.copy_from_slice(b);
+    }
+    out
+}
+
+/// Converts a validated request into span records.
+pub fn to_span_records(req: &ExportTraceServiceRequest) -> Vec<SpanRecord> {
+    let mut out = Vec::new();
+    for rs in &req.resource_spans {
+        let res_attrs = rs
+            .resource
+            .as_ref()
+            .map(|r| attrs(&r.attributes))
+            .unwrap_or_default();
+        let service_name = match res_attrs.get("service.name") {
+            Some(AttrValue::Str(s)) if !s.is_empty() => s.clone(),
+            _ => "unknown_service".to_string(),
+        };
+        let resource = Arc::new(Resource {
+            service_name,
+            attributes: res_attrs,
+        });
+        for ss in &rs.scope_spans {
+            let scope = Arc::new(
+                ss.scope
+                    .as_ref()
+                    .map(|s| Scope {
+                        name: s.name.clone(),
+                        version: s.version.clone(),
+                    })
+                    .unwrap_or_default(),
+            );
+            for s in &ss.spans {
+                let start = s.start_time_unix_nano as i64;
+                let status = s.status.as_ref();
+                out.push(SpanRecord {
+                    trace_id: id(&s.trace_id),
+                    span_id: id(&s.span_id),
+                    parent_span_id: (s.parent_span_id.len() == 8).then(|| id(&s.parent_span_id)),
+                    trace_state: s.trace_state.clone(),
+                    name: s.name.clone(),
+                    kind: SpanKind::from_i32(s.kind),
+                    start_unix_nano: start,
+                    duration_nano: (s.end_time_unix_nano as i64).saturating_sub(start),
+                    status_code: StatusCode::from_i32(status.map_or(0, |st| st.code)),
+                    status_message: status.map(|st| st.message.clone()).unwrap_or_default(),
+                    resource: resource.clone(),
+                    scope: scope.clone(),
+                    attributes: attrs(&s.attributes),
+                    events: s
+                        .events
+                        .iter()
+                        .map(|e| Event {
+                            time_unix_nano: e.time_unix_nano.min(i64::MAX as u64) as i64,
+                            name: e.name.clone(),
+                            attributes: attrs(&e.attributes),
+                        })
+                        .collect(),
+                    links: s
+                        .links
+                        .iter()
+                        .filter(|l| l.trace_id.len() == 16 && l.span_id.len() == 8)
+                        .map(|l| Link {
+                            trace_id: id(&l.trace_id),
+                            span_id: id(&l.span_id),
+                            trace_state: l.trace_state.clone(),
+                            attributes: attrs(&l.attributes),
+                        })
+                        .collect(),
+                });
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::resource::v1::Resource as OtlpResource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+
+    fn span(trace: &[u8], span: &[u8], start: u64, end: u64) -> Span {
+        Span {
+            trace_id: trace.to_vec(),
+            span_id: span.to_vec(),
+            name: "op".into(),
+            start_time_unix_nano: start,
+            end_time_unix_nano: end,
+            ..Default::default()
+        }
+    }
+
+    fn request(spans: Vec<Span>) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(OtlpResource {
+                    attributes: vec![KeyValue {
+                        key: "service.name".into(),
+                        value: Some(AnyValue {
+                            value: Some(any_value::Value::StringValue("svc".into())),
+                        }),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn invalid_spans_are_dropped_and_counted() {
+        let mut req = request(vec![
+            span(&[1; 16], &[1; 8], 10, 20),
+            span(&[1; 15], &[2; 8], 10, 20),
+            span(&[1; 16], &[3; 7], 10, 20),
+            span(&[1; 16], &[4; 8], 20, 10),
+            span(&[0; 16], &[5; 8], 10, 20),
+        ]);
+        let v = validate_traces(&mut req);
+        assert_eq!((v.accepted, v.rejected), (1, 4));
+        assert!(
+            v.message.contains("trace_id must be 16 bytes, got 15"),
+            "{}",
+            v.message
+        );
+        assert!(
+            v.message.contains("span_id must be 8 bytes"),
+            "{}",
+            v.message
+        );
+        let recs = to_span_records(&req);
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0].service_name(), "svc");
+        assert_eq!(recs[0].duration_nano, 10);
+    }
+
+    #[test]
+    fn all_invalid_leaves_an_empty_request() {
+        let mut req = request(vec![span(&[1; 3], &[1; 8], 1, 2)]);
+        let v = validate_traces(&mut req);
+        assert_eq!(v.accepted, 0);
+        assert!(req.resource_spans.is_empty());
+    }
+}
