@@ -1,1 +1,30 @@
-fn main() {}
+//! `loupe`: the server binary. `loupe server` runs every role in one process; `loupe
+//! collector` and `loupe query` run them apart on a shared object store.
+
+mod config;
+mod demo;
+mod server;
+mod telemetry;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = config::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("loupe: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(server::run(cli.role)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("loupe: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

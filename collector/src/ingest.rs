@@ -153,13 +153,21 @@ impl Ingester {
     pub async fn flush(&self) -> usize {
         let batches = self.batcher.take_all();
         let mut committed = 0;
+        // Files of one tenant × signal must commit in WAL order (replay skips everything up
+        // to the highest committed sequence), so a failure holds back the later batches.
+        let mut failed: Vec<(TenantId, Signal)> = Vec::new();
         for batch in batches {
+            let key = (batch.tenant.clone(), batch.signal);
+            if failed.contains(&key) {
+                continue;
+            }
             match self.flush_batch(&batch).await {
                 Ok(()) => {
                     self.batcher.committed(&batch);
                     committed += 1;
                 }
                 Err(e) => {
+                    failed.push(key);
                     metrics::counter!("loupe_flush_failures_total").increment(1);
                     tracing::warn!(tenant = %batch.tenant, error = %e, "flush failed; will retry");
                 }

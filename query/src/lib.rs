@@ -1,1 +1,20 @@
-//! placeholder
+//! Loupe query service: reads traces from the catalog, span files and the collector's fresh
+//! data, and serves them over HTTP.
+//!
+//! - [`service::TraceService`]: the transport-agnostic domain service.
+//! - [`native`]: the JSON API under `/api/v1` with its OpenAPI document.
+//! - [`jaeger`]: the Jaeger-compatible API under `/jaeger/api`.
+//! - [`params`], [`error`]: parameter parsing and the error vocabulary shared by both.
+
+pub mod error;
+pub mod jaeger;
+pub mod native;
+pub mod params;
+pub mod service;
+
+pub use native::QueryState;
+
+/// Every query route (native API, Jaeger API), merged.
+pub fn router(state: QueryState) -> axum::Router {
+    native::router(state.clone()).merge(jaeger::router(state))
+}

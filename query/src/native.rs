@@ -1,0 +1,444 @@
+//! The native JSON API under `/api/v1` (used by the web UI), described by the OpenAPI
+//! document served at `/api/v1/openapi.json`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Path, RawQuery, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use http::request::Parts;
+use loupe_storage::model::{SpanRecord, StatusCode, parse_trace_id};
+use loupe_storage::spans::SpanFilter;
+use loupe_storage::{TenantId, TenantResolver};
+use serde::Serialize;
+use utoipa::{OpenApi, ToSchema};
+
+use crate::error::QueryError;
+use crate::params::{now_nanos, parse_duration, parse_tags, parse_time};
+use crate::service::TraceService;
+
+#[derive(Clone)]
+pub struct QueryState {
+    pub traces: Arc<TraceService>,
+    pub resolver: TenantResolver,
+}
+
+/// The tenant of a request, from its credentials (see `TenantResolver`).
+pub struct Tenant(pub TenantId);
+
+impl FromRequestParts<QueryState> for Tenant {
+    type Rejection = QueryError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &QueryState) -> Result<Self, QueryError> {
+        let h = |n: &str| parts.headers.get(n).and_then(|v| v.to_str().ok());
+        Ok(Tenant(
+            state
+                .resolver
+                .resolve(h("authorization"), h("x-scope-orgid"))?,
+        ))
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ServicesResponse {
+    pub services: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Operation {
+    pub name: String,
+    /// unspecified, internal, server, client, producer or consumer.
+    pub span_kind: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OperationsResponse {
+    pub operations: Vec<Operation>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceStats {
+    pub name: String,
+    pub span_count: u64,
+    pub error_count: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TraceSummary {
+    pub trace_id: String,
+    pub root_service_name: String,
+    pub root_span_name: String,
+    /// Unix nanoseconds, as a string (exceeds JSON's safe integers).
+    pub start_time_unix_nano: String,
+    pub duration_nanos: i64,
+    pub span_count: u64,
+    pub error_count: u64,
+    pub services: Vec<ServiceStats>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SearchResponse {
+    pub traces: Vec<TraceSummary>,
+    pub limit: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SpanStatus {
+    /// unset, ok or error.
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SpanJson {
+    pub trace_id: String,
+    pub span_id: String,
+    /// Empty for root spans.
+    pub parent_span_id: String,
+    pub name: String,
+    pub kind: String,
+    pub service_name: String,
+    pub start_time_unix_nano: String,
+    pub duration_nanos: i64,
+    pub status: SpanStatus,
+    /// Span attributes with their OTLP types as JSON types.
+    #[schema(value_type = Object)]
+    pub attributes: serde_json::Value,
+    #[schema(value_type = Object)]
+    pub resource: serde_json::Value,
+    #[schema(value_type = Object)]
+    pub scope: serde_json::Value,
+    #[schema(value_type = Vec<Object>)]
+    pub events: serde_json::Value,
+    #[schema(value_type = Vec<Object>)]
+    pub links: serde_json::Value,
+    pub trace_state: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TraceResponse {
+    pub trace_id: String,
+    pub spans: Vec<SpanJson>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+pub fn span_json(s: &SpanRecord) -> SpanJson {
+    SpanJson {
+        trace_id: hex::encode(s.trace_id),
+        span_id: hex::encode(s.span_id),
+        parent_span_id: s.parent_span_id.map(hex::encode).unwrap_or_default(),
+        name: s.name.clone(),
+        kind: s.kind.as_str().to_string(),
+        service_name: s.service_name().to_string(),
+        start_time_unix_nano: s.start_unix_nano.to_string(),
+        duration_nanos: s.duration_nano,
+        status: SpanStatus {
+            code: s.status_code.as_str().to_string(),
+            message: s.status_message.clone(),
+        },
+        attributes: serde_json::to_value(&s.attributes).unwrap_or_default(),
+        resource: serde_json::to_value(&s.resource.attributes).unwrap_or_default(),
+        scope: serde_json::json!({"name": s.scope.name, "version": s.scope.version}),
+        events: serde_json::Value::Array(
+            s.events
+                .iter()
+                .map(|e| {
+                    serde_json::json!({"timeUnixNano": e.time_unix_nano.to_string(), "name": e.name, "attributes": e.attributes})
+                })
+                .collect(),
+        ),
+        links: serde_json::Value::Array(
+            s.links
+                .iter()
+                .map(|l| {
+                    serde_json::json!({"traceId": hex::encode(l.trace_id), "spanId": hex::encode(l.span_id), "traceState": l.trace_state, "attributes": l.attributes})
+                })
+                .collect(),
+        ),
+        trace_state: s.trace_state.clone(),
+    }
+}
+
+/// The root of a trace: a span without a parent in the trace, earliest first.
+pub fn root_span(spans: &[SpanRecord]) -> Option<&SpanRecord> {
+    let ids: std::collections::HashSet<_> = spans.iter().map(|s| s.span_id).collect();
+    spans
+        .iter()
+        .filter(|s| s.parent_span_id.is_none_or(|p| !ids.contains(&p)))
+        .min_by_key(|s| (s.parent_span_id.is_some(), s.start_unix_nano))
+}
+
+pub fn summarize(id: &[u8; 16], spans: &[SpanRecord]) -> TraceSummary {
+    let start = spans.iter().map(|s| s.start_unix_nano).min().unwrap_or(0);
+    let end = spans
+        .iter()
+        .map(|s| s.end_unix_nano())
+        .max()
+        .unwrap_or(start);
+    let mut services: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for s in spans {
+        let e = services.entry(s.service_name()).or_default();
+        e.0 += 1;
+        e.1 += (s.status_code == StatusCode::Error) as u64;
+    }
+    let root = root_span(spans);
+    TraceSummary {
+        trace_id: hex::encode(id),
+        root_service_name: root
+            .map(|r| r.service_name().to_string())
+            .unwrap_or_default(),
+        root_span_name: root.map(|r| r.name.clone()).unwrap_or_default(),
+        start_time_unix_nano: start.to_string(),
+        duration_nanos: end - start,
+        span_count: spans.len() as u64,
+        error_count: services.values().map(|v| v.1).sum(),
+        services: services
+            .into_iter()
+            .map(|(name, (span_count, error_count))| ServiceStats {
+                name: name.to_string(),
+                span_count,
+                error_count,
+            })
+            .collect(),
+    }
+}
+
+pub fn parse_trace_id_param(s: &str) -> Result<[u8; 16], QueryError> {
+    // Jaeger and some SDKs print 64-bit ids as 16 hex digits: left-pad them.
+    let padded;
+    let s = if s.len() < 32 && !s.is_empty() {
+        padded = format!("{s:0>32}");
+        &padded
+    } else {
+        s
+    };
+    parse_trace_id(s).ok_or_else(|| {
+        QueryError::BadRequest(format!("invalid trace id {s:?}: expected 32 hex digits"))
+    })
+}
+
+#[utoipa::path(get, path = "/api/v1/traces/{traceId}", tag = "traces",
+    params(("traceId" = String, Path, description = "32 hex digits")),
+    responses((status = 200, body = TraceResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_trace(
+    State(st): State<QueryState>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> Result<Json<TraceResponse>, QueryError> {
+    let tid = parse_trace_id_param(&id)?;
+    let spans = st
+        .traces
+        .trace(&tenant, tid)
+        .await?
+        .ok_or_else(|| QueryError::NotFound(format!("trace {} not found", hex::encode(tid))))?;
+    Ok(Json(TraceResponse {
+        trace_id: hex::encode(tid),
+        spans: spans.iter().map(span_json).collect(),
+    }))
+}
+
+/// Parameters of trace search, from a query string (`tags` may repeat).
+pub fn search_filter(query: &str) -> Result<(SpanFilter, usize), QueryError> {
+    let mut f = SpanFilter::default();
+    let (mut start, mut end, mut limit) = (None, None, 20usize);
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        let v = v.trim();
+        if v.is_empty() {
+            continue;
+        }
+        match &*k {
+            "service" => f.service = Some(v.to_string()),
+            "operation" | "name" => f.name = Some(v.to_string()),
+            "tags" | "tag" => f.tags.extend(parse_tags(v)?),
+            "status" => {
+                f.status = Some(StatusCode::parse(v).ok_or_else(|| {
+                    QueryError::BadRequest(format!(
+                        "invalid status {v:?}: expected error, ok or unset"
+                    ))
+                })?)
+            }
+            "minDuration" => f.min_duration_nano = Some(parse_duration(v)?),
+            "maxDuration" => f.max_duration_nano = Some(parse_duration(v)?),
+            "start" => start = Some(parse_time(v, 1_000_000, "start")?),
+            "end" => end = Some(parse_time(v, 1_000_000, "end")?),
+            "limit" => {
+                limit = v
+                    .parse()
+                    .ok()
+                    .filter(|l| (1..=1000).contains(l))
+                    .ok_or_else(|| {
+                        QueryError::BadRequest(format!("invalid limit {v:?}: expected 1 to 1000"))
+                    })?
+            }
+            _ => {}
+        }
+    }
+    lift_error_tag(&mut f);
+    f.end_unix_nano = end.unwrap_or_else(now_nanos);
+    f.start_unix_nano = start.unwrap_or(f.end_unix_nano - 3_600_000_000_000);
+    if f.start_unix_nano > f.end_unix_nano {
+        return Err(QueryError::BadRequest("start is after end".into()));
+    }
+    if let (Some(a), Some(b)) = (f.min_duration_nano, f.max_duration_nano)
+        && a > b
+    {
+        return Err(QueryError::BadRequest(
+            "minDuration is greater than maxDuration".into(),
+        ));
+    }
+    Ok((f, limit))
+}
+
+/// `error=true` (Jaeger's error tag) means status error.
+pub fn lift_error_tag(f: &mut SpanFilter) {
+    f.tags.retain(|(k, v)| {
+        if k == "error" && (v == "true" || v == "false") {
+            if v == "true" {
+                f.status = Some(StatusCode::Error);
+            }
+            return false;
+        }
+        true
+    });
+}
+
+#[utoipa::path(get, path = "/api/v1/traces", tag = "traces",
+    params(
+        ("service" = Option<String>, Query, description = "service.name of a matching span"),
+        ("operation" = Option<String>, Query, description = "span name"),
+        ("tags" = Option<Vec<String>>, Query, description = "key=value (repeatable; logfmt or JSON object)"),
+        ("status" = Option<String>, Query, description = "error, ok or unset"),
+        ("minDuration" = Option<String>, Query, description = "Go duration, e.g. 100ms"),
+        ("maxDuration" = Option<String>, Query, description = "Go duration"),
+        ("start" = Option<String>, Query, description = "unix milliseconds or RFC 3339; default end - 1h"),
+        ("end" = Option<String>, Query, description = "unix milliseconds or RFC 3339; default now"),
+        ("limit" = Option<usize>, Query, description = "1 to 1000, default 20")),
+    responses((status = 200, body = SearchResponse), (status = 400, body = ErrorBody)))]
+async fn search_traces(
+    State(st): State<QueryState>,
+    Tenant(tenant): Tenant,
+    RawQuery(q): RawQuery,
+) -> Result<Json<SearchResponse>, QueryError> {
+    let (filter, limit) = search_filter(q.as_deref().unwrap_or(""))?;
+    let traces = st.traces.search(&tenant, &filter, limit).await?;
+    Ok(Json(SearchResponse {
+        traces: traces
+            .iter()
+            .map(|(id, spans)| summarize(id, spans))
+            .collect(),
+        limit,
+    }))
+}
+
+fn range_param(query: &str) -> Result<Option<(i64, i64)>, QueryError> {
+    let (mut s, mut e) = (None, None);
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        match &*k {
+            "start" => s = Some(parse_time(&v, 1_000_000, "start")?),
+            "end" => e = Some(parse_time(&v, 1_000_000, "end")?),
+            _ => {}
+        }
+    }
+    Ok(match (s, e) {
+        (None, None) => None,
+        (s, e) => Some((s.unwrap_or(i64::MIN), e.unwrap_or(i64::MAX))),
+    })
+}
+
+#[utoipa::path(get, path = "/api/v1/services", tag = "services",
+    params(("start" = Option<String>, Query), ("end" = Option<String>, Query)),
+    responses((status = 200, body = ServicesResponse)))]
+async fn list_services(
+    State(st): State<QueryState>,
+    Tenant(tenant): Tenant,
+    RawQuery(q): RawQuery,
+) -> Result<Json<ServicesResponse>, QueryError> {
+    let range = range_param(q.as_deref().unwrap_or(""))?;
+    Ok(Json(ServicesResponse {
+        services: st.traces.services(&tenant, range).await?,
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/services/{service}/operations", tag = "services",
+    params(("service" = String, Path), ("start" = Option<String>, Query), ("end" = Option<String>, Query)),
+    responses((status = 200, body = OperationsResponse)))]
+async fn list_operations(
+    State(st): State<QueryState>,
+    Tenant(tenant): Tenant,
+    Path(service): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<OperationsResponse>, QueryError> {
+    let range = range_param(q.as_deref().unwrap_or(""))?;
+    let ops = st.traces.operations(&tenant, &service, range).await?;
+    Ok(Json(OperationsResponse {
+        operations: ops
+            .into_iter()
+            .map(|(name, kind)| Operation {
+                name,
+                span_kind: kind.as_str().to_string(),
+            })
+            .collect(),
+    }))
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Loupe query API",
+        description = "Native JSON API of Loupe, used by its web UI."
+    ),
+    paths(get_trace, search_traces, list_services, list_operations),
+    components(schemas(
+        TraceResponse,
+        SpanJson,
+        SpanStatus,
+        SearchResponse,
+        TraceSummary,
+        ServiceStats,
+        ServicesResponse,
+        OperationsResponse,
+        Operation,
+        ErrorBody,
+        ErrorDetail
+    ))
+)]
+pub struct ApiDoc;
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+async fn not_found() -> QueryError {
+    QueryError::NotFound("no such API endpoint".into())
+}
+
+pub fn router(state: QueryState) -> Router {
+    Router::new()
+        .route("/api/v1/traces", get(search_traces))
+        .route("/api/v1/traces/{trace_id}", get(get_trace))
+        .route("/api/v1/services", get(list_services))
+        .route(
+            "/api/v1/services/{service}/operations",
+            get(list_operations),
+        )
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/{*rest}", get(not_found))
+        .with_state(state)
+}

@@ -1,0 +1,181 @@
+//! Parsing of query parameters shared by the native and Jaeger APIs: Go-style durations
+//! (`1.5s`, `250ms`, `1h30m`), timestamps, and tag filters (`k=v` pairs, logfmt, or a JSON
+//! object as Grafana and the Jaeger UI send).
+
+use crate::error::QueryError;
+
+/// Parses a Go-style duration into nanoseconds.
+pub fn parse_duration(s: &str) -> Result<i64, QueryError> {
+    let bad = || {
+        QueryError::BadRequest(format!(
+            "invalid duration {s:?}: expected e.g. 250ms, 1.5s, 2m or 1h30m"
+        ))
+    };
+    let s = s.trim();
+    if s.is_empty() {
+        return Err(bad());
+    }
+    if s == "0" {
+        return Ok(0);
+    }
+    let mut total: f64 = 0.0;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        if num_len == 0 {
+            return Err(bad());
+        }
+        let n: f64 = rest[..num_len].parse().map_err(|_| bad())?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            "d" => 86400e9,
+            _ => return Err(bad()),
+        };
+        total += n * unit;
+        rest = &rest[unit_len..];
+    }
+    if !total.is_finite() || total > i64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok(total as i64)
+}
+
+/// Parses `key=value` tag filters: logfmt (`a=1 b="x y"`) or a JSON object of strings.
+pub fn parse_tags(s: &str) -> Result<Vec<(String, String)>, QueryError> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(Vec::new());
+    }
+    if s.starts_with('{') {
+        let map: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(s).map_err(|e| {
+                QueryError::BadRequest(format!("invalid tags {s:?}: expected a JSON object: {e}"))
+            })?;
+        return Ok(map
+            .into_iter()
+            .map(|(k, v)| match v {
+                serde_json::Value::String(s) => (k, s),
+                other => (k, other.to_string()),
+            })
+            .collect());
+    }
+    let mut out = Vec::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            break;
+        }
+        let key: String =
+            std::iter::from_fn(|| chars.next_if(|c| *c != '=' && !c.is_whitespace())).collect();
+        if chars.next() != Some('=') || key.is_empty() {
+            return Err(QueryError::BadRequest(format!(
+                "invalid tags {s:?}: expected key=value pairs separated by spaces"
+            )));
+        }
+        let value: String = if chars.peek() == Some(&'"') {
+            chars.next();
+            let mut v = String::new();
+            loop {
+                match chars.next() {
+                    Some('\\') => v.extend(chars.next()),
+                    Some('"') => break,
+                    Some(c) => v.push(c),
+                    None => {
+                        return Err(QueryError::BadRequest(format!(
+                            "invalid tags {s:?}: unterminated quote"
+                        )));
+                    }
+                }
+            }
+            v
+        } else {
+            std::iter::from_fn(|| chars.next_if(|c| !c.is_whitespace())).collect()
+        };
+        out.push((key, value));
+    }
+    Ok(out)
+}
+
+/// Parses a timestamp given as unix time in `unit_nanos` units or as RFC 3339.
+pub fn parse_time(s: &str, unit_nanos: i64, what: &str) -> Result<i64, QueryError> {
+    if let Ok(n) = s.trim().parse::<i64>() {
+        return Ok(n.saturating_mul(unit_nanos));
+    }
+    chrono::DateTime::parse_from_rfc3339(s.trim())
+        .ok()
+        .and_then(|t| t.timestamp_nanos_opt())
+        .ok_or_else(|| {
+            QueryError::BadRequest(format!(
+                "invalid {what} {s:?}: expected unix time or RFC 3339"
+            ))
+        })
+}
+
+pub fn now_nanos() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_duration("250ms").unwrap(), 250_000_000);
+        assert_eq!(parse_duration("1.5s").unwrap(), 1_500_000_000);
+        assert_eq!(parse_duration("1h30m").unwrap(), 5_400_000_000_000);
+        assert_eq!(parse_duration("10us").unwrap(), 10_000);
+        assert_eq!(parse_duration("7ns").unwrap(), 7);
+        for bad in ["", "ms", "5", "5x", "-1s", "1..2s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tags_logfmt_and_json() {
+        assert_eq!(
+            parse_tags(r#"error=true http.route="/a b" x=1"#).unwrap(),
+            vec![
+                ("error".into(), "true".into()),
+                ("http.route".into(), "/a b".into()),
+                ("x".into(), "1".into())
+            ]
+        );
+        assert_eq!(
+            parse_tags(r#"{"http.response.status_code":"500","n":3}"#).unwrap(),
+            vec![
+                ("http.response.status_code".into(), "500".into()),
+                ("n".into(), "3".into())
+            ]
+        );
+        assert!(parse_tags("novalue").is_err());
+        assert!(parse_tags("{bad").is_err());
+    }
+
+    #[test]
+    fn times() {
+        assert_eq!(
+            parse_time("1700000000000", 1_000_000, "start").unwrap(),
+            1_700_000_000_000_000_000
+        );
+        assert_eq!(
+            parse_time("2023-11-14T22:13:20Z", 1, "start").unwrap(),
+            1_700_000_000_000_000_000
+        );
+        assert!(parse_time("yesterday", 1, "start").is_err());
+    }
+}
