@@ -60,7 +60,7 @@ impl TraceService for GrpcTraces {
         .await;
         match result {
             Ok(v) => Ok(tonic::Response::new(ExportTraceServiceResponse {
-                partial_success: (v.rejected > 0).then(|| ExportTracePartialSuccess {
+                partial_success: (v.rejected > 0).then_some(ExportTracePartialSuccess {
                     rejected_spans: v.rejected as i64,
                     error_message: v.message,
                 }),

@@ -137,7 +137,10 @@ pub fn span(
                 "http.response.status_code".into(),
                 AttrValue::Int(200 + span as i64),
             ),
-            ("custom.flag".into(), AttrValue::Bool(span % 2 == 0)),
+            (
+                "custom.flag".into(),
+                AttrValue::Bool(span.is_multiple_of(2)),
+            ),
         ]),
         events: vec![Event {
             time_unix_nano: start + 1,

@@ -116,6 +116,9 @@ impl Wal {
         names.sort();
         let mut records = Vec::new();
         let mut segments = Vec::new();
+        // Sequence numbers are never reused: a segment's name is its first sequence number,
+        // and the newest segment (possibly empty) always survives trimming.
+        let name_floor = names.last().map_or(1, |(seq, _)| *seq);
         for (_, path) in names {
             let data = Bytes::from(fs::read(&path).map_err(io)?);
             let (recs, stop) = frame::decode_all(&data);
@@ -136,7 +139,7 @@ impl Wal {
             records.extend(recs);
         }
         records.sort_by_key(|r| r.seq);
-        let next_seq = records.last().map_or(1, |r| r.seq + 1);
+        let next_seq = records.last().map_or(1, |r| r.seq + 1).max(name_floor);
         let total = segments.iter().map(|s| s.bytes).sum();
         let shared = Arc::new(Shared {
             segments: Mutex::new(segments),
@@ -251,6 +254,8 @@ impl Writer {
             .and_then(|d| d.sync_all())
             .map_err(io)?;
         let existing = file.metadata().map(|m| m.len()).unwrap_or(0);
+        // Reopening an empty segment of a previous run under the same name.
+        segments.retain(|s| s.path != path);
         segments.push(Segment {
             path,
             last_seq: None,

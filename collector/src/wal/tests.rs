@@ -132,3 +132,35 @@ async fn full_log_pushes_back() {
     }
     assert!(full);
 }
+
+#[tokio::test]
+async fn sequence_numbers_are_never_reused_after_trim() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = WalConfig::new(dir.path());
+    {
+        let (wal, _) = Wal::open(cfg.clone()).unwrap();
+        for _ in 0..5 {
+            wal.append(&tenant(), Signal::Traces, Bytes::from_static(b"a"))
+                .await
+                .unwrap();
+        }
+    }
+    {
+        // Everything was committed: the old segment is trimmed, the new one stays empty.
+        let (wal, recs) = Wal::open(cfg.clone()).unwrap();
+        assert_eq!(recs.len(), 5);
+        wal.trim_below(u64::MAX);
+    }
+    for _ in 0..2 {
+        let (wal, recs) = Wal::open(cfg.clone()).unwrap();
+        assert!(recs.is_empty());
+        wal.trim_below(u64::MAX);
+    }
+    let (wal, _) = Wal::open(cfg).unwrap();
+    assert_eq!(
+        wal.append(&tenant(), Signal::Traces, Bytes::from_static(b"b"))
+            .await
+            .unwrap(),
+        6
+    );
+}

@@ -182,7 +182,7 @@ impl Catalog {
                 next.apply(&commit);
                 let next = Arc::new(next);
                 self.store_state(tenant, next.clone());
-                if commit.version % self.inner.checkpoint_every == 0 {
+                if commit.version.is_multiple_of(self.inner.checkpoint_every) {
                     // A failed checkpoint only makes later loads list more commits.
                     if let Err(e) = log::write_checkpoint(
                         &self.inner.storage,

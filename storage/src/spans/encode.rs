@@ -141,6 +141,13 @@ fn split_attrs<'a>(
     Some(rest.to_json())
 }
 
+/// A resource already split into its promoted columns and JSON rest, keyed by its `Arc`.
+type ResourceColumns = (
+    *const crate::model::Resource,
+    Vec<Option<String>>,
+    Option<String>,
+);
+
 fn to_record_batch(spans: &[&SpanRecord]) -> Result<RecordBatch, StorageError> {
     let n = spans.len();
     let mut trace_id = FixedSizeBinaryBuilder::with_capacity(n, 16);
@@ -175,11 +182,7 @@ fn to_record_batch(spans: &[&SpanRecord]) -> Result<RecordBatch, StorageError> {
 
     let bad = |e: arrow_schema::ArrowError| StorageError::parquet("<new file>", e);
     // Spans of one resource share an Arc: split its attributes once per run.
-    let mut res_cache: Option<(
-        *const crate::model::Resource,
-        Vec<Option<String>>,
-        Option<String>,
-    )> = None;
+    let mut res_cache: Option<ResourceColumns> = None;
     let mut res_str: Vec<Option<&str>> = vec![None; RESOURCE_STR_COLUMNS.len()];
     let mut span_str: Vec<Option<&str>> = vec![None; SPAN_STR_COLUMNS.len()];
     let mut span_int: Vec<Option<i64>> = vec![None; SPAN_INT_COLUMNS.len()];

@@ -1,0 +1,232 @@
+//! Every bad input gets the right status and a message saying what is wrong, the server keeps
+//! serving, and data accepted earlier stays intact.
+
+use std::io::Write;
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use prost::Message;
+
+use crate::harness::{Server, get_json};
+use crate::otlp::{post_proto, random_trace_id, trace_request};
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
+async fn post(
+    url: &str,
+    ct: &str,
+    encoding: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, String, Vec<u8>) {
+    let mut req = reqwest::Client::new()
+        .post(url)
+        .header("content-type", ct)
+        .body(body);
+    if let Some(e) = encoding {
+        req = req.header("content-encoding", e);
+    }
+    let resp = req.send().await.expect("post");
+    let status = resp.status().as_u16();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, ct, resp.bytes().await.unwrap().to_vec())
+}
+
+fn proto_message(body: &[u8]) -> String {
+    RpcStatus::decode(body)
+        .expect("google.rpc.Status body")
+        .message
+}
+
+fn json_message(body: &[u8]) -> String {
+    let v: serde_json::Value = serde_json::from_slice(body).expect("json status body");
+    v["message"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_inputs_get_clear_errors_and_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &["server"],
+        dir.path(),
+        &[("LOUPE_MAX_REQUEST_BYTES", "256KiB")],
+    );
+    server.wait_ready().await;
+    let url = server.otlp_url("/v1/traces");
+    let good = random_trace_id();
+    assert_eq!(
+        post_proto(&url, &trace_request("before", good, 4), None)
+            .await
+            .status(),
+        200
+    );
+
+    let (s, ct, body) = post(
+        &url,
+        "application/x-protobuf",
+        None,
+        vec![0x0a, 0xff, 0xff, 0xff],
+    )
+    .await;
+    assert_eq!((s, ct.as_str()), (400, "application/x-protobuf"));
+    assert!(
+        proto_message(&body).contains("invalid OTLP protobuf"),
+        "{}",
+        proto_message(&body)
+    );
+
+    let (s, ct, body) = post(
+        &url,
+        "application/json",
+        None,
+        b"{\"resourceSpans\": [".to_vec(),
+    )
+    .await;
+    assert_eq!((s, ct.as_str()), (400, "application/json"));
+    assert!(json_message(&body).contains("invalid OTLP/JSON"));
+
+    let (s, _, body) = post(&url, "text/plain", None, b"hello".to_vec()).await;
+    assert_eq!(s, 415);
+    assert!(json_message(&body).contains("unsupported content-type"));
+
+    let (s, _, body) = post(&url, "application/x-protobuf", None, Vec::new()).await;
+    assert_eq!(s, 400);
+    assert!(proto_message(&body).contains("empty"));
+
+    let (s, _, body) = post(&url, "application/x-protobuf", None, vec![0u8; 300 * 1024]).await;
+    assert_eq!(s, 413);
+    assert!(proto_message(&body).contains("exceeds the limit"));
+
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&vec![0u8; 64 * 1024 * 1024]).unwrap();
+    let bomb = gz.finish().unwrap();
+    assert!(bomb.len() < 256 * 1024);
+    let (s, _, body) = post(&url, "application/x-protobuf", Some("gzip"), bomb).await;
+    assert_eq!(s, 413);
+    assert!(proto_message(&body).contains("after gzip decompression"));
+
+    let (s, _, body) = post(&url, "application/x-protobuf", Some("br"), vec![1, 2, 3]).await;
+    assert_eq!(s, 415);
+    assert!(proto_message(&body).contains("content-encoding"));
+
+    // Invalid ids: the bad spans are rejected through partial success, the good ones kept.
+    let mixed_id = random_trace_id();
+    let mut req = trace_request("mixed", mixed_id, 4);
+    req.resource_spans[0].scope_spans[0].spans[2].span_id = vec![1, 2, 3];
+    req.resource_spans[0].scope_spans[0].spans[3].trace_id = vec![9; 5];
+    let resp = post_proto(&url, &req, None).await;
+    assert_eq!(resp.status(), 200);
+    let body = resp.bytes().await.unwrap();
+    let parsed =
+        opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse::decode(body)
+            .unwrap();
+    let partial = parsed.partial_success.expect("partial success");
+    assert_eq!(partial.rejected_spans, 2);
+    assert!(
+        partial.error_message.contains("span_id must be 8 bytes"),
+        "{}",
+        partial.error_message
+    );
+
+    // Same over OTLP/JSON: zstd-compressed JSON with an end before its start.
+    let json = serde_json::json!({"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "json-svc"}}]},
+        "scopeSpans": [{"spans": [
+            {"traceId": hex::encode(random_trace_id()), "spanId": "0102030405060708", "name": "ok", "kind": 2,
+             "startTimeUnixNano": "1700000000000000000", "endTimeUnixNano": "1700000001000000000"},
+            {"traceId": hex::encode(random_trace_id()), "spanId": "0102030405060709", "name": "backwards",
+             "startTimeUnixNano": "1700000001000000000", "endTimeUnixNano": "1700000000000000000"}]}]}]});
+    let z = zstd::encode_all(&serde_json::to_vec(&json).unwrap()[..], 3).unwrap();
+    let (s, _, body) = post(&url, "application/json", Some("zstd"), z).await;
+    assert_eq!(s, 200);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["partialSuccess"]["rejectedSpans"], "1");
+    assert!(
+        v["partialSuccess"]["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("before start")
+    );
+
+    // gRPC: over-limit → RESOURCE_EXHAUSTED, invalid ids → partial success.
+    let mut client = TraceServiceClient::connect(format!("http://{}", server.otlp_grpc.unwrap()))
+        .await
+        .unwrap();
+    let mut big = trace_request("big", random_trace_id(), 1);
+    big.resource_spans[0].scope_spans[0].spans[0].name = "x".repeat(300 * 1024);
+    let err = client.export(big).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err}");
+    let mut req = trace_request("grpc-mixed", random_trace_id(), 3);
+    req.resource_spans[0].scope_spans[0].spans[0].trace_id = vec![];
+    let resp = client.export(req).await.unwrap().into_inner();
+    assert_eq!(resp.partial_success.unwrap().rejected_spans, 1);
+
+    // Still serving, earlier data intact, the valid half of the mixed request kept.
+    let (s, _) = get_json(&server.url("/healthz"), None).await;
+    assert_eq!(s, 200);
+    let (s, body) = get_json(
+        &server.url(&format!("/api/v1/traces/{}", hex::encode(good))),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(body["spans"].as_array().unwrap().len(), 4);
+    let (_, body) = get_json(
+        &server.url(&format!("/api/v1/traces/{}", hex::encode(mixed_id))),
+        None,
+    )
+    .await;
+    assert_eq!(body["spans"].as_array().unwrap().len(), 2);
+
+    // Query-side bad inputs.
+    let (s, body) = get_json(&server.url("/api/v1/traces/not-hex"), None).await;
+    assert_eq!(s, 400);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid trace id")
+    );
+    let (s, _) = get_json(
+        &server.url(&format!(
+            "/api/v1/traces/{}",
+            hex::encode(random_trace_id())
+        )),
+        None,
+    )
+    .await;
+    assert_eq!(s, 404);
+    let (s, body) = get_json(&server.url("/api/v1/traces?minDuration=fast"), None).await;
+    assert_eq!(s, 400);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid duration")
+    );
+    let (s, body) = get_json(&server.url("/jaeger/api/traces?limit=5"), None).await;
+    assert_eq!(s, 400);
+    assert!(
+        body["errors"][0]["msg"]
+            .as_str()
+            .unwrap()
+            .contains("service")
+    );
+
+    let (_, metrics) = get_json(&server.url("/metrics"), None).await;
+    let metrics = metrics.as_str().unwrap().to_string();
+    assert!(
+        metrics.contains(
+            "loupe_ingest_rejected_requests_total{protocol=\"http\",reason=\"too_large\"} 2"
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains("loupe_ingest_rejected_spans_total"));
+}

@@ -1,0 +1,43 @@
+//! The web UI in headless Chromium against a demo server: search → open a trace → the
+//! waterfall shows its spans; saves a screenshot under target/.
+
+use std::process::Command;
+
+use crate::harness::{Server, eventually, get_json, workspace_root};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ui_search_and_trace_view_in_chromium() {
+    let browser_dir = workspace_root().join("tests/browser");
+    assert!(
+        browser_dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is missing: run `tests/setup.sh` (or `make test`) first"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&["server", "--demo"], dir.path(), &[]);
+    server.wait_ready().await;
+    eventually(30, "demo traces", || async {
+        let (_, b) = get_json(&server.url("/api/v1/traces?service=checkout&limit=1"), None).await;
+        (b["traces"].as_array()?.len() == 1).then_some(())
+    })
+    .await;
+    let shots = workspace_root().join("target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let shot = shots.join("trace_view.png");
+    let out = Command::new("node")
+        .arg(browser_dir.join("trace_view.mjs"))
+        .env("LOUPE_URL", format!("http://{}", server.http))
+        .env("LOUPE_SERVICE", "checkout")
+        .env("LOUPE_MIN_SPANS", "3")
+        .env("LOUPE_SCREENSHOT", &shot)
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "browser test failed:\n{stdout}\n{stderr}"
+    );
+    let png = std::fs::read(&shot).expect("screenshot saved");
+    assert!(png.starts_with(b"\x89PNG"), "screenshot is a PNG");
+    eprintln!("browser: {stdout}screenshot: {}", shot.display());
+}

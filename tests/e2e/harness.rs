@@ -1,0 +1,171 @@
+//! Starting real `loupe` processes on ephemeral loopback ports with temporary data dirs,
+//! and small HTTP helpers. A `Server` is killed when dropped; its log is printed on failure.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+pub struct Server {
+    child: Child,
+    pub http: SocketAddr,
+    pub otlp_grpc: Option<SocketAddr>,
+    pub otlp_http: Option<SocketAddr>,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Python of the test virtualenv (created by `tests/setup.sh`).
+pub fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("LOUPE_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let p = workspace_root().join(".venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing: run `tests/setup.sh` (or `make test`) first",
+        p.display()
+    );
+    p
+}
+
+impl Server {
+    /// Starts `loupe <args>` with `env` on `data_dir`, waiting until it listens.
+    pub fn start(args: &[&str], data_dir: &Path, env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_loupe"));
+        cmd.args(args)
+            .env("LOUPE_DATA_DIR", data_dir)
+            .env("LOUPE_HTTP_ADDR", "127.0.0.1:0")
+            .env("LOUPE_OTLP_GRPC_ADDR", "127.0.0.1:0")
+            .env("LOUPE_OTLP_HTTP_ADDR", "127.0.0.1:0")
+            .env("LOUPE_LOG_FORMAT", "json")
+            .env("LOUPE_FLUSH_INTERVAL", "500ms")
+            .env_remove("LOUPE_STORAGE_URL")
+            .env_remove("LOUPE_AUTH_TOKENS")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn loupe");
+        let stdout = child.stdout.take().expect("stdout");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                        && v["message"] == "listening"
+                    {
+                        let _ = tx.send(v);
+                    }
+                    log.lock().unwrap().push(line);
+                }
+            });
+        }
+        let Ok(v) = rx.recv_timeout(Duration::from_secs(30)) else {
+            let _ = child.kill();
+            panic!(
+                "loupe did not start listening:\n{}",
+                log.lock().unwrap().join("\n")
+            );
+        };
+        let addr = |k: &str| v[k].as_str().and_then(|s| s.parse().ok());
+        Server {
+            child,
+            http: addr("http").expect("http address"),
+            otlp_grpc: addr("otlp_grpc"),
+            otlp_http: addr("otlp_http"),
+            log,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    pub fn otlp_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.otlp_http.expect("collector role"))
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(r) = reqwest::get(self.url("/readyz")).await
+                && r.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("server never became ready:\n{}", self.log_text());
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// SIGKILL: no flush, no clean shutdown.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        self.child.wait().expect("wait")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- loupe log ----\n{}", self.log_text());
+        }
+    }
+}
+
+/// Polls `f` until it returns Some, or panics after `secs`.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn get_json(url: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+    let mut req = reqwest::Client::new().get(url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    let body = resp.text().await.unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)),
+    )
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests: real `loupe` processes on loopback, driven by real clients (the
+//! OpenTelemetry Python SDK, tonic, HTTP, headless Chromium).
+
+mod bad_inputs;
+mod browser;
+mod durability;
+mod harness;
+mod otlp;
+mod python_sdk;
+mod roles;
+mod tenancy;

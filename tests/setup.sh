@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs, idempotently (safe to run on every test run):
+#   - Debian's chromium, for the browser test
+#   - a Python virtualenv (.venv) with the OpenTelemetry SDK and moto (S3 test server)
+#   - playwright-core (no browser download) for tests/browser
+#   - cargo-nextest, the test runner
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if [ ! -x /usr/bin/chromium ]; then
+  echo "setup: installing chromium (Debian package)"
+  export DEBIAN_FRONTEND=noninteractive
+  as_root apt-get update -qq
+  as_root apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ] || ! cmp -s tests/python/requirements.txt .venv/.loupe-requirements; then
+  echo "setup: creating .venv with the Python test tools"
+  python3 -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check -r tests/python/requirements.txt
+  cp tests/python/requirements.txt .venv/.loupe-requirements
+fi
+
+if [ ! -d tests/browser/node_modules/playwright-core ] \
+  || [ tests/browser/package-lock.json -nt tests/browser/node_modules/.package-lock.json ]; then
+  echo "setup: installing playwright-core"
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "setup: installing cargo-nextest"
+  cargo install cargo-nextest --locked
+fi
+echo "setup: ok"
