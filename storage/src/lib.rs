@@ -11,8 +11,8 @@
 //! - [`fresh`]: the hook through which queries see acknowledged data not yet flushed.
 
 pub mod catalog;
-#[cfg(test)]
-pub(crate) mod conformance;
+#[cfg(any(test, feature = "test-suite"))]
+pub mod conformance;
 pub mod error;
 pub mod fresh;
 pub mod lifecycle;

@@ -3,6 +3,7 @@
 
 mod bad_inputs;
 mod browser;
+mod deploy;
 mod durability;
 mod harness;
 mod otlp;
