@@ -7,6 +7,7 @@ mod deploy;
 mod durability;
 mod harness;
 mod otlp;
+mod overload;
 mod python_sdk;
 mod roles;
 mod tenancy;

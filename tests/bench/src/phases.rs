@@ -1,0 +1,550 @@
+//! The phases of a run, in order: ingest (gRPC, then HTTP) on a fresh server, stored size,
+//! freshness; cold lookups on restarted processes; compaction, warm lookups and search with
+//! the DuckDB baseline; growth to 10× the data.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use loupe_storage::TenantId;
+use loupe_storage::catalog::Catalog;
+use loupe_storage::store::{Signal, Storage};
+use prost::Message;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+
+use crate::figures::{Figure, percentile};
+use crate::load::{Protocol, send_all};
+use crate::server::{Server, default_binary};
+use crate::tracegen::{Generator, TraceInfo};
+use crate::{Args, Sizes};
+
+struct Ctx<'a> {
+    args: &'a Args,
+    sizes: &'a Sizes,
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    client: reqwest::Client,
+    emitted: std::cell::RefCell<Vec<&'static str>>,
+}
+
+/// Every figure a full run produces; a run fails if one is missing.
+pub const FIGURES: &[&str] = &[
+    "spans_ingest_per_cpu_s",
+    "spans_ingest_http_per_cpu_s",
+    "span_stored_bytes",
+    "span_stored_bytes_compacted",
+    "span_stored_vs_zstd3",
+    "trace_by_id_p50_ms",
+    "trace_by_id_p99_ms",
+    "jaeger_trace_by_id_p99_ms",
+    "trace_by_id_cold_p99_ms",
+    "trace_by_id_growth",
+    "trace_search_p99_ms",
+    "ack_to_query_p99_ms",
+    "server_rss_mib_peak",
+];
+
+impl Ctx<'_> {
+    fn wanted(&self, name: &str) -> bool {
+        self.args.only.is_empty() || self.args.only.iter().any(|o| o == name)
+    }
+
+    fn emit(&self, f: Figure) {
+        if self.wanted(f.name) {
+            self.emitted.borrow_mut().push(f.name);
+            f.emit();
+        }
+    }
+
+    fn start(&self, env: &[(&str, String)]) -> anyhow::Result<Server> {
+        Server::start(&self.bin, self.dir.path(), env)
+    }
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+fn encode(
+    reqs: &[opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest],
+) -> Vec<Bytes> {
+    reqs.iter()
+        .map(|r| Bytes::from(r.encode_to_vec()))
+        .collect()
+}
+
+/// `zstd -3` size of the concatenated OTLP protobuf.
+fn zstd3(parts: &[&[Bytes]]) -> anyhow::Result<u64> {
+    struct Count(u64);
+    impl Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len() as u64;
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut enc = zstd::stream::Encoder::new(Count(0), 3)?;
+    for p in parts {
+        for b in p.iter() {
+            enc.write_all(b)?;
+        }
+    }
+    Ok(enc.finish()?.0)
+}
+
+async fn catalog_stats(dir: &Path) -> anyhow::Result<(u64, u64, usize, Vec<String>)> {
+    let storage = Storage::open(&format!("file://{}/objects", dir.display()))?;
+    let catalog = Catalog::new(storage, "bench");
+    let state = catalog.refresh(&TenantId::default_tenant()).await?;
+    let files: Vec<_> = state.files_of(Signal::Traces).collect();
+    let bytes = files.iter().map(|f| f.bytes).sum();
+    let rows = files.iter().map(|f| f.rows).sum();
+    let paths = files
+        .iter()
+        .map(|f| dir.join("objects").join(&f.path).display().to_string())
+        .collect();
+    Ok((bytes, rows, files.len(), paths))
+}
+
+async fn timed_get(
+    client: &reqwest::Client,
+    url: &str,
+) -> anyhow::Result<(f64, serde_json::Value)> {
+    let t = Instant::now();
+    let resp = client.get(url).send().await?;
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await?;
+    let ms = t.elapsed().as_secs_f64() * 1000.0;
+    if !status.is_success() {
+        bail!("GET {url}: {status} {body}");
+    }
+    Ok((ms, body))
+}
+
+/// Looks every id up once; returns the latencies (ms) and checks the span counts.
+async fn lookups(
+    ctx: &Ctx<'_>,
+    server: &Server,
+    ids: &[&TraceInfo],
+    jaeger: bool,
+) -> anyhow::Result<Vec<f64>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for t in ids {
+        let hex = hex::encode(t.trace_id);
+        let url = if jaeger {
+            server.url(&format!("/jaeger/api/traces/{hex}"))
+        } else {
+            server.url(&format!("/api/v1/traces/{hex}"))
+        };
+        let (ms, body) = timed_get(&ctx.client, &url).await?;
+        let n = if jaeger {
+            body["data"][0]["spans"].as_array().map_or(0, |a| a.len())
+        } else {
+            body["spans"].as_array().map_or(0, |a| a.len())
+        };
+        if n != t.spans {
+            bail!("trace {hex}: {n} spans returned, {} sent", t.spans);
+        }
+        out.push(ms);
+    }
+    Ok(out)
+}
+
+struct Search {
+    query: String,
+    sql_where: &'static str,
+}
+
+fn searches(start_ns: u64, end_ns: u64) -> Vec<Search> {
+    let range = format!(
+        "start={}&end={}&limit=20",
+        start_ns / 1_000_000,
+        end_ns / 1_000_000 + 1
+    );
+    vec![
+        Search {
+            query: format!("service=checkout&tags=rpc.method%3DPlaceOrder&minDuration=5ms&{range}"),
+            sql_where: "service_name = 'checkout' AND rpc_method = 'PlaceOrder' AND duration_nano >= 5000000",
+        },
+        Search {
+            query: format!("service=catalog&tags=db.system%3Dpostgresql&minDuration=2ms&{range}"),
+            sql_where: "service_name = 'catalog' AND db_system = 'postgresql' AND duration_nano >= 2000000",
+        },
+        Search {
+            query: format!(
+                "service=api-gateway&tags=http.route%3D%2Fapi%2Fv1%2Fcart&minDuration=1ms&{range}"
+            ),
+            sql_where: "service_name = 'api-gateway' AND http_route = '/api/v1/cart' AND duration_nano >= 1000000",
+        },
+        Search {
+            query: format!("service=payment&status=error&{range}"),
+            sql_where: "service_name = 'payment' AND status_code = 2",
+        },
+        Search {
+            query: format!(
+                "service=frontend-web&tags=http.response.status_code%3D500&minDuration=1ms&{range}"
+            ),
+            sql_where: "service_name = 'frontend-web' AND http_response_status_code = 500 AND duration_nano >= 1000000",
+        },
+    ]
+}
+
+async fn run_searches(
+    ctx: &Ctx<'_>,
+    server: &Server,
+    list: &[Search],
+) -> anyhow::Result<(Vec<f64>, Vec<usize>)> {
+    let mut ms = Vec::new();
+    let mut hits = Vec::new();
+    for s in list {
+        let url = server.url(&format!("/api/v1/traces?{}", s.query));
+        let (_, body) = timed_get(&ctx.client, &url).await?; // warm-up
+        hits.push(body["traces"].as_array().map_or(0, |a| a.len()));
+        for _ in 0..ctx.sizes.search_repeat {
+            ms.push(timed_get(&ctx.client, &url).await?.0);
+        }
+    }
+    Ok((ms, hits))
+}
+
+fn python(args: &Args) -> PathBuf {
+    args.python
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python"))
+}
+
+fn duckdb(
+    args: &Args,
+    files: &[String],
+    ids: &[&TraceInfo],
+    list: &[Search],
+    start: u64,
+    end: u64,
+    repeat: usize,
+) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
+    let job = json!({
+        "files": files,
+        "trace_ids": ids.iter().map(|t| hex::encode(t.trace_id)).collect::<Vec<_>>(),
+        "searches": list.iter().map(|s| json!({"sql_where": s.sql_where, "start": start, "end": end})).collect::<Vec<_>>(),
+        "repeat": repeat,
+    });
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("duckdb_baseline.py");
+    let mut child = Command::new(python(args))
+        .arg(&script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("cannot run the DuckDB baseline (run tests/setup.sh for the .venv)")?;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(job.to_string().as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("DuckDB baseline failed");
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let list = |k: &str| {
+        v[k].as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+            .unwrap_or_default()
+    };
+    Ok((list("trace_by_id_ms"), list("search_ms")))
+}
+
+/// Waits until compaction stops changing the catalog.
+async fn wait_compacted(dir: &Path) -> anyhow::Result<usize> {
+    let mut last = usize::MAX;
+    let mut stable = 0;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while Instant::now() < deadline {
+        let (_, _, files, _) = catalog_stats(dir).await?;
+        if files == last {
+            stable += 1;
+            if stable >= 4 {
+                return Ok(files);
+            }
+        } else {
+            stable = 0;
+            last = files;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    bail!("compaction did not settle")
+}
+
+pub async fn run(args: &Args, sizes: &Sizes) -> anyhow::Result<()> {
+    let bin = args.server.clone().unwrap_or_else(default_binary);
+    if !bin.exists() {
+        bail!(
+            "{} not found: build it first (cargo build --release -p loupe)",
+            bin.display()
+        );
+    }
+    let ctx = Ctx {
+        args,
+        sizes,
+        bin,
+        dir: tempfile::tempdir()?,
+        client: reqwest::Client::new(),
+        emitted: Default::default(),
+    };
+    eprintln!(
+        "loupe-bench: {} run, {} spans at 1x, {}x for growth, server {}",
+        sizes.mode,
+        sizes.base_spans,
+        sizes.growth_factor,
+        ctx.bin.display()
+    );
+
+    // Generate and pre-encode before anything is timed. Traces spread over the last hour.
+    let t0 = now_ns() - 3_600_000_000_000;
+    let avg_trace_spans = 25u64;
+    let gap = 3_600_000_000_000 / (sizes.base_spans as u64 / avg_trace_spans).max(1);
+    let mut generator = Generator::new(args.seed, t0);
+    let (grpc_reqs, grpc_traces) =
+        generator.batch(sizes.base_spans / 2, sizes.spans_per_request, gap);
+    let (http_reqs, http_traces) =
+        generator.batch(sizes.base_spans / 2, sizes.spans_per_request, gap);
+    let grpc_bytes = Arc::new(encode(&grpc_reqs));
+    let http_bytes = Arc::new(encode(&http_reqs));
+    drop((grpc_reqs, http_reqs));
+    let grpc_spans: usize = grpc_traces.iter().map(|t| t.spans).sum();
+    let http_spans: usize = http_traces.iter().map(|t| t.spans).sum();
+    let total_spans = (grpc_spans + http_spans) as f64;
+    let raw: u64 = grpc_bytes
+        .iter()
+        .chain(http_bytes.iter())
+        .map(|b| b.len() as u64)
+        .sum();
+    let zstd_bytes = zstd3(&[&grpc_bytes, &http_bytes])?;
+    let all: Vec<&TraceInfo> = grpc_traces.iter().chain(http_traces.iter()).collect();
+    let window_end = all.iter().map(|t| t.start_unix_nano).max().unwrap_or(t0) + 60_000_000_000;
+    let mut rng = StdRng::seed_from_u64(args.seed ^ 0x5eed);
+    let sample: Vec<&TraceInfo> = (0..sizes.lookups)
+        .map(|_| all[rng.random_range(0..all.len())])
+        .collect();
+    eprintln!(
+        "generated {} traces, {} spans, {:.1} MB OTLP",
+        all.len(),
+        total_spans,
+        raw as f64 / 1e6
+    );
+
+    // Phase 1: ingest on a fresh server (no compaction while measuring).
+    let no_compaction = [("LOUPE_COMPACTION_INTERVAL", "1h".to_string())];
+    let server = ctx.start(&no_compaction)?;
+    server.wait_ready(&ctx.client).await?;
+    for (protocol, name, requests, spans) in [
+        (
+            Protocol::Grpc,
+            "spans_ingest_per_cpu_s",
+            grpc_bytes.clone(),
+            grpc_spans,
+        ),
+        (
+            Protocol::Http,
+            "spans_ingest_http_per_cpu_s",
+            http_bytes.clone(),
+            http_spans,
+        ),
+    ] {
+        let addr = if protocol == Protocol::Grpc {
+            server.grpc
+        } else {
+            server.otlp_http
+        };
+        let cpu0 = server.cpu_seconds();
+        let wall = Instant::now();
+        let retries = send_all(protocol, addr, requests.clone(), sizes.concurrency).await?;
+        let acked = wall.elapsed().as_secs_f64();
+        server.wait_flushed(&ctx.client).await?;
+        let cpu = server.cpu_seconds() - cpu0;
+        let wall = wall.elapsed().as_secs_f64();
+        ctx.emit(Figure::new(name, spans as f64 / cpu.max(1e-9), "spans/cpu_s", Some(">= 100000"), json!({
+            "spans": spans, "requests": requests.len(), "spans_per_request": sizes.spans_per_request,
+            "concurrency": sizes.concurrency, "server_cpu_s": cpu, "wall_s_to_ack": acked, "wall_s_to_flushed": wall,
+            "spans_per_wall_s": spans as f64 / acked, "overload_retries": retries, "counted": "server process user+system CPU from ack through flush to object storage"
+        })));
+    }
+    let rss = server.rss_peak_mib();
+    let (stored, rows, files, _) = catalog_stats(ctx.dir.path()).await?;
+    if rows as f64 != total_spans {
+        bail!("catalog holds {rows} spans, {total_spans} were sent");
+    }
+    ctx.emit(Figure::new("span_stored_bytes", stored as f64 / total_spans, "bytes/span", Some("<= 60"), json!({"stored_bytes": stored, "spans": rows, "files": files, "otlp_protobuf_bytes_per_span": raw as f64 / total_spans})));
+    ctx.emit(
+        Figure::new("span_stored_vs_zstd3", stored as f64 / zstd_bytes as f64, "ratio", Some("<= 1.0"), json!({"stored_bytes": stored, "zstd3_otlp_bytes": zstd_bytes, "baseline_is": "zstd -3 of the raw OTLP protobuf, bytes per span"}))
+            .with_baseline_ratio(zstd_bytes as f64 / total_spans, stored as f64 / zstd_bytes as f64),
+    );
+
+    // Freshness: from the ack of an export to the trace being readable by id.
+    let mut ack = Vec::new();
+    let mut fresh = Generator::new(args.seed ^ 0xfee1, now_ns() - 1_000_000_000);
+    for _ in 0..sizes.ack_samples {
+        let (reqs, infos) = fresh.batch(1, 1, 1);
+        let body = reqs[0].encode_to_vec();
+        let resp = ctx
+            .client
+            .post(format!("http://{}/v1/traces", server.otlp_http))
+            .header("content-type", "application/x-protobuf")
+            .body(body)
+            .send()
+            .await?;
+        if resp.status() != 200 {
+            bail!("freshness export failed: {}", resp.status());
+        }
+        let acked = Instant::now();
+        let url = server.url(&format!(
+            "/api/v1/traces/{}",
+            hex::encode(infos[0].trace_id)
+        ));
+        loop {
+            let r = ctx.client.get(&url).send().await?;
+            if r.status() == 200 {
+                let b: serde_json::Value = r.json().await?;
+                if b["spans"].as_array().map_or(0, |a| a.len()) == infos[0].spans {
+                    break;
+                }
+            }
+            if acked.elapsed() > Duration::from_secs(30) {
+                bail!("trace not readable 30 s after its ack");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        ack.push(acked.elapsed().as_secs_f64() * 1000.0);
+    }
+    ctx.emit(Figure::new(
+        "ack_to_query_p99_ms",
+        percentile(&ack, 0.99),
+        "ms",
+        Some("<= 5000"),
+        json!({"samples": ack.len(), "p50_ms": percentile(&ack, 0.5), "poll_interval_ms": 5}),
+    ));
+    server.stop()?;
+
+    // Phase 2: cold lookups, each batch on a freshly started process.
+    let mut cold = Vec::new();
+    for r in 0..sizes.cold_restarts {
+        let server = ctx.start(&no_compaction)?;
+        server.wait_ready(&ctx.client).await?;
+        let ids: Vec<&TraceInfo> = sample
+            .iter()
+            .skip(r * sizes.cold_lookups)
+            .take(sizes.cold_lookups)
+            .copied()
+            .collect();
+        cold.extend(lookups(&ctx, &server, &ids, false).await?);
+        server.stop()?;
+    }
+    ctx.emit(Figure::new("trace_by_id_cold_p99_ms", percentile(&cold, 0.99), "ms", Some("<= 300"), json!({"restarts": sizes.cold_restarts, "lookups_per_restart": sizes.cold_lookups, "first_lookup_ms": cold.first(), "p50_ms": percentile(&cold, 0.5)})));
+
+    // Phase 3: compaction, then warm lookups and search, with DuckDB on the same files.
+    let compacting = [("LOUPE_COMPACTION_INTERVAL", "1s".to_string())];
+    let server = ctx.start(&compacting)?;
+    server.wait_ready(&ctx.client).await?;
+    let files_after = wait_compacted(ctx.dir.path()).await?;
+    let (stored, rows, _, paths) = catalog_stats(ctx.dir.path()).await?;
+    ctx.emit(Figure::new(
+        "span_stored_bytes_compacted",
+        stored as f64 / rows as f64,
+        "bytes/span",
+        Some("<= 60"),
+        json!({"stored_bytes": stored, "spans": rows, "files": files_after}),
+    ));
+    lookups(&ctx, &server, &sample, false).await?; // warm-up pass
+    let warm = lookups(&ctx, &server, &sample, false).await?;
+    lookups(&ctx, &server, &sample, true).await?;
+    let jaeger = lookups(&ctx, &server, &sample, true).await?;
+    let list = searches(t0, window_end);
+    let (search_ms, hits) = run_searches(&ctx, &server, &list).await?;
+    let (duck_id, duck_search) = duckdb(
+        args,
+        &paths,
+        &sample,
+        &list,
+        t0,
+        window_end,
+        sizes.search_repeat,
+    )?;
+    let p99_1x = percentile(&warm, 0.99);
+    ctx.emit(
+        Figure::new(
+            "trace_by_id_p50_ms",
+            percentile(&warm, 0.5),
+            "ms",
+            Some("<= 50"),
+            json!({"lookups": warm.len(), "files": files_after, "spans": rows}),
+        )
+        .with_baseline(percentile(&duck_id, 0.5)),
+    );
+    ctx.emit(Figure::new("trace_by_id_p99_ms", p99_1x, "ms", Some("<= 50"), json!({"lookups": warm.len(), "files": files_after, "spans": rows, "baseline_is": "DuckDB over the same Parquet files, warm"})).with_baseline(percentile(&duck_id, 0.99)));
+    ctx.emit(Figure::new(
+        "jaeger_trace_by_id_p99_ms",
+        percentile(&jaeger, 0.99),
+        "ms",
+        Some("<= 50"),
+        json!({"lookups": jaeger.len()}),
+    ));
+    ctx.emit(Figure::new("trace_search_p99_ms", percentile(&search_ms, 0.99), "ms", Some("<= 300"), json!({"queries": list.iter().map(|s| s.query.clone()).collect::<Vec<_>>(), "results": hits, "runs": search_ms.len(), "p50_ms": percentile(&search_ms, 0.5)})).with_baseline(percentile(&duck_search, 0.99)));
+
+    // Phase 4: grow to N× the data (untimed ingest), compact, look the same ids up again.
+    if ctx.wanted("trace_by_id_growth") {
+        let extra = sizes.base_spans * (sizes.growth_factor - 1);
+        let mut sent = 0;
+        while sent < extra {
+            let chunk = (sizes.base_spans / 2).min(extra - sent);
+            let (reqs, infos) = generator.batch(chunk, sizes.spans_per_request, gap);
+            sent += infos.iter().map(|t| t.spans).sum::<usize>();
+            send_all(
+                Protocol::Grpc,
+                server.grpc,
+                Arc::new(encode(&reqs)),
+                sizes.concurrency,
+            )
+            .await?;
+        }
+        server.wait_flushed(&ctx.client).await?;
+        let files_10x = wait_compacted(ctx.dir.path()).await?;
+        let (_, rows_10x, _, _) = catalog_stats(ctx.dir.path()).await?;
+        lookups(&ctx, &server, &sample, false).await?;
+        let warm_10x = lookups(&ctx, &server, &sample, false).await?;
+        let p99_10x = percentile(&warm_10x, 0.99);
+        ctx.emit(Figure::new("trace_by_id_growth", p99_10x / p99_1x.max(1e-9), "ratio", Some("<= 1.5"), json!({"p99_1x_ms": p99_1x, "p99_nx_ms": p99_10x, "spans_1x": rows, "spans_nx": rows_10x, "files_1x": files_after, "files_nx": files_10x, "factor": sizes.growth_factor})));
+    }
+    ctx.emit(Figure::new(
+        "server_rss_mib_peak",
+        rss.max(server.rss_peak_mib()),
+        "MiB",
+        Some("<= 512"),
+        json!({"during": "full-speed ingest over gRPC and HTTP (and growth ingest)"}),
+    ));
+    server.stop()?;
+    let emitted = ctx.emitted.borrow();
+    let missing: Vec<&&str> = FIGURES
+        .iter()
+        .filter(|f| ctx.wanted(f) && !emitted.contains(f))
+        .collect();
+    if !missing.is_empty() {
+        bail!("figures not produced: {missing:?}");
+    }
+    for o in &args.only {
+        if !FIGURES.contains(&o.as_str()) {
+            bail!("unknown figure {o:?}; figures are {FIGURES:?}");
+        }
+    }
+    Ok(())
+}
