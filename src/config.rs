@@ -91,7 +91,7 @@ pub struct CommonArgs {
     #[arg(long, env = "LOUPE_MAX_REQUEST_BYTES", default_value = "20MiB", value_parser = parse_bytes)]
     pub max_request_bytes: u64,
     /// Buffered, not yet flushed data above which ingest answers 503.
-    #[arg(long, env = "LOUPE_MAX_BUFFER_BYTES", default_value = "128MiB", value_parser = parse_bytes)]
+    #[arg(long, env = "LOUPE_MAX_BUFFER_BYTES", default_value = "32MiB", value_parser = parse_bytes)]
     pub max_buffer_bytes: u64,
     /// Write-ahead log size above which ingest answers 503.
     #[arg(long, env = "LOUPE_WAL_MAX_BYTES", default_value = "2GiB", value_parser = parse_bytes)]

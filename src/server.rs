@@ -170,7 +170,8 @@ pub async fn run(role: Role) -> anyhow::Result<()> {
             let mut wal_cfg = WalConfig::new(common.wal_dir());
             wal_cfg.max_bytes = common.wal_max_bytes;
             let (wal, records) = Wal::open(wal_cfg).context("cannot open the write-ahead log")?;
-            let batcher = Arc::new(Batcher::new(200_000));
+            // A batch this large is flushed before the interval: bounds memory under full load.
+            let batcher = Arc::new(Batcher::new(64 * 1024));
             let limits = IngestLimits {
                 max_buffer_bytes: common.max_buffer_bytes,
             };

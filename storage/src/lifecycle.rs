@@ -10,9 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow_array::Array;
-use arrow_array::cast::AsArray;
-use arrow_ord::sort::{SortColumn, lexsort_to_indices};
+use arrow_array::{FixedSizeBinaryArray, RecordBatch};
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -21,7 +19,8 @@ use ulid::Ulid;
 use crate::catalog::{Catalog, FileEntry, FileFormat, WalSource, now_unix_ms};
 use crate::error::StorageError;
 use crate::model::SpanRecord;
-use crate::spans::schema::{SCHEMA_VERSION, SERVICE_NAME, SPAN_SCHEMA, TRACE_ID};
+use crate::spans::decode::Columns;
+use crate::spans::schema::{SCHEMA_VERSION, SERVICE_NAME, START, TRACE_ID};
 use crate::spans::{EncodedFile, SpanReader, TraceIdFilter, encode_spans};
 use crate::store::{Signal, data_file_path};
 use crate::tenant::TenantId;
@@ -94,7 +93,8 @@ impl Default for CompactionPolicy {
     fn default() -> Self {
         CompactionPolicy {
             min_files: 4,
-            max_rows: 400_000,
+            // Bounds compaction memory: the merge holds its inputs and the sorted output.
+            max_rows: 256 * 1024,
         }
     }
 }
@@ -187,56 +187,69 @@ async fn merge(
     }
 }
 
-fn merge_sorted(batches: Vec<arrow_array::RecordBatch>) -> Result<EncodedFile, StorageError> {
+/// Merges batches (each file already sorted) into one file sorted by (trace id, start).
+/// Sorts (batch, row) positions rather than concatenating, and writes the output a row group
+/// at a time, so memory stays near the size of the inputs.
+fn merge_sorted(batches: Vec<RecordBatch>) -> Result<EncodedFile, StorageError> {
     let err = |e: arrow_schema::ArrowError| StorageError::parquet("<compaction>", e);
-    let batch = arrow_select::concat::concat_batches(&SPAN_SCHEMA, &batches).map_err(err)?;
-    drop(batches);
-    let trace = batch
-        .column_by_name(TRACE_ID)
-        .cloned()
-        .ok_or_else(|| StorageError::parquet("<compaction>", "no trace_id"))?;
-    let start = batch.column(6).clone();
-    let idx = lexsort_to_indices(
-        &[
-            SortColumn {
-                values: trace,
-                options: None,
-            },
-            SortColumn {
-                values: start,
-                options: None,
-            },
-        ],
-        None,
-    )
-    .map_err(err)?;
-    let sorted = arrow_select::take::take_record_batch(&batch, &idx).map_err(err)?;
-    drop(batch);
-    let ids = sorted.column(0).as_fixed_size_binary();
-    let distinct = (1..ids.len())
-        .filter(|&i| ids.value(i) != ids.value(i - 1))
-        .count()
-        + 1;
-    let mut filter = TraceIdFilter::with_capacity(distinct);
-    for i in 0..ids.len() {
-        if let Ok(id) = ids.value(i).try_into() {
-            filter.insert(&id);
+    let mut ids: Vec<&FixedSizeBinaryArray> = Vec::new();
+    let mut starts = Vec::new();
+    for b in &batches {
+        let c = Columns::new(b);
+        ids.push(
+            c.fixed(TRACE_ID)
+                .ok_or_else(|| StorageError::parquet("<compaction>", "no trace_id"))?,
+        );
+        starts.push(
+            c.timestamp(START)
+                .ok_or_else(|| StorageError::parquet("<compaction>", "no start_time"))?,
+        );
+    }
+    let mut order: Vec<(usize, usize)> = batches
+        .iter()
+        .enumerate()
+        .flat_map(|(b, batch)| (0..batch.num_rows()).map(move |r| (b, r)))
+        .collect();
+    order.sort_unstable_by(|&(ab, ar), &(bb, br)| {
+        ids[ab]
+            .value(ar)
+            .cmp(ids[bb].value(br))
+            .then(starts[ab].value(ar).cmp(&starts[bb].value(br)))
+    });
+    let mut filter = TraceIdFilter::with_capacity(order.len() / 8 + 1);
+    let mut last: Option<&[u8]> = None;
+    for &(b, r) in &order {
+        let id = ids[b].value(r);
+        if last != Some(id) {
+            if let Ok(id) = id.try_into() {
+                filter.insert(&id);
+            }
+            last = Some(id);
         }
     }
-    let services: BTreeSet<String> = sorted
-        .column_by_name(SERVICE_NAME)
-        .map(|c| {
-            c.as_string::<i32>()
-                .iter()
-                .flatten()
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
-    let bytes = crate::spans::encode::write_parquet(&sorted)?;
+    let mut services = BTreeSet::new();
+    for b in &batches {
+        if let Some(col) = Columns::new(b).string(SERVICE_NAME) {
+            for r in 0..b.num_rows() {
+                if let Some(s) = col.get(r)
+                    && !services.contains(s)
+                {
+                    services.insert(s.to_string());
+                }
+            }
+        }
+    }
+    let refs: Vec<&RecordBatch> = batches.iter().collect();
+    let chunks = order
+        .chunks(crate::spans::encode::ROW_GROUP_ROWS)
+        .map(|chunk| arrow_select::interleave::interleave_record_batch(&refs, chunk).map_err(err));
+    let bytes = crate::spans::encode::write_parquet_batches(
+        chunks,
+        crate::spans::encode::COMPACTION_ZSTD_LEVEL,
+    )?;
     Ok(EncodedFile {
         bytes,
-        rows: sorted.num_rows() as u64,
+        rows: order.len() as u64,
         min_time_unix_nano: 0,
         max_time_unix_nano: 0,
         services: services.into_iter().collect(),

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Int8Type, Int64Type, TimestampNanosecondType};
-use arrow_array::{Array, FixedSizeBinaryArray, RecordBatch, StringArray};
+use arrow_array::types::{Int8Type, Int32Type, Int64Type, TimestampNanosecondType};
+use arrow_array::{Array, DictionaryArray, FixedSizeBinaryArray, RecordBatch, StringArray};
 
 use crate::error::StorageError;
 use crate::model::{AttrValue, Attrs, Resource, Scope, SpanKind, SpanRecord, StatusCode};
@@ -22,8 +22,14 @@ impl<'a> Columns<'a> {
     pub fn fixed(&self, name: &str) -> Option<&'a FixedSizeBinaryArray> {
         self.batch.column_by_name(name)?.as_fixed_size_binary_opt()
     }
-    pub fn string(&self, name: &str) -> Option<&'a StringArray> {
-        self.batch.column_by_name(name)?.as_string_opt::<i32>()
+    /// A string column, plain or dictionary-encoded.
+    pub fn string(&self, name: &str) -> Option<StrCol<'a>> {
+        let col = self.batch.column_by_name(name)?;
+        if let Some(a) = col.as_string_opt::<i32>() {
+            return Some(StrCol::Plain(a));
+        }
+        let d = col.as_dictionary_opt::<Int32Type>()?;
+        Some(StrCol::Dict(d, d.values().as_string_opt::<i32>()?))
     }
     pub fn i64(&self, name: &str) -> Option<&'a arrow_array::PrimitiveArray<Int64Type>> {
         self.batch
@@ -45,8 +51,27 @@ impl<'a> Columns<'a> {
     }
 }
 
-pub fn str_at(a: Option<&StringArray>, i: usize) -> Option<&str> {
-    a.filter(|a| a.is_valid(i)).map(|a| a.value(i))
+/// A string column as read: plain, or dictionary keys with their values.
+#[derive(Clone, Copy)]
+pub enum StrCol<'a> {
+    Plain(&'a StringArray),
+    Dict(&'a DictionaryArray<Int32Type>, &'a StringArray),
+}
+
+impl<'a> StrCol<'a> {
+    /// The value at row `i`; `None` when null.
+    pub fn get(&self, i: usize) -> Option<&'a str> {
+        match self {
+            StrCol::Plain(a) => a.is_valid(i).then(|| a.value(i)),
+            StrCol::Dict(d, values) => d
+                .is_valid(i)
+                .then(|| values.value(d.keys().value(i) as usize)),
+        }
+    }
+}
+
+pub fn str_at<'a>(a: Option<StrCol<'a>>, i: usize) -> Option<&'a str> {
+    a.and_then(|a| a.get(i))
 }
 
 fn corrupt(reason: impl ToString) -> StorageError {
@@ -107,7 +132,7 @@ pub fn decode_rows(
         let id = |a: &FixedSizeBinaryArray| a.value(i).to_vec();
         let mut resource_attrs = vec![(
             "service.name".to_string(),
-            AttrValue::Str(service.value(i).to_string()),
+            AttrValue::Str(service.get(i).unwrap_or_default().to_string()),
         )];
         for ((key, _), col) in RESOURCE_STR_COLUMNS.iter().zip(&res_cols) {
             if let Some(v) = str_at(*col, i) {
@@ -116,7 +141,7 @@ pub fn decode_rows(
         }
         resource_attrs.extend(parse_attrs(str_at(res_json, i))?.0);
         let resource = Resource {
-            service_name: service.value(i).to_string(),
+            service_name: service.get(i).unwrap_or_default().to_string(),
             attributes: Attrs(resource_attrs),
         };
         let resource = match &last_resource {
@@ -173,7 +198,7 @@ pub fn decode_rows(
                 _ => None,
             },
             trace_state: str_at(trace_state, i).unwrap_or_default().to_string(),
-            name: name.value(i).to_string(),
+            name: name.get(i).unwrap_or_default().to_string(),
             kind: SpanKind::from_i32(kind.map_or(0, |k| k.value(i) as i32)),
             start_unix_nano: start.value(i),
             duration_nano: duration.value(i),

@@ -5,22 +5,34 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    FixedSizeBinaryBuilder, Int8Builder, Int64Builder, StringBuilder, TimestampNanosecondBuilder,
+    FixedSizeBinaryBuilder, Int8Builder, Int64Builder, StringBuilder, StringDictionaryBuilder,
+    TimestampNanosecondBuilder,
 };
+use arrow_array::types::Int32Type;
 use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::DataType;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 
 use crate::error::StorageError;
 use crate::model::{AttrValue, Attrs, SpanRecord};
 use crate::spans::bloom::TraceIdFilter;
-use crate::spans::schema::{RESOURCE_STR_COLUMNS, SPAN_INT_COLUMNS, SPAN_SCHEMA, SPAN_STR_COLUMNS};
+use crate::spans::schema::{
+    self, RESOURCE_STR_COLUMNS, SPAN_ID, SPAN_INT_COLUMNS, SPAN_SCHEMA, SPAN_STR_COLUMNS,
+};
 
-/// Rows per row group: small enough that a trace lookup reads little, large enough to
-/// compress well.
-pub const ROW_GROUP_ROWS: usize = 32 * 1024;
+/// Rows per row group. Lookups prune to pages (column and offset index), so row groups can be
+/// large enough to compress well.
+pub const ROW_GROUP_ROWS: usize = 64 * 1024;
+/// Rows per data page: the unit a trace lookup reads from each column.
+pub const PAGE_ROWS: usize = 4 * 1024;
+/// zstd level of files written by flushes (on the ingest path).
+pub const FLUSH_ZSTD_LEVEL: i32 = 3;
+/// zstd level of files written by compaction (in the background, read many times).
+pub const COMPACTION_ZSTD_LEVEL: i32 = 9;
 
 /// An encoded file and what the catalog needs to know about it.
 pub struct EncodedFile {
@@ -54,7 +66,7 @@ pub fn encode_spans(spans: &[SpanRecord]) -> Result<EncodedFile, StorageError> {
         min_t = min_t.min(s.start_unix_nano);
         max_t = max_t.max(s.end_unix_nano());
     }
-    let bytes = write_parquet(&batch)?;
+    let bytes = write_parquet(&batch, FLUSH_ZSTD_LEVEL)?;
     Ok(EncodedFile {
         bytes,
         rows: spans.len() as u64,
@@ -74,11 +86,16 @@ fn distinct_traces(sorted: &[&SpanRecord]) -> usize {
 }
 
 /// Writer settings shared by flushes and compaction.
-pub fn writer_properties() -> WriterProperties {
+pub fn writer_properties(zstd_level: i32) -> WriterProperties {
     WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(zstd_level).unwrap_or_default(),
+        ))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .set_statistics_enabled(EnabledStatistics::Chunk)
+        .set_data_page_row_count_limit(PAGE_ROWS)
+        .set_statistics_enabled(EnabledStatistics::Page)
+        // Random ids never repeat: skip the dictionary attempt.
+        .set_column_dictionary_enabled(ColumnPath::from(SPAN_ID), false)
         .set_sorting_columns(Some(vec![
             SortingColumn {
                 column_idx: 0,
@@ -94,15 +111,27 @@ pub fn writer_properties() -> WriterProperties {
         .build()
 }
 
-/// Writes batches that are already sorted into one Parquet file.
-pub fn write_parquet(batch: &RecordBatch) -> Result<Vec<u8>, StorageError> {
-    let mut buf = Vec::with_capacity(batch.get_array_memory_size() / 4);
+/// Writes a batch that is already sorted into one Parquet file.
+pub fn write_parquet(batch: &RecordBatch, zstd_level: i32) -> Result<Vec<u8>, StorageError> {
+    write_parquet_batches(std::iter::once(Ok(batch.clone())), zstd_level)
+}
+
+/// Writes batches, in order, into one Parquet file.
+pub fn write_parquet_batches(
+    batches: impl Iterator<Item = Result<RecordBatch, StorageError>>,
+    zstd_level: i32,
+) -> Result<Vec<u8>, StorageError> {
     let err = |e: parquet::errors::ParquetError| StorageError::parquet("<new file>", e);
-    let mut writer = ArrowWriter::try_new(&mut buf, SPAN_SCHEMA.clone(), Some(writer_properties()))
-        .map_err(err)?;
-    writer.write(batch).map_err(err)?;
-    writer.close().map_err(err)?;
-    Ok(buf)
+    let mut writer = ArrowWriter::try_new(
+        Vec::new(),
+        SPAN_SCHEMA.clone(),
+        Some(writer_properties(zstd_level)),
+    )
+    .map_err(err)?;
+    for batch in batches {
+        writer.write(&batch?).map_err(err)?;
+    }
+    writer.into_inner().map_err(err)
 }
 
 /// Splits attributes into the promoted columns' values and the JSON of the rest.
@@ -148,37 +177,66 @@ type ResourceColumns = (
     Option<String>,
 );
 
+/// Builds a string column of the type the schema gives it (plain or dictionary).
+enum StrBuilder {
+    Plain(StringBuilder),
+    Dict(StringDictionaryBuilder<Int32Type>),
+}
+
+impl StrBuilder {
+    fn new(column: &str) -> Self {
+        match SPAN_SCHEMA.field_with_name(column).map(|f| f.data_type()) {
+            Ok(DataType::Dictionary(..)) => StrBuilder::Dict(StringDictionaryBuilder::new()),
+            _ => StrBuilder::Plain(StringBuilder::new()),
+        }
+    }
+
+    fn append(&mut self, v: Option<impl AsRef<str>>) {
+        match self {
+            StrBuilder::Plain(b) => b.append_option(v),
+            StrBuilder::Dict(b) => b.append_option(v),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            StrBuilder::Plain(b) => Arc::new(b.finish()),
+            StrBuilder::Dict(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
 fn to_record_batch(spans: &[&SpanRecord]) -> Result<RecordBatch, StorageError> {
     let n = spans.len();
     let mut trace_id = FixedSizeBinaryBuilder::with_capacity(n, 16);
     let mut span_id = FixedSizeBinaryBuilder::with_capacity(n, 8);
     let mut parent = FixedSizeBinaryBuilder::with_capacity(n, 8);
-    let mut trace_state = StringBuilder::new();
-    let mut name = StringBuilder::with_capacity(n, n * 16);
+    let mut trace_state = StrBuilder::new(schema::TRACE_STATE);
+    let mut name = StrBuilder::new(schema::NAME);
     let mut kind = Int8Builder::with_capacity(n);
     let mut start = TimestampNanosecondBuilder::with_capacity(n).with_timezone("UTC");
     let mut duration = Int64Builder::with_capacity(n);
     let mut status_code = Int8Builder::with_capacity(n);
-    let mut status_message = StringBuilder::new();
-    let mut service = StringBuilder::with_capacity(n, n * 8);
-    let mut res_cols: Vec<StringBuilder> = RESOURCE_STR_COLUMNS
+    let mut status_message = StrBuilder::new(schema::STATUS_MESSAGE);
+    let mut service = StrBuilder::new(schema::SERVICE_NAME);
+    let mut res_cols: Vec<StrBuilder> = RESOURCE_STR_COLUMNS
         .iter()
-        .map(|_| StringBuilder::new())
+        .map(|(_, c)| StrBuilder::new(c))
         .collect();
-    let mut res_json = StringBuilder::new();
-    let mut scope_name = StringBuilder::new();
-    let mut scope_version = StringBuilder::new();
-    let mut span_cols: Vec<StringBuilder> = SPAN_STR_COLUMNS
+    let mut res_json = StrBuilder::new(schema::RESOURCE_ATTRIBUTES);
+    let mut scope_name = StrBuilder::new(schema::SCOPE_NAME);
+    let mut scope_version = StrBuilder::new(schema::SCOPE_VERSION);
+    let mut span_cols: Vec<StrBuilder> = SPAN_STR_COLUMNS
         .iter()
-        .map(|_| StringBuilder::new())
+        .map(|(_, c)| StrBuilder::new(c))
         .collect();
     let mut int_cols: Vec<Int64Builder> = SPAN_INT_COLUMNS
         .iter()
         .map(|_| Int64Builder::new())
         .collect();
-    let mut attrs_json = StringBuilder::new();
-    let mut events = StringBuilder::new();
-    let mut links = StringBuilder::new();
+    let mut attrs_json = StrBuilder::new(schema::ATTRIBUTES);
+    let mut events = StrBuilder::new(schema::EVENTS);
+    let mut links = StrBuilder::new(schema::LINKS);
 
     let bad = |e: arrow_schema::ArrowError| StorageError::parquet("<new file>", e);
     // Spans of one resource share an Arc: split its attributes once per run.
@@ -193,14 +251,14 @@ fn to_record_batch(spans: &[&SpanRecord]) -> Result<RecordBatch, StorageError> {
             Some(p) => parent.append_value(p).map_err(bad)?,
             None => parent.append_null(),
         }
-        trace_state.append_option((!s.trace_state.is_empty()).then_some(&s.trace_state));
-        name.append_value(&s.name);
+        trace_state.append((!s.trace_state.is_empty()).then_some(&s.trace_state));
+        name.append(Some(&s.name));
         kind.append_value(s.kind as i8);
         start.append_value(s.start_unix_nano);
         duration.append_value(s.duration_nano);
         status_code.append_value(s.status_code as i8);
-        status_message.append_option((!s.status_message.is_empty()).then_some(&s.status_message));
-        service.append_value(s.service_name());
+        status_message.append((!s.status_message.is_empty()).then_some(&s.status_message));
+        service.append(Some(s.service_name()));
 
         let ptr = Arc::as_ptr(&s.resource);
         if res_cache.as_ref().map(|c| c.0) != Some(ptr) {
@@ -218,12 +276,12 @@ fn to_record_batch(spans: &[&SpanRecord]) -> Result<RecordBatch, StorageError> {
         }
         if let Some((_, cols, json)) = &res_cache {
             for (b, v) in res_cols.iter_mut().zip(cols) {
-                b.append_option(v.as_deref());
+                b.append(v.as_deref());
             }
-            res_json.append_option(json.as_deref());
+            res_json.append(json.as_deref());
         }
-        scope_name.append_option((!s.scope.name.is_empty()).then_some(&s.scope.name));
-        scope_version.append_option((!s.scope.version.is_empty()).then_some(&s.scope.version));
+        scope_name.append((!s.scope.name.is_empty()).then_some(&s.scope.name));
+        scope_version.append((!s.scope.version.is_empty()).then_some(&s.scope.version));
 
         span_str.iter_mut().for_each(|v| *v = None);
         span_int.iter_mut().for_each(|v| *v = None);
@@ -236,21 +294,21 @@ fn to_record_batch(spans: &[&SpanRecord]) -> Result<RecordBatch, StorageError> {
             &mut span_int,
         );
         for (b, v) in span_cols.iter_mut().zip(&span_str) {
-            b.append_option(*v);
+            b.append(*v);
         }
         for (b, v) in int_cols.iter_mut().zip(&span_int) {
             b.append_option(*v);
         }
-        attrs_json.append_option(json);
+        attrs_json.append(json);
         if s.events.is_empty() {
-            events.append_null();
+            events.append(None::<&str>);
         } else {
-            events.append_value(serde_json::to_string(&s.events).unwrap_or_default());
+            events.append(Some(serde_json::to_string(&s.events).unwrap_or_default()));
         }
         if s.links.is_empty() {
-            links.append_null();
+            links.append(None::<&str>);
         } else {
-            links.append_value(serde_json::to_string(&s.links).unwrap_or_default());
+            links.append(Some(serde_json::to_string(&s.links).unwrap_or_default()));
         }
     }
 
@@ -258,35 +316,27 @@ fn to_record_batch(spans: &[&SpanRecord]) -> Result<RecordBatch, StorageError> {
         Arc::new(trace_id.finish()),
         Arc::new(span_id.finish()),
         Arc::new(parent.finish()),
-        Arc::new(trace_state.finish()),
-        Arc::new(name.finish()),
+        trace_state.finish(),
+        name.finish(),
         Arc::new(kind.finish()),
         Arc::new(start.finish()),
         Arc::new(duration.finish()),
         Arc::new(status_code.finish()),
-        Arc::new(status_message.finish()),
-        Arc::new(service.finish()),
+        status_message.finish(),
+        service.finish(),
     ];
-    columns.extend(
-        res_cols
-            .iter_mut()
-            .map(|b| Arc::new(b.finish()) as ArrayRef),
-    );
-    columns.push(Arc::new(res_json.finish()));
-    columns.push(Arc::new(scope_name.finish()));
-    columns.push(Arc::new(scope_version.finish()));
-    columns.extend(
-        span_cols
-            .iter_mut()
-            .map(|b| Arc::new(b.finish()) as ArrayRef),
-    );
+    columns.extend(res_cols.iter_mut().map(StrBuilder::finish));
+    columns.push(res_json.finish());
+    columns.push(scope_name.finish());
+    columns.push(scope_version.finish());
+    columns.extend(span_cols.iter_mut().map(StrBuilder::finish));
     columns.extend(
         int_cols
             .iter_mut()
             .map(|b| Arc::new(b.finish()) as ArrayRef),
     );
-    columns.push(Arc::new(attrs_json.finish()));
-    columns.push(Arc::new(events.finish()));
-    columns.push(Arc::new(links.finish()));
+    columns.push(attrs_json.finish());
+    columns.push(events.finish());
+    columns.push(links.finish());
     RecordBatch::try_new(SPAN_SCHEMA.clone(), columns).map_err(bad)
 }

@@ -92,13 +92,16 @@ impl SpanFilter {
                 || self
                     .service
                     .as_deref()
-                    .is_some_and(|v| v != service.value(i))
-                || self.name.as_deref().is_some_and(|v| v != name.value(i))
+                    .is_some_and(|v| v != service.get(i).unwrap_or_default())
+                || self
+                    .name
+                    .as_deref()
+                    .is_some_and(|v| v != name.get(i).unwrap_or_default())
             {
                 continue;
             }
             let tags_ok = self.tags.iter().all(|(k, v)| {
-                tag_matches(&c, i, k, v, service.value(i))
+                tag_matches(&c, i, k, v, service.get(i).unwrap_or_default())
                     || json_tag_matches(str_at(attrs, i), k, v)
                     || json_tag_matches(str_at(res_attrs, i), k, v)
             });

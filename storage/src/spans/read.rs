@@ -9,10 +9,11 @@ use std::sync::{Arc, Mutex};
 use arrow_array::RecordBatch;
 use futures::TryStreamExt;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, RowSelection};
 #[allow(deprecated)]
 use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
-use parquet::file::metadata::RowGroupMetaData;
+use parquet::file::metadata::{PageIndexPolicy, RowGroupMetaData};
+use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::statistics::Statistics;
 
 use crate::catalog::{Catalog, FileEntry};
@@ -86,9 +87,12 @@ impl SpanReader {
             return Ok(m.clone());
         }
         let mut reader = self.object_reader(entry);
-        let meta = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
-            .await
-            .map_err(|e| StorageError::parquet(&entry.path, e))?;
+        let meta = ArrowReaderMetadata::load_async(
+            &mut reader,
+            ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional),
+        )
+        .await
+        .map_err(|e| StorageError::parquet(&entry.path, e))?;
         let mut cache = self.footers.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= FOOTER_CACHE_ENTRIES {
             cache.clear();
@@ -102,6 +106,7 @@ impl SpanReader {
         entry: &FileEntry,
         meta: ArrowReaderMetadata,
         row_groups: Vec<usize>,
+        selection: Option<RowSelection>,
         columns: Option<&[&str]>,
     ) -> Result<Vec<RecordBatch>, StorageError> {
         if row_groups.is_empty() {
@@ -113,6 +118,9 @@ impl SpanReader {
         )
         .with_row_groups(row_groups)
         .with_batch_size(8192);
+        if let Some(selection) = selection {
+            builder = builder.with_row_selection(selection);
+        }
         if let Some(cols) = columns {
             let leaves: Vec<usize> = cols.iter().filter_map(|c| column_index(&meta, c)).collect();
             let mask =
@@ -128,28 +136,20 @@ impl SpanReader {
             .map_err(|e| StorageError::parquet(&entry.path, e))
     }
 
-    /// Every span of `ids` that `entry` holds.
+    /// Every span of `ids` that `entry` holds. Row groups are pruned by their `trace_id`
+    /// statistics and, within them, pages by the column index, so a lookup decodes only the
+    /// pages (of every column) whose id range covers a wanted trace.
     pub async fn read_traces(
         &self,
         entry: &FileEntry,
         ids: &HashSet<TraceId>,
     ) -> Result<Vec<SpanRecord>, StorageError> {
         let meta = self.metadata(entry).await?;
-        let col = column_index(&meta, schema::TRACE_ID);
-        let row_groups: Vec<usize> = meta
-            .metadata()
-            .row_groups()
-            .iter()
-            .enumerate()
-            .filter(|(_, rg)| match col.and_then(|c| fixed_range(rg, c)) {
-                Some((min, max)) => ids
-                    .iter()
-                    .any(|id| id.as_slice() >= min.as_slice() && id.as_slice() <= max.as_slice()),
-                None => true,
-            })
-            .map(|(i, _)| i)
-            .collect();
-        let batches = self.read(entry, meta, row_groups, None).await?;
+        let (row_groups, selection) = match column_index(&meta, schema::TRACE_ID) {
+            Some(col) => plan_lookup(&meta, col, ids),
+            None => ((0..meta.metadata().num_row_groups()).collect(), None),
+        };
+        let batches = self.read(entry, meta, row_groups, selection, None).await?;
         let mut out = Vec::new();
         for batch in &batches {
             let Some(trace) = Columns::new(batch).fixed(schema::TRACE_ID) else {
@@ -187,7 +187,9 @@ impl SpanReader {
             .map(|(i, _)| i)
             .collect();
         let cols = filter.columns();
-        let batches = self.read(entry, meta, row_groups, Some(&cols)).await?;
+        let batches = self
+            .read(entry, meta, row_groups, None, Some(&cols))
+            .await?;
         Ok(batches
             .iter()
             .flat_map(|b| filter.matching_rows(b))
@@ -198,7 +200,7 @@ impl SpanReader {
     pub async fn read_all(&self, entry: &FileEntry) -> Result<Vec<RecordBatch>, StorageError> {
         let meta = self.metadata(entry).await?;
         let all = (0..meta.metadata().num_row_groups()).collect();
-        self.read(entry, meta, all, None).await
+        self.read(entry, meta, all, None, None).await
     }
 
     /// Distinct (service, name, kind) in `entry`; cached per file.
@@ -214,7 +216,7 @@ impl SpanReader {
         let meta = self.metadata(entry).await?;
         let all = (0..meta.metadata().num_row_groups()).collect();
         let cols = [schema::SERVICE_NAME, schema::NAME, schema::KIND];
-        let batches = self.read(entry, meta, all, Some(&cols)).await?;
+        let batches = self.read(entry, meta, all, None, Some(&cols)).await?;
         let mut set: HashSet<(&str, &str, i8)> = HashSet::new();
         for b in &batches {
             let c = Columns::new(b);
@@ -224,7 +226,11 @@ impl SpanReader {
                 c.i8(schema::KIND),
             ) {
                 for i in 0..b.num_rows() {
-                    set.insert((s.value(i), n.value(i), k.value(i)));
+                    set.insert((
+                        s.get(i).unwrap_or_default(),
+                        n.get(i).unwrap_or_default(),
+                        k.value(i),
+                    ));
                 }
             }
         }
@@ -252,6 +258,61 @@ impl SpanReader {
             .unwrap_or_else(|e| e.into_inner())
             .remove(id);
     }
+}
+
+fn covers(min: &[u8], max: &[u8], ids: &HashSet<TraceId>) -> bool {
+    ids.iter()
+        .any(|id| id.as_slice() >= min && id.as_slice() <= max)
+}
+
+/// The row groups and the rows within them (whole pages) that may hold one of `ids`.
+fn plan_lookup(
+    meta: &ArrowReaderMetadata,
+    col: usize,
+    ids: &HashSet<TraceId>,
+) -> (Vec<usize>, Option<RowSelection>) {
+    let md = meta.metadata();
+    let (column_index, offset_index) = (md.column_index(), md.offset_index());
+    let mut row_groups = Vec::new();
+    let mut ranges = Vec::new();
+    let mut offset = 0usize;
+    for (rg_idx, rg) in md.row_groups().iter().enumerate() {
+        if fixed_range(rg, col).is_some_and(|(min, max)| !covers(&min, &max, ids)) {
+            continue;
+        }
+        row_groups.push(rg_idx);
+        let rows = rg.num_rows() as usize;
+        let pages = column_index
+            .and_then(|ci| ci.get(rg_idx)?.get(col))
+            .zip(offset_index.and_then(|oi| oi.get(rg_idx)?.get(col)));
+        match pages {
+            Some((ColumnIndexMetaData::FIXED_LEN_BYTE_ARRAY(index), offsets)) => {
+                let locations = offsets.page_locations();
+                for (p, loc) in locations.iter().enumerate() {
+                    let hit = match (index.min_value(p), index.max_value(p)) {
+                        (Some(min), Some(max)) => covers(min, max, ids),
+                        _ => true,
+                    };
+                    if hit {
+                        let start = loc.first_row_index as usize;
+                        let end = locations
+                            .get(p + 1)
+                            .map_or(rows, |l| l.first_row_index as usize);
+                        ranges.push(offset + start..offset + end);
+                    }
+                }
+            }
+            _ => ranges.push(offset..offset + rows),
+        }
+        offset += rows;
+    }
+    (
+        row_groups,
+        Some(RowSelection::from_consecutive_ranges(
+            ranges.into_iter(),
+            offset,
+        )),
+    )
 }
 
 fn with_path(e: StorageError, path: &str) -> StorageError {

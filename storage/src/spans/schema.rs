@@ -10,7 +10,8 @@ use std::sync::{Arc, LazyLock};
 
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2: repetitive string columns are dictionary-typed in Arrow (same Parquet physical layout).
+pub const SCHEMA_VERSION: u32 = 2;
 
 pub const TRACE_ID: &str = "trace_id";
 pub const SPAN_ID: &str = "span_id";
@@ -31,16 +32,14 @@ pub const EVENTS: &str = "events";
 pub const LINKS: &str = "links";
 
 /// Resource attributes with their own string column: (attribute key, column name).
+/// Few on purpose: every resource attribute of one pod is the same for all its spans, so the
+/// JSON of the rest is one dictionary entry per resource, while each promoted column costs its
+/// own dictionary index per span (measured: ~0.9 bytes per span per pod-unique column).
 pub const RESOURCE_STR_COLUMNS: &[(&str, &str)] = &[
     ("service.version", "service_version"),
-    ("service.namespace", "service_namespace"),
-    ("service.instance.id", "service_instance_id"),
     ("deployment.environment.name", "deployment_environment_name"),
     ("k8s.namespace.name", "k8s_namespace_name"),
-    ("k8s.deployment.name", "k8s_deployment_name"),
     ("k8s.pod.name", "k8s_pod_name"),
-    ("k8s.node.name", "k8s_node_name"),
-    ("host.name", "host_name"),
 ];
 
 /// Span attributes with their own string column: (attribute key, column name).
@@ -99,13 +98,23 @@ fn utf8(name: &str) -> Field {
     Field::new(name, DataType::Utf8, true)
 }
 
+/// A string column with few distinct values: dictionary-typed in Arrow, so reading it (for
+/// queries and compaction) does not materialize one string per row.
+fn dict(name: &str, nullable: bool) -> Field {
+    Field::new(
+        name,
+        DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+        nullable,
+    )
+}
+
 pub static SPAN_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let mut fields = vec![
         Field::new(TRACE_ID, DataType::FixedSizeBinary(16), false),
         Field::new(SPAN_ID, DataType::FixedSizeBinary(8), false),
         Field::new(PARENT_SPAN_ID, DataType::FixedSizeBinary(8), true),
         utf8(TRACE_STATE),
-        Field::new(NAME, DataType::Utf8, false),
+        dict(NAME, false),
         Field::new(KIND, DataType::Int8, false),
         Field::new(
             START,
@@ -114,14 +123,21 @@ pub static SPAN_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         ),
         Field::new(DURATION, DataType::Int64, false),
         Field::new(STATUS_CODE, DataType::Int8, false),
-        utf8(STATUS_MESSAGE),
-        Field::new(SERVICE_NAME, DataType::Utf8, false),
+        dict(STATUS_MESSAGE, true),
+        dict(SERVICE_NAME, false),
     ];
-    fields.extend(RESOURCE_STR_COLUMNS.iter().map(|(_, c)| utf8(c)));
-    fields.push(utf8(RESOURCE_ATTRIBUTES));
-    fields.push(utf8(SCOPE_NAME));
-    fields.push(utf8(SCOPE_VERSION));
-    fields.extend(SPAN_STR_COLUMNS.iter().map(|(_, c)| utf8(c)));
+    fields.extend(RESOURCE_STR_COLUMNS.iter().map(|(_, c)| dict(c, true)));
+    fields.push(dict(RESOURCE_ATTRIBUTES, true));
+    fields.push(dict(SCOPE_NAME, true));
+    fields.push(dict(SCOPE_VERSION, true));
+    fields.extend(SPAN_STR_COLUMNS.iter().map(|(key, c)| {
+        // Full URLs carry ids and query strings: nearly unique per span.
+        if *key == "url.full" {
+            utf8(c)
+        } else {
+            dict(c, true)
+        }
+    }));
     fields.extend(
         SPAN_INT_COLUMNS
             .iter()

@@ -35,6 +35,9 @@ pub struct Args {
     /// Python with duckdb installed (default: the repository's .venv).
     #[arg(long)]
     pub python: Option<PathBuf>,
+    /// Keep the server's data in this (new or empty) directory instead of a temporary one.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
     /// Generator seed.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -75,7 +78,7 @@ impl Sizes {
         } else if args.quick {
             Sizes {
                 mode: "quick",
-                base_spans: 200_000,
+                base_spans: 400_000,
                 growth_factor: 10,
                 lookups: 300,
                 cold_restarts: 3,
