@@ -2,62 +2,136 @@
 
 use std::sync::Arc;
 
+use bytes::{Buf, Bytes};
 use loupe_storage::TenantResolver;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use tonic::codec::CompressionEncoding;
+use prost::Message;
+use tonic::codec::{
+    Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings, EncodeBuf, Encoder,
+};
+use tonic::codegen::{Body, BoxFuture, StdError};
 
 use crate::error::IngestError;
 use crate::ingest::Ingester;
 
-pub struct GrpcTraces {
+/// The `TraceService/Export` method, written out rather than generated so that the request's
+/// protobuf bytes are kept beside the decoded message: they go to the WAL as they are, with
+/// no re-encoding (measured: re-encoding cost gRPC ingest ~15% of its CPU).
+#[derive(Clone)]
+pub struct TraceExportService {
+    handler: Arc<Handler>,
+    accept: EnabledCompressionEncodings,
+    send: EnabledCompressionEncodings,
+    max_bytes: usize,
+}
+
+struct Handler {
     ingester: Arc<Ingester>,
     resolver: TenantResolver,
 }
 
-/// The tonic service, accepting gzip and zstd and limiting decoded messages to `max_bytes`.
+/// The service, accepting gzip and zstd and limiting decoded messages to `max_bytes`.
 pub fn trace_service(
     ingester: Arc<Ingester>,
     resolver: TenantResolver,
     max_bytes: usize,
-) -> TraceServiceServer<GrpcTraces> {
-    TraceServiceServer::new(GrpcTraces { ingester, resolver })
-        .accept_compressed(CompressionEncoding::Gzip)
-        .accept_compressed(CompressionEncoding::Zstd)
-        .send_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(max_bytes)
+) -> TraceExportService {
+    let mut accept = EnabledCompressionEncodings::default();
+    accept.enable(CompressionEncoding::Gzip);
+    accept.enable(CompressionEncoding::Zstd);
+    let mut send = EnabledCompressionEncodings::default();
+    send.enable(CompressionEncoding::Gzip);
+    TraceExportService {
+        handler: Arc::new(Handler { ingester, resolver }),
+        accept,
+        send,
+        max_bytes,
+    }
 }
 
-fn metadata_str<'a>(
-    req: &'a tonic::Request<ExportTraceServiceRequest>,
-    key: &str,
-) -> Option<&'a str> {
-    req.metadata().get(key).and_then(|v| v.to_str().ok())
+impl tonic::server::NamedService for TraceExportService {
+    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
 }
 
-#[tonic::async_trait]
-impl TraceService for GrpcTraces {
+/// A decoded request with the bytes it was decoded from.
+pub struct Decoded {
+    req: ExportTraceServiceRequest,
+    raw: Bytes,
+}
+
+#[derive(Clone, Copy, Default)]
+struct ExportCodec;
+struct ResponseEncoder;
+struct RequestDecoder;
+
+impl Encoder for ResponseEncoder {
+    type Item = ExportTraceServiceResponse;
+    type Error = tonic::Status;
+    fn encode(&mut self, item: Self::Item, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        item.encode(dst)
+            .map_err(|e| tonic::Status::internal(e.to_string()))
+    }
+}
+
+impl Decoder for RequestDecoder {
+    type Item = Decoded;
+    type Error = tonic::Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Decoded>, tonic::Status> {
+        let raw = src.copy_to_bytes(src.remaining());
+        let req = ExportTraceServiceRequest::decode(&raw[..]).map_err(|e| {
+            tonic::Status::invalid_argument(format!(
+                "invalid OTLP protobuf ExportTraceServiceRequest: {e}"
+            ))
+        })?;
+        Ok(Some(Decoded { req, raw }))
+    }
+}
+
+impl Codec for ExportCodec {
+    type Encode = ExportTraceServiceResponse;
+    type Decode = Decoded;
+    type Encoder = ResponseEncoder;
+    type Decoder = RequestDecoder;
+    fn encoder(&mut self) -> ResponseEncoder {
+        ResponseEncoder
+    }
+    fn decoder(&mut self) -> RequestDecoder {
+        RequestDecoder
+    }
+}
+
+struct ExportMethod(Arc<Handler>);
+
+impl tonic::server::UnaryService<Decoded> for ExportMethod {
+    type Response = ExportTraceServiceResponse;
+    type Future = BoxFuture<tonic::Response<ExportTraceServiceResponse>, tonic::Status>;
+
+    fn call(&mut self, request: tonic::Request<Decoded>) -> Self::Future {
+        let handler = self.0.clone();
+        Box::pin(async move { handler.export(request).await })
+    }
+}
+
+impl Handler {
     async fn export(
         &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
+        request: tonic::Request<Decoded>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let result = async {
-            let tenant = self
-                .resolver
-                .resolve(
-                    metadata_str(&request, "authorization"),
-                    metadata_str(&request, "x-scope-orgid"),
-                )
-                .map_err(IngestError::from)?;
-            self.ingester
-                .export_traces(&tenant, request.into_inner(), None, "grpc")
-                .await
-        }
-        .await;
+        let meta = |k: &str| request.metadata().get(k).and_then(|v| v.to_str().ok());
+        let tenant = self
+            .resolver
+            .resolve(meta("authorization"), meta("x-scope-orgid"));
+        let result = match tenant {
+            Ok(tenant) => {
+                let Decoded { req, raw } = request.into_inner();
+                self.ingester
+                    .export_traces(&tenant, req, Some(raw), "grpc")
+                    .await
+            }
+            Err(e) => Err(IngestError::from(e)),
+        };
         match result {
             Ok(v) => Ok(tonic::Response::new(ExportTraceServiceResponse {
                 partial_success: (v.rejected > 0).then_some(ExportTracePartialSuccess {
@@ -71,6 +145,40 @@ impl TraceService for GrpcTraces {
                 Err(e.into_status())
             }
         }
+    }
+}
+
+impl<B> tower::Service<http::Request<B>> for TraceExportService
+where
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        if req.uri().path() != "/opentelemetry.proto.collector.trace.v1.TraceService/Export" {
+            return Box::pin(async move {
+                let status =
+                    tonic::Status::unimplemented("only TraceService/Export is served here");
+                Ok(status.into_http())
+            });
+        }
+        let svc = self.clone();
+        Box::pin(async move {
+            let mut grpc = tonic::server::Grpc::new(ExportCodec)
+                .apply_compression_config(svc.accept, svc.send)
+                .apply_max_message_size_config(Some(svc.max_bytes), None);
+            Ok(grpc.unary(ExportMethod(svc.handler), req).await)
+        })
     }
 }
 

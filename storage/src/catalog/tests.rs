@@ -68,17 +68,30 @@ async fn page_pruned_lookups_find_every_span() {
         let mut id = [0u8; 16];
         id[..4].copy_from_slice(&t.wrapping_mul(2_654_435_761).to_be_bytes());
         for s in 0..9u8 {
-            let mut sp = conformance::span(0, s + 1, None, "svc", "op", 1_700_000_000_000_000_000 + s as i64, 10);
+            let mut sp = conformance::span(
+                0,
+                s + 1,
+                None,
+                "svc",
+                "op",
+                1_700_000_000_000_000_000 + s as i64,
+                10,
+            );
             sp.trace_id = id;
             spans.push(sp);
         }
     }
-    let entry = upload_spans(&catalog, &tenant, std::sync::Arc::new(spans), vec![]).await.unwrap();
+    let entry = upload_spans(&catalog, &tenant, std::sync::Arc::new(spans), vec![])
+        .await
+        .unwrap();
     let reader = SpanReader::new(storage);
     for t in (0..3000u32).step_by(97) {
         let mut id = [0u8; 16];
         id[..4].copy_from_slice(&t.wrapping_mul(2_654_435_761).to_be_bytes());
-        let got = reader.read_traces(&entry, &HashSet::from([id])).await.unwrap();
+        let got = reader
+            .read_traces(&entry, &HashSet::from([id]))
+            .await
+            .unwrap();
         assert_eq!(got.len(), 9, "trace {t}");
         assert!(got.iter().all(|s| s.trace_id == id));
     }
