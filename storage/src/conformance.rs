@@ -288,6 +288,37 @@ pub async fn spans_suite(storage: Storage) {
         );
     }
     assert_eq!(hits.len(), 4);
+    let f0 = catalog
+        .refresh(&tenant)
+        .await
+        .unwrap()
+        .files_of(Signal::Traces)
+        .next()
+        .unwrap()
+        .clone();
+    let keys = reader
+        .json_keys(&f0)
+        .await
+        .unwrap()
+        .expect("json keys recorded");
+    assert!(
+        keys.contains("custom.flag") && keys.contains("custom.res"),
+        "{keys:?}"
+    );
+    assert!(
+        !keys.contains("http.route"),
+        "promoted keys are not in the JSON columns"
+    );
+    let absent = SpanFilter {
+        tags: vec![("no.such.key".into(), "1".into())],
+        ..filter.clone()
+    };
+    assert_eq!(
+        absent.columns(Some(&keys)),
+        None,
+        "a file without the key is skipped"
+    );
+    assert!(reader.scan(&f0, &absent).await.unwrap().is_empty());
     let none = SpanFilter {
         min_duration_nano: Some(2_000_000),
         ..filter.clone()

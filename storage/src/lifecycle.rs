@@ -144,10 +144,12 @@ async fn merge(
 ) -> Result<usize, StorageError> {
     let started = std::time::Instant::now();
     let mut batches = Vec::new();
+    let mut json_keys = BTreeSet::new();
     for f in &files {
         batches.extend(reader.read_all(f).await?);
+        json_keys.extend(reader.json_keys(f).await?.unwrap_or_default());
     }
-    let encoded = tokio::task::spawn_blocking(move || merge_sorted(batches))
+    let encoded = tokio::task::spawn_blocking(move || merge_sorted(batches, json_keys))
         .await
         .map_err(|e| StorageError::parquet("<compaction>", e))??;
     let level = files.iter().map(|f| f.level).max().unwrap_or(0) + 1;
@@ -190,7 +192,10 @@ async fn merge(
 /// Merges batches (each file already sorted) into one file sorted by (trace id, start).
 /// Sorts (batch, row) positions rather than concatenating, and writes the output a row group
 /// at a time, so memory stays near the size of the inputs.
-fn merge_sorted(batches: Vec<RecordBatch>) -> Result<EncodedFile, StorageError> {
+fn merge_sorted(
+    batches: Vec<RecordBatch>,
+    json_keys: BTreeSet<String>,
+) -> Result<EncodedFile, StorageError> {
     let err = |e: arrow_schema::ArrowError| StorageError::parquet("<compaction>", e);
     let mut ids: Vec<&FixedSizeBinaryArray> = Vec::new();
     let mut starts = Vec::new();
@@ -246,6 +251,7 @@ fn merge_sorted(batches: Vec<RecordBatch>) -> Result<EncodedFile, StorageError> 
     let bytes = crate::spans::encode::write_parquet_batches(
         chunks,
         crate::spans::encode::COMPACTION_ZSTD_LEVEL,
+        &json_keys,
     )?;
     Ok(EncodedFile {
         bytes,

@@ -1,7 +1,7 @@
 //! `SpanRecord`s → one sorted, zstd-compressed Parquet file and the statistics its catalog
 //! entry carries (time range, services, trace-id filter).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use arrow_array::builder::{
@@ -12,8 +12,8 @@ use arrow_array::types::Int32Type;
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::DataType;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::metadata::SortingColumn;
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
@@ -29,6 +29,8 @@ use crate::spans::schema::{
 pub const ROW_GROUP_ROWS: usize = 64 * 1024;
 /// Rows per data page: the unit a trace lookup reads from each column.
 pub const PAGE_ROWS: usize = 4 * 1024;
+/// Rows per data page in compacted files.
+pub const COMPACTED_PAGE_ROWS: usize = 16 * 1024;
 /// zstd level of files written by flushes (on the ingest path).
 pub const FLUSH_ZSTD_LEVEL: i32 = 3;
 /// zstd level of files written by compaction (in the background, read many times).
@@ -50,7 +52,7 @@ pub fn encode_spans(spans: &[SpanRecord]) -> Result<EncodedFile, StorageError> {
     spans.sort_unstable_by(|a, b| {
         (a.trace_id, a.start_unix_nano, a.span_id).cmp(&(b.trace_id, b.start_unix_nano, b.span_id))
     });
-    let batch = to_record_batch(&spans)?;
+    let (batch, json_keys) = to_record_batch(&spans)?;
     let mut services = BTreeSet::new();
     let mut filter = TraceIdFilter::with_capacity(distinct_traces(&spans));
     let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
@@ -66,7 +68,7 @@ pub fn encode_spans(spans: &[SpanRecord]) -> Result<EncodedFile, StorageError> {
         min_t = min_t.min(s.start_unix_nano);
         max_t = max_t.max(s.end_unix_nano());
     }
-    let bytes = write_parquet(&batch, FLUSH_ZSTD_LEVEL)?;
+    let bytes = write_parquet_batches(std::iter::once(Ok(batch)), FLUSH_ZSTD_LEVEL, &json_keys)?;
     Ok(EncodedFile {
         bytes,
         rows: spans.len() as u64,
@@ -87,15 +89,34 @@ fn distinct_traces(sorted: &[&SpanRecord]) -> usize {
 
 /// Writer settings shared by flushes and compaction.
 pub fn writer_properties(zstd_level: i32) -> WriterProperties {
+    // Compacted files (written at the higher level) get larger pages: better compression,
+    // still one page per column per lookup.
+    let page_rows = if zstd_level >= COMPACTION_ZSTD_LEVEL {
+        COMPACTED_PAGE_ROWS
+    } else {
+        PAGE_ROWS
+    };
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(zstd_level).unwrap_or_default(),
         ))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .set_data_page_row_count_limit(PAGE_ROWS)
+        .set_data_page_row_count_limit(page_rows)
         .set_statistics_enabled(EnabledStatistics::Page)
         // Random ids never repeat: skip the dictionary attempt.
         .set_column_dictionary_enabled(ColumnPath::from(SPAN_ID), false)
+        // Timestamps and durations rarely repeat: delta encoding (readable by DuckDB, Spark,
+        // Trino) beats the dictionary fallback by ~3 bytes per span (loupe-bench, 1M spans).
+        .set_column_dictionary_enabled(ColumnPath::from(schema::START), false)
+        .set_column_encoding(
+            ColumnPath::from(schema::START),
+            Encoding::DELTA_BINARY_PACKED,
+        )
+        .set_column_dictionary_enabled(ColumnPath::from(schema::DURATION), false)
+        .set_column_encoding(
+            ColumnPath::from(schema::DURATION),
+            Encoding::DELTA_BINARY_PACKED,
+        )
         .set_sorting_columns(Some(vec![
             SortingColumn {
                 column_idx: 0,
@@ -111,15 +132,11 @@ pub fn writer_properties(zstd_level: i32) -> WriterProperties {
         .build()
 }
 
-/// Writes a batch that is already sorted into one Parquet file.
-pub fn write_parquet(batch: &RecordBatch, zstd_level: i32) -> Result<Vec<u8>, StorageError> {
-    write_parquet_batches(std::iter::once(Ok(batch.clone())), zstd_level)
-}
-
 /// Writes batches, in order, into one Parquet file.
 pub fn write_parquet_batches(
     batches: impl Iterator<Item = Result<RecordBatch, StorageError>>,
     zstd_level: i32,
+    json_keys: &BTreeSet<String>,
 ) -> Result<Vec<u8>, StorageError> {
     let err = |e: parquet::errors::ParquetError| StorageError::parquet("<new file>", e);
     let mut writer = ArrowWriter::try_new(
@@ -131,10 +148,13 @@ pub fn write_parquet_batches(
     for batch in batches {
         writer.write(&batch?).map_err(err)?;
     }
+    let keys = serde_json::to_string(json_keys).unwrap_or_default();
+    writer.append_key_value_metadata(KeyValue::new(JSON_KEYS_METADATA.to_string(), keys));
     writer.into_inner().map_err(err)
 }
 
 /// Splits attributes into the promoted columns' values and the JSON of the rest.
+/// Keys that went to the JSON columns are added to `json_keys`.
 fn split_attrs<'a>(
     attrs: &'a Attrs,
     str_cols: &[(&str, &str)],
@@ -142,6 +162,7 @@ fn split_attrs<'a>(
     skip: &[&str],
     str_out: &mut [Option<&'a str>],
     int_out: &mut [Option<i64>],
+    json_keys: &mut HashSet<&'a str>,
 ) -> Option<String> {
     let mut rest: Vec<&(String, AttrValue)> = Vec::new();
     for kv in &attrs.0 {
@@ -166,9 +187,29 @@ fn split_attrs<'a>(
     if rest.is_empty() {
         return None;
     }
-    let rest = Attrs(rest.into_iter().cloned().collect());
-    Some(rest.to_json())
+    for (k, _) in &rest {
+        json_keys.insert(k.as_str());
+    }
+    Some(serde_json::to_string(&RestAttrs(&rest)).unwrap_or_else(|_| "{}".to_string()))
 }
+
+/// Serializes borrowed attributes as a JSON object without cloning them.
+struct RestAttrs<'a, 'b>(&'b [&'a (String, AttrValue)]);
+
+impl serde::Serialize for RestAttrs<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+/// Parquet key-value metadata listing the attribute keys stored in the JSON columns, so a
+/// search for a key a file does not have skips the file.
+pub const JSON_KEYS_METADATA: &str = "loupe.json_keys";
 
 /// A resource already split into its promoted columns and JSON rest, keyed by its `Arc`.
 type ResourceColumns = (
@@ -206,8 +247,11 @@ impl StrBuilder {
     }
 }
 
-fn to_record_batch(spans: &[&SpanRecord]) -> Result<RecordBatch, StorageError> {
+fn to_record_batch<'a>(
+    spans: &[&'a SpanRecord],
+) -> Result<(RecordBatch, BTreeSet<String>), StorageError> {
     let n = spans.len();
+    let mut json_keys: HashSet<&'a str> = HashSet::new();
     let mut trace_id = FixedSizeBinaryBuilder::with_capacity(n, 16);
     let mut span_id = FixedSizeBinaryBuilder::with_capacity(n, 8);
     let mut parent = FixedSizeBinaryBuilder::with_capacity(n, 8);
@@ -270,6 +314,7 @@ fn to_record_batch(spans: &[&SpanRecord]) -> Result<RecordBatch, StorageError> {
                 &["service.name"],
                 &mut res_str,
                 &mut [],
+                &mut json_keys,
             );
             let owned = res_str.iter().map(|v| v.map(str::to_string)).collect();
             res_cache = Some((ptr, owned, json));
@@ -292,6 +337,7 @@ fn to_record_batch(spans: &[&SpanRecord]) -> Result<RecordBatch, StorageError> {
             &[],
             &mut span_str,
             &mut span_int,
+            &mut json_keys,
         );
         for (b, v) in span_cols.iter_mut().zip(&span_str) {
             b.append(*v);
@@ -338,5 +384,6 @@ fn to_record_batch(spans: &[&SpanRecord]) -> Result<RecordBatch, StorageError> {
     columns.push(attrs_json.finish());
     columns.push(events.finish());
     columns.push(links.finish());
-    RecordBatch::try_new(SPAN_SCHEMA.clone(), columns).map_err(bad)
+    let batch = RecordBatch::try_new(SPAN_SCHEMA.clone(), columns).map_err(bad)?;
+    Ok((batch, json_keys.into_iter().map(str::to_string).collect()))
 }

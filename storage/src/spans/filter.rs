@@ -2,6 +2,8 @@
 //! condition (as in Jaeger and Tempo). Evaluated on Parquet rows (only the columns the
 //! conditions need are read) and on fresh in-memory `SpanRecord`s, with the same semantics.
 
+use std::collections::HashSet;
+
 use arrow_array::{Array, RecordBatch};
 
 use crate::model::{SpanRecord, StatusCode, TraceId};
@@ -40,8 +42,10 @@ impl SpanFilter {
                 .all(|(k, v)| s.attribute(k).is_some_and(|a| a.to_filter_string() == *v))
     }
 
-    /// The columns [`SpanFilter::matching_rows`] reads.
-    pub fn columns(&self) -> Vec<&'static str> {
+    /// The columns [`SpanFilter::matching_rows`] needs from a file whose JSON columns hold
+    /// `json_keys` (`None`: unknown). `None` when the file cannot match: a wanted key that
+    /// has no column of its own is absent from its JSON columns.
+    pub fn columns(&self, json_keys: Option<&HashSet<String>>) -> Option<Vec<&'static str>> {
         let mut cols = vec![
             schema::TRACE_ID,
             schema::START,
@@ -50,19 +54,27 @@ impl SpanFilter {
             schema::NAME,
             schema::STATUS_CODE,
         ];
+        let mut json = false;
         for (k, _) in &self.tags {
+            // A promoted key whose value had another type lives in the JSON columns.
+            let in_json = json_keys.is_none_or(|keys| keys.contains(k));
             match schema::column_for_key(k) {
                 Some(AttrColumn::ServiceName) => {}
-                Some(AttrColumn::Promoted { column, .. }) => cols.push(column),
-                None => {}
+                Some(AttrColumn::Promoted { column, .. }) => {
+                    cols.push(column);
+                    json |= in_json;
+                }
+                None if in_json => json = true,
+                None => return None,
             }
-            // A promoted key whose value had another type lives in the JSON columns.
+        }
+        if json {
             cols.push(schema::ATTRIBUTES);
             cols.push(schema::RESOURCE_ATTRIBUTES);
         }
         cols.sort_unstable();
         cols.dedup();
-        cols
+        Some(cols)
     }
 
     /// (trace id, span start) of every row of `batch` that matches.

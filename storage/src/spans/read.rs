@@ -6,10 +6,13 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
+use arrow_array::BooleanArray;
 use arrow_array::RecordBatch;
 use futures::TryStreamExt;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, RowSelection};
+use parquet::arrow::arrow_reader::{
+    ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, RowFilter, RowSelection,
+};
 #[allow(deprecated)]
 use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
 use parquet::file::metadata::{PageIndexPolicy, RowGroupMetaData};
@@ -20,6 +23,7 @@ use crate::catalog::{Catalog, FileEntry};
 use crate::error::StorageError;
 use crate::model::{SpanKind, SpanRecord, TraceId};
 use crate::spans::decode::{Columns, decode_rows};
+use crate::spans::encode::JSON_KEYS_METADATA;
 use crate::spans::filter::SpanFilter;
 use crate::spans::schema;
 use crate::store::Storage;
@@ -108,6 +112,7 @@ impl SpanReader {
         row_groups: Vec<usize>,
         selection: Option<RowSelection>,
         columns: Option<&[&str]>,
+        row_filter: Option<RowFilter>,
     ) -> Result<Vec<RecordBatch>, StorageError> {
         if row_groups.is_empty() {
             return Ok(Vec::new());
@@ -120,6 +125,9 @@ impl SpanReader {
         .with_batch_size(8192);
         if let Some(selection) = selection {
             builder = builder.with_row_selection(selection);
+        }
+        if let Some(row_filter) = row_filter {
+            builder = builder.with_row_filter(row_filter);
         }
         if let Some(cols) = columns {
             let leaves: Vec<usize> = cols.iter().filter_map(|c| column_index(&meta, c)).collect();
@@ -149,7 +157,9 @@ impl SpanReader {
             Some(col) => plan_lookup(&meta, col, ids),
             None => ((0..meta.metadata().num_row_groups()).collect(), None),
         };
-        let batches = self.read(entry, meta, row_groups, selection, None).await?;
+        let batches = self
+            .read(entry, meta, row_groups, selection, None, None)
+            .await?;
         let mut out = Vec::new();
         for batch in &batches {
             let Some(trace) = Columns::new(batch).fixed(schema::TRACE_ID) else {
@@ -186,9 +196,26 @@ impl SpanReader {
             })
             .map(|(i, _)| i)
             .collect();
-        let cols = filter.columns();
+        let json_keys = json_keys_of(&meta);
+        let Some(cols) = filter.columns(json_keys.as_ref()) else {
+            // A wanted attribute key that this file does not have at all.
+            return Ok(Vec::new());
+        };
+        let row_filter = filter.service.clone().and_then(|want| {
+            let idx = column_index(&meta, schema::SERVICE_NAME)?;
+            let mask =
+                ProjectionMask::leaves(meta.metadata().file_metadata().schema_descr(), [idx]);
+            // Decode the other columns only for rows of the wanted service.
+            let pred = ArrowPredicateFn::new(mask, move |batch: RecordBatch| {
+                let col = Columns::new(&batch).string(schema::SERVICE_NAME);
+                Ok(BooleanArray::from_iter((0..batch.num_rows()).map(|i| {
+                    Some(col.and_then(|c| c.get(i)) == Some(want.as_str()))
+                })))
+            });
+            Some(RowFilter::new(vec![Box::new(pred)]))
+        });
         let batches = self
-            .read(entry, meta, row_groups, None, Some(&cols))
+            .read(entry, meta, row_groups, None, Some(&cols), row_filter)
             .await?;
         Ok(batches
             .iter()
@@ -196,11 +223,19 @@ impl SpanReader {
             .collect())
     }
 
+    /// The attribute keys `entry` stores in its JSON columns (`None`: unknown, older file).
+    pub async fn json_keys(
+        &self,
+        entry: &FileEntry,
+    ) -> Result<Option<HashSet<String>>, StorageError> {
+        Ok(json_keys_of(&self.metadata(entry).await?))
+    }
+
     /// The whole file, in full schema (for compaction).
     pub async fn read_all(&self, entry: &FileEntry) -> Result<Vec<RecordBatch>, StorageError> {
         let meta = self.metadata(entry).await?;
         let all = (0..meta.metadata().num_row_groups()).collect();
-        self.read(entry, meta, all, None, None).await
+        self.read(entry, meta, all, None, None, None).await
     }
 
     /// Distinct (service, name, kind) in `entry`; cached per file.
@@ -216,7 +251,7 @@ impl SpanReader {
         let meta = self.metadata(entry).await?;
         let all = (0..meta.metadata().num_row_groups()).collect();
         let cols = [schema::SERVICE_NAME, schema::NAME, schema::KIND];
-        let batches = self.read(entry, meta, all, None, Some(&cols)).await?;
+        let batches = self.read(entry, meta, all, None, Some(&cols), None).await?;
         let mut set: HashSet<(&str, &str, i8)> = HashSet::new();
         for b in &batches {
             let c = Columns::new(b);
@@ -258,6 +293,16 @@ impl SpanReader {
             .unwrap_or_else(|e| e.into_inner())
             .remove(id);
     }
+}
+
+fn json_keys_of(meta: &ArrowReaderMetadata) -> Option<HashSet<String>> {
+    let kv = meta.metadata().file_metadata().key_value_metadata()?;
+    let value = kv
+        .iter()
+        .find(|k| k.key == JSON_KEYS_METADATA)?
+        .value
+        .as_ref()?;
+    serde_json::from_str(value).ok()
 }
 
 fn covers(min: &[u8], max: &[u8], ids: &HashSet<TraceId>) -> bool {
