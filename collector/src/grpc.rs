@@ -174,6 +174,12 @@ where
         }
         let svc = self.clone();
         Box::pin(async move {
+            // Refuse before reading and decoding the body when over budget.
+            if let Err(e) = svc.handler.ingester.check_capacity() {
+                metrics::counter!("loupe_ingest_rejected_requests_total", "protocol" => "grpc", "reason" => e.reason())
+                    .increment(1);
+                return Ok(e.into_status().into_http());
+            }
             let mut grpc = tonic::server::Grpc::new(ExportCodec)
                 .apply_compression_config(svc.accept, svc.send)
                 .apply_max_message_size_config(Some(svc.max_bytes), None);

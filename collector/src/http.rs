@@ -79,6 +79,7 @@ async fn export_traces(State(st): State<HttpState>, req: Request) -> Response {
             )
             .map_err(IngestError::from)?;
         let enc = Encoding::from_content_type(header_str(h, "content-type"))?;
+        st.ingester.check_capacity()?;
         let raw = read_body(body, st.max_bytes).await?;
         let identity =
             header_str(h, "content-encoding").is_none_or(|e| e.eq_ignore_ascii_case("identity"));

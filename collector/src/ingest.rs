@@ -58,6 +58,22 @@ impl Ingester {
         self.ready.load(Ordering::Acquire)
     }
 
+    /// Refuses work up front when not ready or over the buffer budget, so an overloaded
+    /// collector does not spend CPU decoding requests it will refuse anyway.
+    pub fn check_capacity(&self) -> Result<(), IngestError> {
+        if !self.is_ready() {
+            return Err(IngestError::Overloaded(
+                "collector is replaying its write-ahead log".into(),
+            ));
+        }
+        if self.batcher.buffered_bytes() > self.limits.max_buffer_bytes {
+            return Err(IngestError::Overloaded(
+                "ingest buffer is full, waiting for flushes to object storage".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Accepts one export: drops invalid spans (reported through partial success), makes the
     /// rest durable, then buffers them. `raw` is the request's protobuf encoding when the
     /// caller has it, to skip re-encoding.

@@ -94,7 +94,7 @@ impl Default for CompactionPolicy {
         CompactionPolicy {
             min_files: 4,
             // Bounds compaction memory: the merge holds its inputs and the sorted output.
-            max_rows: 256 * 1024,
+            max_rows: 128 * 1024,
         }
     }
 }
