@@ -84,16 +84,7 @@ impl Ingester {
         raw: Option<Bytes>,
         protocol: &'static str,
     ) -> Result<Validated, IngestError> {
-        if !self.is_ready() {
-            return Err(IngestError::Overloaded(
-                "collector is replaying its write-ahead log".into(),
-            ));
-        }
-        if self.batcher.buffered_bytes() > self.limits.max_buffer_bytes {
-            return Err(IngestError::Overloaded(
-                "ingest buffer is full, waiting for flushes to object storage".into(),
-            ));
-        }
+        self.check_capacity()?;
         let validated = validate_traces(&mut req);
         metrics::counter!("loupe_ingest_rejected_spans_total", "signal" => "traces", "reason" => "invalid")
             .increment(validated.rejected);
