@@ -17,8 +17,8 @@ use loupe_storage::spans::SpanFilter;
 use serde_json::{Value, json};
 
 use crate::error::QueryError;
-use crate::native::{QueryState, lift_error_tag, parse_trace_id_param};
-use crate::params::{now_nanos, parse_duration, parse_tags, parse_time};
+use crate::native::{QueryState, parse_trace_id_param};
+use crate::params::{finish_filter, parse_duration, parse_limit, parse_tags, parse_time};
 
 /// Jaeger's error envelope.
 struct JaegerError(QueryError);
@@ -248,15 +248,7 @@ fn jaeger_filter(q: &str) -> Result<(SpanFilter, usize), QueryError> {
             "start" => start = Some(parse_time(v, 1000, "start")?),
             "end" => end = Some(parse_time(v, 1000, "end")?),
             "lookback" if v != "custom" => lookback = Some(parse_duration(v)?),
-            "limit" => {
-                limit = v
-                    .parse()
-                    .ok()
-                    .filter(|l| (1..=1500).contains(l))
-                    .ok_or_else(|| {
-                        QueryError::BadRequest(format!("invalid limit {v:?}: expected 1 to 1500"))
-                    })?
-            }
+            "limit" => limit = parse_limit(v, 1500)?,
             _ => {}
         }
     }
@@ -265,9 +257,7 @@ fn jaeger_filter(q: &str) -> Result<(SpanFilter, usize), QueryError> {
             "parameter 'service' is required".into(),
         ));
     }
-    lift_error_tag(&mut f);
-    f.end_unix_nano = end.unwrap_or_else(now_nanos);
-    f.start_unix_nano = start.unwrap_or(f.end_unix_nano - lookback.unwrap_or(3_600_000_000_000));
+    finish_filter(&mut f, start, end, lookback)?;
     Ok((f, limit))
 }
 
@@ -354,5 +344,11 @@ mod tests {
         assert_eq!(f.start_unix_nano, 1_700_000_000_000_000_000);
         assert_eq!(limit, 5);
         assert!(jaeger_filter("operation=x").is_err(), "service is required");
+        // The same validation as the native API (shared in params::finish_filter).
+        assert!(jaeger_filter("service=a&start=2000&end=1000").is_err());
+        assert!(jaeger_filter("service=a&minDuration=2s&maxDuration=1s").is_err());
+        assert!(jaeger_filter("service=a&limit=1501").is_err());
+        let (f, _) = jaeger_filter("service=a&end=1700000000000000&lookback=2h").unwrap();
+        assert_eq!(f.end_unix_nano - f.start_unix_nano, 7_200_000_000_000);
     }
 }

@@ -15,7 +15,7 @@ use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
 use crate::error::QueryError;
-use crate::params::{now_nanos, parse_duration, parse_tags, parse_time};
+use crate::params::{finish_filter, parse_duration, parse_limit, parse_tags, parse_time};
 use crate::service::TraceService;
 
 #[derive(Clone)]
@@ -278,45 +278,12 @@ pub fn search_filter(query: &str) -> Result<(SpanFilter, usize), QueryError> {
             "maxDuration" => f.max_duration_nano = Some(parse_duration(v)?),
             "start" => start = Some(parse_time(v, 1_000_000, "start")?),
             "end" => end = Some(parse_time(v, 1_000_000, "end")?),
-            "limit" => {
-                limit = v
-                    .parse()
-                    .ok()
-                    .filter(|l| (1..=1000).contains(l))
-                    .ok_or_else(|| {
-                        QueryError::BadRequest(format!("invalid limit {v:?}: expected 1 to 1000"))
-                    })?
-            }
+            "limit" => limit = parse_limit(v, 1000)?,
             _ => {}
         }
     }
-    lift_error_tag(&mut f);
-    f.end_unix_nano = end.unwrap_or_else(now_nanos);
-    f.start_unix_nano = start.unwrap_or(f.end_unix_nano - 3_600_000_000_000);
-    if f.start_unix_nano > f.end_unix_nano {
-        return Err(QueryError::BadRequest("start is after end".into()));
-    }
-    if let (Some(a), Some(b)) = (f.min_duration_nano, f.max_duration_nano)
-        && a > b
-    {
-        return Err(QueryError::BadRequest(
-            "minDuration is greater than maxDuration".into(),
-        ));
-    }
+    finish_filter(&mut f, start, end, None)?;
     Ok((f, limit))
-}
-
-/// `error=true` (Jaeger's error tag) means status error.
-pub fn lift_error_tag(f: &mut SpanFilter) {
-    f.tags.retain(|(k, v)| {
-        if k == "error" && (v == "true" || v == "false") {
-            if v == "true" {
-                f.status = Some(StatusCode::Error);
-            }
-            return false;
-        }
-        true
-    });
 }
 
 #[utoipa::path(get, path = "/api/v1/traces", tag = "traces",

@@ -2,6 +2,9 @@
 //! (`1.5s`, `250ms`, `1h30m`), timestamps, and tag filters (`k=v` pairs, logfmt, or a JSON
 //! object as Grafana and the Jaeger UI send).
 
+use loupe_storage::model::StatusCode;
+use loupe_storage::spans::SpanFilter;
+
 use crate::error::QueryError;
 
 /// Parses a Go-style duration into nanoseconds.
@@ -123,6 +126,50 @@ pub fn parse_time(s: &str, unit_nanos: i64, what: &str) -> Result<i64, QueryErro
                 "invalid {what} {s:?}: expected unix time or RFC 3339"
             ))
         })
+}
+
+/// Parses a result limit between 1 and `max`.
+pub fn parse_limit(v: &str, max: usize) -> Result<usize, QueryError> {
+    v.parse()
+        .ok()
+        .filter(|l| (1..=max).contains(l))
+        .ok_or_else(|| QueryError::BadRequest(format!("invalid limit {v:?}: expected 1 to {max}")))
+}
+
+/// Completes a search filter the same way for every API: `error=true` (Jaeger's error tag)
+/// becomes status error, the time range defaults to `lookback` (1h) before `end` (now), and
+/// inverted ranges are rejected.
+pub fn finish_filter(
+    f: &mut SpanFilter,
+    start: Option<i64>,
+    end: Option<i64>,
+    lookback: Option<i64>,
+) -> Result<(), QueryError> {
+    f.tags.retain(|(k, v)| {
+        if k == "error" && (v == "true" || v == "false") {
+            if v == "true" {
+                f.status = Some(StatusCode::Error);
+            }
+            return false;
+        }
+        true
+    });
+    f.end_unix_nano = end.unwrap_or_else(now_nanos);
+    f.start_unix_nano = start.unwrap_or(
+        f.end_unix_nano
+            .saturating_sub(lookback.unwrap_or(3_600_000_000_000)),
+    );
+    if f.start_unix_nano > f.end_unix_nano {
+        return Err(QueryError::BadRequest("start is after end".into()));
+    }
+    if let (Some(a), Some(b)) = (f.min_duration_nano, f.max_duration_nano)
+        && a > b
+    {
+        return Err(QueryError::BadRequest(
+            "minDuration is greater than maxDuration".into(),
+        ));
+    }
+    Ok(())
 }
 
 pub fn now_nanos() -> i64 {
