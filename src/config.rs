@@ -75,9 +75,14 @@ pub struct CommonArgs {
     /// How often compaction, retention and garbage collection run.
     #[arg(long, env = "LOUPE_COMPACTION_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
     pub compaction_interval: Duration,
-    /// How stale a query role's view of the catalog may be.
+    /// How stale a query role's view of the catalog may be (must stay well below the
+    /// garbage-collection grace).
     #[arg(long, env = "LOUPE_CATALOG_REFRESH_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
     pub catalog_refresh_interval: Duration,
+    /// How long the object of a file removed from the catalog (by compaction or retention)
+    /// stays readable before garbage collection deletes it.
+    #[arg(long, env = "LOUPE_GC_GRACE", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub gc_grace: Duration,
     /// API tokens as token=tenant pairs, comma separated. Empty: no authentication, tenant
     /// from X-Scope-OrgID or `default`.
     #[arg(
@@ -93,6 +98,10 @@ pub struct CommonArgs {
     /// Buffered, not yet flushed data above which ingest answers 503.
     #[arg(long, env = "LOUPE_MAX_BUFFER_BYTES", default_value = "32MiB", value_parser = parse_bytes)]
     pub max_buffer_bytes: u64,
+    /// Request bytes in flight (bodies, decompressed and decoded, across all requests) above
+    /// which ingest answers 503.
+    #[arg(long, env = "LOUPE_MAX_INFLIGHT_BYTES", default_value = "128MiB", value_parser = parse_bytes)]
+    pub max_inflight_bytes: u64,
     /// Write-ahead log size above which ingest answers 503.
     #[arg(long, env = "LOUPE_WAL_MAX_BYTES", default_value = "2GiB", value_parser = parse_bytes)]
     pub wal_max_bytes: u64,
@@ -187,6 +196,31 @@ impl CommonArgs {
         if self.max_request_bytes < 1024 {
             bail!("LOUPE_MAX_REQUEST_BYTES must be at least 1KiB");
         }
+        let frame_limit = loupe_wal::frame::max_payload(64) as u64;
+        if self.max_request_bytes > frame_limit {
+            bail!(
+                "LOUPE_MAX_REQUEST_BYTES is {} but the write-ahead log holds records of at most {frame_limit} bytes",
+                self.max_request_bytes
+            );
+        }
+        let peak = loupe_collector::inflight::peak_for(self.max_request_bytes);
+        if self.max_inflight_bytes < peak {
+            bail!(
+                "LOUPE_MAX_INFLIGHT_BYTES is {} but one request of LOUPE_MAX_REQUEST_BYTES ({}) may hold up to {peak} bytes while it is decoded: raise it to at least {peak}",
+                self.max_inflight_bytes,
+                self.max_request_bytes
+            );
+        }
+        if self.gc_grace < Duration::from_secs(1) {
+            bail!("LOUPE_GC_GRACE must be at least 1s");
+        }
+        if self.catalog_refresh_interval * 2 > self.gc_grace {
+            bail!(
+                "LOUPE_CATALOG_REFRESH_INTERVAL ({}) must be at most half of LOUPE_GC_GRACE ({}): a query role's catalog may be that stale, and the files it names must still exist",
+                humantime::format_duration(self.catalog_refresh_interval),
+                humantime::format_duration(self.gc_grace)
+            );
+        }
         self.resolver()?;
         Ok(())
     }
@@ -208,9 +242,11 @@ impl CommonArgs {
             "retention": humantime::format_duration(self.retention).to_string(),
             "compaction_interval": humantime::format_duration(self.compaction_interval).to_string(),
             "catalog_refresh_interval": humantime::format_duration(self.catalog_refresh_interval).to_string(),
+            "gc_grace": humantime::format_duration(self.gc_grace).to_string(),
             "auth_tokens": tenants,
             "max_request_bytes": self.max_request_bytes,
             "max_buffer_bytes": self.max_buffer_bytes,
+            "max_inflight_bytes": self.max_inflight_bytes,
             "wal_max_bytes": self.wal_max_bytes,
             "log_format": format!("{:?}", self.log_format).to_lowercase(),
             "log": self.log,
@@ -271,6 +307,33 @@ mod tests {
                 .to_string()
                 .contains("invalid tenant")
         );
+        let invalid = |args: &[&str]| {
+            let Role::Server(s) = parse(args).unwrap().role else {
+                panic!()
+            };
+            s.common.validate().unwrap_err().to_string()
+        };
+        let e = invalid(&[
+            "server",
+            "--max-request-bytes",
+            "1GiB",
+            "--max-inflight-bytes",
+            "8GiB",
+        ]);
+        assert!(
+            e.contains("write-ahead log holds records of at most"),
+            "{e}"
+        );
+        let e = invalid(&["server", "--max-request-bytes", "64MiB"]);
+        assert!(e.contains("LOUPE_MAX_INFLIGHT_BYTES"), "{e}");
+        let e = invalid(&[
+            "server",
+            "--gc-grace",
+            "10s",
+            "--catalog-refresh-interval",
+            "6s",
+        ]);
+        assert!(e.contains("at most half of LOUPE_GC_GRACE"), "{e}");
     }
 
     #[test]

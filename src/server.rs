@@ -12,16 +12,18 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use loupe_collector::batcher::Batcher;
-use loupe_collector::wal::{Wal, WalConfig};
+use loupe_collector::batcher::BatchLimits;
 use loupe_collector::{IngestLimits, Ingester};
 use loupe_query::QueryState;
 use loupe_query::service::TraceService;
 use loupe_storage::catalog::Catalog;
-use loupe_storage::fresh::{FreshSpans, NoFresh};
-use loupe_storage::lifecycle::{CompactionPolicy, apply_retention, collect_garbage, compact_spans};
-use loupe_storage::spans::SpanReader;
+use loupe_storage::fresh::{Fresh, NoFresh};
+use loupe_storage::lifecycle::lease::Leases;
+use loupe_storage::lifecycle::runner::{self, FormatLifecycle, LifecycleConfig, SignalLifecycle};
+use loupe_storage::model::SpanRecord;
+use loupe_storage::spans::{SpanFormat, SpanReader};
 use loupe_storage::store::Storage;
+use loupe_wal::{Wal, WalConfig};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -29,9 +31,6 @@ use tower_http::trace::TraceLayer;
 
 use crate::config::{CommonArgs, Role};
 use crate::{demo, telemetry};
-
-/// Objects unreferenced for this long are deleted (queries planned earlier may still read them).
-const GARBAGE_GRACE: Duration = Duration::from_secs(600);
 
 #[derive(Clone)]
 struct OpsState {
@@ -43,18 +42,24 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
+/// 200 when this process can do its work; 503 with the reason when it cannot (replaying its
+/// write-ahead log, or the log's disk failing). Degraded states are listed in the body.
 async fn readyz(State(st): State<OpsState>) -> impl IntoResponse {
-    match &st.ingester {
-        Some(i) if !i.is_ready() => (StatusCode::SERVICE_UNAVAILABLE, "replaying write-ahead log"),
-        _ => (StatusCode::OK, "ready"),
+    match st.ingester.as_ref().map(|i| i.readiness()) {
+        Some(Err(why)) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")),
+        Some(Ok(notes)) if !notes.is_empty() => {
+            (StatusCode::OK, format!("ready; {}", notes.join("; ")))
+        }
+        _ => (StatusCode::OK, "ready".to_string()),
     }
 }
 
 async fn metrics(State(st): State<OpsState>) -> impl IntoResponse {
     if let Some(i) = &st.ingester {
         metrics::gauge!("loupe_wal_bytes").set(i.wal().bytes() as f64);
-        metrics::gauge!("loupe_buffered_bytes").set(i.batcher().buffered_bytes() as f64);
-        metrics::gauge!("loupe_buffered_spans").set(i.batcher().buffered_spans() as f64);
+        metrics::gauge!("loupe_buffered_bytes").set(i.buffered_bytes() as f64);
+        metrics::gauge!("loupe_buffered_rows").set(i.buffered_rows() as f64);
+        metrics::gauge!("loupe_ingest_inflight_bytes").set(i.inflight().used_bytes() as f64);
     }
     st.metrics.run_upkeep();
     (
@@ -64,8 +69,10 @@ async fn metrics(State(st): State<OpsState>) -> impl IntoResponse {
 }
 
 /// A stable id for this collector, kept beside its WAL: catalog entries name it so replay can
-/// skip what this WAL already committed.
+/// skip what this WAL already committed. Written to a temporary file, synced, renamed into
+/// place and the directory synced, so it survives power loss before any record is written.
 fn node_id(common: &CommonArgs) -> anyhow::Result<String> {
+    use std::io::Write;
     let dir = common.wal_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join("node-id");
@@ -73,8 +80,15 @@ fn node_id(common: &CommonArgs) -> anyhow::Result<String> {
         Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_string()),
         _ => {
             let id = format!("collector-{}", ulid::Ulid::new().to_string().to_lowercase());
-            std::fs::write(&path, &id)
-                .with_context(|| format!("cannot write {}", path.display()))?;
+            let tmp = dir.join("node-id.tmp");
+            let write = || -> std::io::Result<()> {
+                let mut f = std::fs::File::create(&tmp)?;
+                f.write_all(id.as_bytes())?;
+                f.sync_all()?;
+                std::fs::rename(&tmp, &path)?;
+                std::fs::File::open(&dir)?.sync_all()
+            };
+            write().with_context(|| format!("cannot write {}", path.display()))?;
             Ok(id)
         }
     }
@@ -104,44 +118,6 @@ async fn shutdown_signal() {
     ctrl_c.await.unwrap_or(());
 }
 
-async fn lifecycle_loop(
-    catalog: Catalog,
-    retention: Duration,
-    interval: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let reader = SpanReader::new(catalog.storage().clone());
-    let policy = CompactionPolicy::default();
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = shutdown.changed() => return,
-        }
-        let tenants = match catalog.list_tenants().await {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::warn!(error = %e, "lifecycle: cannot list tenants");
-                continue;
-            }
-        };
-        for tenant in tenants {
-            if let Err(e) = compact_spans(&catalog, &reader, &tenant, &policy).await {
-                tracing::warn!(%tenant, error = %e, "compaction failed");
-            }
-            match apply_retention(&catalog, &tenant, retention).await {
-                Ok(n) if n > 0 => {
-                    tracing::info!(%tenant, files = n, "retention dropped expired files")
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(%tenant, error = %e, "retention failed"),
-            }
-            if let Err(e) = collect_garbage(&catalog, &tenant, GARBAGE_GRACE).await {
-                tracing::warn!(%tenant, error = %e, "garbage collection failed");
-            }
-        }
-    }
-}
-
 pub async fn run(role: Role) -> anyhow::Result<()> {
     let (common, demo, collector, query) = match role {
         Role::Server(s) => (s.common, s.demo, true, true),
@@ -163,62 +139,54 @@ pub async fn run(role: Role) -> anyhow::Result<()> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
 
-    let (catalog, ingester, fresh): (Catalog, Option<Arc<Ingester>>, Arc<dyn FreshSpans>) =
-        if collector {
-            let id = node_id(&common)?;
-            let catalog = Catalog::new(storage.clone(), id);
-            let mut wal_cfg = WalConfig::new(common.wal_dir());
-            wal_cfg.max_bytes = common.wal_max_bytes;
-            let (wal, records) = Wal::open(wal_cfg).context("cannot open the write-ahead log")?;
-            // A batch this large is flushed before the interval: bounds memory under full load.
-            let batcher = Arc::new(Batcher::new(64 * 1024));
-            let limits = IngestLimits {
-                max_buffer_bytes: common.max_buffer_bytes,
-            };
-            let ingester = Arc::new(Ingester::new(wal, batcher.clone(), catalog.clone(), limits));
-            {
-                let ingester = ingester.clone();
-                let n = records.len();
-                tokio::spawn(async move {
-                    let started = std::time::Instant::now();
-                    loop {
-                        match ingester.replay(records.clone()).await {
-                            Ok(replayed) => {
-                                tracing::info!(
-                                    records = n,
-                                    replayed,
-                                    elapsed_ms = started.elapsed().as_millis() as u64,
-                                    "write-ahead log replayed; ready"
-                                );
-                                break;
-                            }
-                            Err(e) => {
-                                tracing::error!(error = %e, "write-ahead log replay failed; retrying");
-                                tokio::time::sleep(Duration::from_secs(1)).await;
-                            }
-                        }
-                    }
-                });
-            }
-            tasks.push(tokio::spawn(
-                ingester
-                    .clone()
-                    .run_flusher(common.flush_interval, shutdown_rx.clone()),
-            ));
-            tokio::spawn(lifecycle_loop(
-                catalog.clone(),
-                common.retention,
-                common.compaction_interval,
-                shutdown_rx.clone(),
-            ));
-            (catalog, Some(ingester), batcher as Arc<dyn FreshSpans>)
-        } else {
-            let catalog = Catalog::new(
-                storage.clone(),
-                format!("query-{}", ulid::Ulid::new().to_string().to_lowercase()),
-            );
-            (catalog, None, Arc::new(NoFresh) as Arc<dyn FreshSpans>)
+    let reader = Arc::new(SpanReader::new(storage.clone()));
+    type FreshSpans = Arc<dyn Fresh<SpanRecord>>;
+    let (catalog, ingester, fresh): (Catalog, Option<Arc<Ingester>>, FreshSpans) = if collector {
+        let id = node_id(&common)?;
+        let catalog = Catalog::new(storage.clone(), id.clone());
+        let mut wal_cfg = WalConfig::new(common.wal_dir());
+        wal_cfg.max_bytes = common.wal_max_bytes;
+        let (wal, recovery) = Wal::open(wal_cfg).context("cannot open the write-ahead log")?;
+        let spans = Arc::new(SpanFormat::new(reader.clone()));
+        let limits = IngestLimits {
+            max_buffer_bytes: common.max_buffer_bytes,
+            max_inflight_bytes: common.max_inflight_bytes,
+            batch: BatchLimits::default(),
         };
+        let ingester = Arc::new(Ingester::new(wal, catalog.clone(), spans.clone(), limits));
+        {
+            let ingester = ingester.clone();
+            let recovery = Arc::new(recovery);
+            tokio::spawn(async move { ingester.replay(recovery).await });
+        }
+        tasks.push(tokio::spawn(
+            ingester
+                .clone()
+                .run_flusher(common.flush_interval, shutdown_rx.clone()),
+        ));
+        let cfg = LifecycleConfig::new(
+            common.compaction_interval,
+            common.retention,
+            common.gc_grace,
+        );
+        let leases = Leases::new(storage.clone(), id, cfg.lease_ttl());
+        let signals: Vec<Arc<dyn SignalLifecycle>> = vec![Arc::new(FormatLifecycle(spans))];
+        tokio::spawn(runner::run(
+            catalog.clone(),
+            leases,
+            signals,
+            cfg,
+            shutdown_rx.clone(),
+        ));
+        let fresh: FreshSpans = ingester.traces().batcher().clone();
+        (catalog, Some(ingester), fresh)
+    } else {
+        let catalog = Catalog::new(
+            storage.clone(),
+            format!("query-{}", ulid::Ulid::new().to_string().to_lowercase()),
+        );
+        (catalog, None, Arc::new(NoFresh) as FreshSpans)
+    };
 
     let max_request = common.max_request_bytes as usize;
     let mut grpc_addr = None;
@@ -264,7 +232,7 @@ pub async fn run(role: Role) -> anyhow::Result<()> {
         } else {
             common.catalog_refresh_interval
         };
-        let traces = Arc::new(TraceService::new(catalog.clone(), fresh, max_age));
+        let traces = Arc::new(TraceService::new(catalog.clone(), reader, fresh, max_age));
         app = app
             .merge(loupe_query::router(QueryState {
                 traces,

@@ -1,5 +1,9 @@
 //! OTLP/HTTP: `POST /v1/traces` with protobuf or JSON bodies, optionally gzip or zstd encoded.
 //! Errors answer with a `google.rpc.Status` in the request's encoding, per the OTLP spec.
+//!
+//! Order of admission: the tenant is resolved from the headers and capacity checked before a
+//! byte of the body is read; the body is read against the in-flight budget; decompression,
+//! decoding, validation and conversion run on the CPU pool.
 
 use std::sync::Arc;
 
@@ -8,18 +12,21 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, header};
-use loupe_storage::TenantResolver;
+use http_body_util::BodyExt;
+use loupe_core::{Classify, ErrorCode, Signal, TenantResolver};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
 use prost::Message;
 
 use crate::error::IngestError;
+use crate::inflight::{DECODED_FACTOR, Permit};
 use crate::ingest::Ingester;
 use crate::otlp::decode::decompress;
-use crate::otlp::{Encoding, RpcStatus, decode_traces};
+use crate::otlp::{Encoding, RpcStatus};
+use crate::traces;
 
 #[derive(Clone)]
 struct HttpState {
@@ -43,23 +50,26 @@ fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, IngestError> {
-    match axum::body::to_bytes(body, limit).await {
-        Ok(b) => Ok(b),
-        Err(e) => {
-            let too_large = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            if too_large {
-                Err(IngestError::TooLarge(format!(
-                    "request body exceeds the limit of {limit} bytes"
-                )))
-            } else {
-                Err(IngestError::BadRequest(format!(
-                    "cannot read request body: {e}"
-                )))
-            }
+/// Reads the body frame by frame, reserving each frame in the in-flight budget.
+async fn read_body(body: Body, limit: usize, permit: &mut Permit) -> Result<Bytes, IngestError> {
+    let mut body = body;
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| IngestError::BadRequest(format!("cannot read request body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let len = buf.len() + data.len();
+        if len > limit {
+            return Err(IngestError::TooLarge(format!(
+                "request body exceeds the limit of {limit} bytes"
+            )));
         }
+        permit.grow_to(len as u64)?;
+        buf.extend_from_slice(&data);
     }
+    Ok(buf.freeze())
 }
 
 async fn export_traces(State(st): State<HttpState>, req: Request) -> Response {
@@ -71,26 +81,36 @@ async fn export_traces(State(st): State<HttpState>, req: Request) -> Response {
         _ => Encoding::Json,
     };
     let result = async {
-        let tenant = st
-            .resolver
-            .resolve(
-                header_str(h, "authorization"),
-                header_str(h, "x-scope-orgid"),
-            )
-            .map_err(IngestError::from)?;
+        let tenant = st.resolver.resolve(
+            header_str(h, "authorization"),
+            header_str(h, "x-scope-orgid"),
+        )?;
         let enc = Encoding::from_content_type(header_str(h, "content-type"))?;
-        st.ingester.check_capacity()?;
-        let raw = read_body(body, st.max_bytes).await?;
-        let identity =
-            header_str(h, "content-encoding").is_none_or(|e| e.eq_ignore_ascii_case("identity"));
-        let plain = decompress(raw, header_str(h, "content-encoding"), st.max_bytes)?;
-        let _ = identity;
-        let req = decode_traces(&plain, enc)?;
-        let raw_proto = (enc == Encoding::Protobuf).then_some(plain);
-        let v = st
-            .ingester
-            .export_traces(&tenant, req, raw_proto, "http")
-            .await?;
+        st.ingester.check_capacity(&tenant, Signal::Traces)?;
+        let hint = header_str(h, "content-length")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+            .min(st.max_bytes as u64);
+        let mut permit = st.ingester.inflight().try_acquire(hint)?;
+        let raw = read_body(body, st.max_bytes, &mut permit).await?;
+        let encoding = header_str(h, "content-encoding").map(str::to_string);
+        let max = st.max_bytes;
+        let (decoded, permit) = loupe_core::cpu::run(move || {
+            let raw_len = raw.len() as u64;
+            let identity = encoding
+                .as_deref()
+                .is_none_or(|e| e.trim().is_empty() || e.eq_ignore_ascii_case("identity"));
+            let plain = decompress(raw, encoding.as_deref(), max)?;
+            let plain_len = plain.len() as u64;
+            if !identity {
+                permit.grow_to(raw_len + plain_len)?;
+            }
+            permit.grow_to(plain_len * (1 + DECODED_FACTOR))?;
+            Ok::<_, IngestError>((traces::decode_request(plain, enc)?, permit))
+        })
+        .await??;
+        let v = traces::export(&st.ingester, &tenant, decoded, "http").await?;
+        drop(permit);
         Ok::<_, IngestError>((enc, v))
     }
     .await;
@@ -118,21 +138,22 @@ async fn export_traces(State(st): State<HttpState>, req: Request) -> Response {
 
 fn error_response(e: IngestError, enc: Encoding) -> Response {
     metrics::counter!("loupe_ingest_rejected_requests_total", "protocol" => "http", "reason" => e.reason()).increment(1);
+    let code = e.code();
     let status = RpcStatus {
-        code: e.grpc_code() as i32,
+        code: code.grpc_code() as i32,
         message: e.to_string(),
     };
     let mut resp = (
-        e.http_status(),
+        code.http_status(),
         [(header::CONTENT_TYPE, enc.content_type())],
         status.encode_as(enc),
     )
         .into_response();
-    if let Some(secs) = e.retry_after_secs() {
+    if let Some(secs) = code.retry_after_secs() {
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
-    if matches!(e, IngestError::Unauthenticated(_)) {
+    if code == ErrorCode::Unauthenticated {
         resp.headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }

@@ -1,72 +1,153 @@
-//! The ingest pipeline shared by the gRPC and HTTP edges:
-//! validate → WAL append (durable) → ack, then buffer for the next flush; plus WAL replay at
-//! start and the flush loop (upload → catalog commit → WAL trim).
+//! The ingest core shared by every edge and signal: admission (readiness, memory, a tenant
+//! whose replay is pending), the durable append with its in-order hand-over to a lane, the
+//! flush loop, and the WAL trim bound.
+//!
+//! What is durable when (see also `loupe_wal` and `loupe_storage::catalog`):
+//! 1. An export is answered only after its WAL record is fsynced; its rows were handed to the
+//!    lane's batches (in WAL order, on the WAL writer) before that answer.
+//! 2. A flush uploads a file (synced, on the local store), then commits its catalog entry
+//!    (synced) naming the batch's highest WAL sequence; only then does the WAL trim.
+//! 3. The trim bound is `min(wal.durable_below, replay floor, lowest unflushed sequence of
+//!    every lane)`, with `durable_below` read first: no record below it exists only in the
+//!    log, so trimming below it loses nothing (the proof is in `loupe_wal`'s docs).
+//! 4. Replay skips records at or below the highest sequence the catalog holds for this
+//!    collector, per tenant × signal; because records reach the batches in sequence order
+//!    and batches of one tenant × signal commit in order, everything at or below that number
+//!    is in committed files.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
-use loupe_storage::TenantId;
-use loupe_storage::catalog::{Catalog, WalSource};
-use loupe_storage::lifecycle::upload_spans;
-use loupe_storage::store::Signal;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use prost::Message;
+use loupe_core::{Signal, TenantId};
+use loupe_storage::catalog::Catalog;
+use loupe_storage::spans::SpanFormat;
+use loupe_wal::{OnDurable, Wal};
 
-use crate::batcher::{Batch, Batcher};
+use crate::batcher::BatchLimits;
 use crate::error::IngestError;
-use crate::otlp::{Validated, to_span_records, validate_traces};
-use crate::wal::{Record, Wal};
+use crate::inflight::InFlight;
+use crate::lane::{Lane, SignalLane};
+use crate::replay::ReplayState;
 
 #[derive(Debug, Clone)]
 pub struct IngestLimits {
     /// Buffered (not yet flushed) bytes above which exports are refused with 503.
     pub max_buffer_bytes: u64,
+    /// Request bytes in flight (bodies, decompressed and decoded) above which requests are
+    /// refused with 503.
+    pub max_inflight_bytes: u64,
+    pub batch: BatchLimits,
+}
+
+impl Default for IngestLimits {
+    fn default() -> Self {
+        IngestLimits {
+            max_buffer_bytes: 32 << 20,
+            max_inflight_bytes: 128 << 20,
+            batch: BatchLimits::default(),
+        }
+    }
 }
 
 pub struct Ingester {
-    wal: Wal,
-    batcher: Arc<Batcher>,
-    catalog: Catalog,
-    limits: IngestLimits,
-    ready: AtomicBool,
+    pub(crate) wal: Wal,
+    pub(crate) catalog: Catalog,
+    traces: Arc<SignalLane<SpanFormat>>,
+    pub(crate) lanes: Vec<Arc<dyn Lane>>,
+    pub(crate) limits: IngestLimits,
+    inflight: Arc<InFlight>,
+    pub(crate) replay: ReplayState,
+    pub(crate) ready: AtomicBool,
 }
 
 impl Ingester {
-    pub fn new(wal: Wal, batcher: Arc<Batcher>, catalog: Catalog, limits: IngestLimits) -> Self {
+    pub fn new(wal: Wal, catalog: Catalog, spans: Arc<SpanFormat>, limits: IngestLimits) -> Self {
+        let traces = Arc::new(SignalLane::new(
+            spans,
+            limits.batch,
+            crate::otlp::decode_trace_payload,
+        ));
         Ingester {
             wal,
-            batcher,
             catalog,
+            lanes: vec![traces.clone() as Arc<dyn Lane>],
+            traces,
+            inflight: InFlight::new(limits.max_inflight_bytes),
             limits,
+            replay: ReplayState::default(),
             ready: AtomicBool::new(false),
         }
     }
 
-    pub fn batcher(&self) -> &Arc<Batcher> {
-        &self.batcher
+    /// The traces lane (its batcher is the fresh-span hook of queries).
+    pub fn traces(&self) -> &Arc<SignalLane<SpanFormat>> {
+        &self.traces
     }
 
     pub fn wal(&self) -> &Wal {
         &self.wal
     }
 
-    /// True once the WAL has been replayed.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn inflight(&self) -> &Arc<InFlight> {
+        &self.inflight
+    }
+
+    pub(crate) fn lane(&self, signal: Signal) -> Option<&Arc<dyn Lane>> {
+        self.lanes.iter().find(|l| l.signal() == signal)
+    }
+
+    /// True once the WAL has been replayed (tenants whose catalog could not be read are
+    /// replayed later, without holding the others back).
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
     }
 
-    /// Refuses work up front when not ready or over the buffer budget, so an overloaded
-    /// collector does not spend CPU decoding requests it will refuse anyway.
-    pub fn check_capacity(&self) -> Result<(), IngestError> {
+    /// `Err(why)` while this collector cannot accept data: replay running, or the WAL's disk
+    /// failing. `Ok(notes)` lists what is degraded but not blocking.
+    pub fn readiness(&self) -> Result<Vec<String>, String> {
+        if !self.is_ready() {
+            return Err("replaying the write-ahead log".into());
+        }
+        if let Err(reason) = self.wal.health() {
+            return Err(format!("write-ahead log failing: {reason}"));
+        }
+        Ok(self
+            .replay
+            .pending()
+            .into_iter()
+            .map(|(tenant, signal, error)| {
+                format!("{signal} of tenant {tenant} wait for replay: {error}")
+            })
+            .collect())
+    }
+
+    pub fn buffered_bytes(&self) -> u64 {
+        self.lanes.iter().map(|l| l.buffered_bytes()).sum()
+    }
+
+    pub fn buffered_rows(&self) -> usize {
+        self.lanes.iter().map(|l| l.buffered_rows()).sum()
+    }
+
+    /// Refuses work up front, before the body is read, when it could not be accepted anyway.
+    pub fn check_capacity(&self, tenant: &TenantId, signal: Signal) -> Result<(), IngestError> {
         if !self.is_ready() {
             return Err(IngestError::Overloaded(
                 "collector is replaying its write-ahead log".into(),
             ));
         }
-        if self.batcher.buffered_bytes() > self.limits.max_buffer_bytes {
+        if let Some(error) = self.replay.pending_error(tenant, signal) {
+            return Err(IngestError::Unavailable(format!(
+                "the {signal} catalog of tenant {tenant} cannot be read ({error}); its earlier data waits in the write-ahead log"
+            )));
+        }
+        if self.buffered_bytes() > self.limits.max_buffer_bytes {
             return Err(IngestError::Overloaded(
                 "ingest buffer is full, waiting for flushes to object storage".into(),
             ));
@@ -74,138 +155,51 @@ impl Ingester {
         Ok(())
     }
 
-    /// Accepts one export: drops invalid spans (reported through partial success), makes the
-    /// rest durable, then buffers them. `raw` is the request's protobuf encoding when the
-    /// caller has it, to skip re-encoding.
-    pub async fn export_traces(
+    /// Makes an export durable; `staged` hands its rows to their lane once it is.
+    pub async fn append(
         &self,
         tenant: &TenantId,
-        mut req: ExportTraceServiceRequest,
-        raw: Option<Bytes>,
-        protocol: &'static str,
-    ) -> Result<Validated, IngestError> {
-        self.check_capacity()?;
-        let validated = validate_traces(&mut req);
-        metrics::counter!("loupe_ingest_rejected_spans_total", "signal" => "traces", "reason" => "invalid")
-            .increment(validated.rejected);
-        if validated.accepted == 0 {
-            return Ok(validated);
-        }
-        let payload = match raw {
-            Some(raw) if validated.rejected == 0 => raw,
-            _ => Bytes::from(req.encode_to_vec()),
-        };
+        signal: Signal,
+        payload: Bytes,
+        staged: OnDurable,
+    ) -> Result<u64, IngestError> {
         let bytes = payload.len() as u64;
-        let seq = self.wal.append(tenant, Signal::Traces, payload).await?;
-        let spans = to_span_records(&req);
-        self.batcher.push(tenant, Signal::Traces, seq, spans, bytes);
-        metrics::counter!("loupe_ingest_spans_total", "signal" => "traces", "protocol" => protocol)
-            .increment(validated.accepted);
-        metrics::counter!("loupe_ingest_bytes_total", "signal" => "traces", "protocol" => protocol)
-            .increment(bytes);
-        Ok(validated)
-    }
-
-    /// Re-buffers WAL records that are not yet in a committed file, then turns ready.
-    pub async fn replay(&self, records: Vec<Record>) -> Result<usize, IngestError> {
-        let mut committed: HashMap<(TenantId, Signal), u64> = HashMap::new();
-        let mut replayed = 0;
-        for r in records {
-            let key = (r.tenant.clone(), r.signal);
-            let done = match committed.get(&key) {
-                Some(s) => *s,
-                None => {
-                    let state = self.catalog.refresh(&r.tenant).await.map_err(|e| {
-                        IngestError::Internal(format!("cannot load the catalog for replay: {e}"))
-                    })?;
-                    let s = state
-                        .committed_seq(r.signal, self.catalog.writer())
-                        .unwrap_or(0);
-                    committed.insert(key, s);
-                    s
-                }
-            };
-            if r.seq <= done {
-                continue;
-            }
-            match r.signal {
-                Signal::Traces => match ExportTraceServiceRequest::decode(&r.payload[..]) {
-                    Ok(req) => {
-                        let spans = to_span_records(&req);
-                        self.batcher.push(
-                            &r.tenant,
-                            r.signal,
-                            r.seq,
-                            spans,
-                            r.payload.len() as u64,
-                        );
-                        replayed += 1;
-                    }
-                    Err(e) => {
-                        tracing::error!(seq = r.seq, error = %e, "undecodable write-ahead log record skipped")
-                    }
-                },
-                other => tracing::warn!(
-                    seq = r.seq,
-                    signal = other.as_str(),
-                    "no pipeline for this signal yet; record kept"
-                ),
-            }
-        }
-        self.ready.store(true, Ordering::Release);
-        Ok(replayed)
-    }
-
-    /// Uploads and commits every buffered batch, then trims the WAL. Returns files committed.
-    pub async fn flush(&self) -> usize {
-        let batches = self.batcher.take_all();
-        let mut committed = 0;
-        // Files of one tenant × signal must commit in WAL order (replay skips everything up
-        // to the highest committed sequence), so a failure holds back the later batches.
-        let mut failed: Vec<(TenantId, Signal)> = Vec::new();
-        for batch in batches {
-            let key = (batch.tenant.clone(), batch.signal);
-            if failed.contains(&key) {
-                continue;
-            }
-            match self.flush_batch(&batch).await {
-                Ok(()) => {
-                    self.batcher.committed(&batch);
-                    committed += 1;
-                }
-                Err(e) => {
-                    failed.push(key);
-                    metrics::counter!("loupe_flush_failures_total").increment(1);
-                    tracing::warn!(tenant = %batch.tenant, error = %e, "flush failed; will retry");
-                }
-            }
-        }
-        let bound = self.batcher.lowest_unflushed_seq().unwrap_or(u64::MAX);
-        self.wal.trim_below(bound);
-        metrics::gauge!("loupe_wal_bytes").set(self.wal.bytes() as f64);
-        metrics::gauge!("loupe_buffered_bytes").set(self.batcher.buffered_bytes() as f64);
-        committed
-    }
-
-    async fn flush_batch(&self, batch: &Arc<Batch>) -> Result<(), loupe_storage::StorageError> {
-        if batch.spans.is_empty() {
-            return Ok(());
-        }
-        let started = Instant::now();
-        let source = vec![WalSource {
-            writer: self.catalog.writer().to_string(),
-            max_seq: batch.max_seq,
-        }];
-        let entry = upload_spans(&self.catalog, &batch.tenant, batch.spans.clone(), source).await?;
-        let rows = entry.rows;
-        let bytes = entry.bytes;
-        self.catalog
-            .commit(&batch.tenant, vec![entry], vec![])
+        let seq = self
+            .wal
+            .append(tenant, signal, payload, Some(staged))
             .await?;
-        metrics::histogram!("loupe_flush_seconds", "signal" => "traces")
-            .record(started.elapsed().as_secs_f64());
-        tracing::debug!(tenant = %batch.tenant, rows, bytes, "flushed span file");
-        Ok(())
+        metrics::counter!("loupe_ingest_bytes_total", "signal" => signal.as_str()).increment(bytes);
+        Ok(seq)
+    }
+
+    /// The WAL may be trimmed below this (see the module docs).
+    pub fn trim_bound(&self) -> u64 {
+        // Order matters: `durable_below` first, then the replay floor, then the lanes.
+        let handed = self.wal.durable_below();
+        let replay = self.replay.floor();
+        let lanes = self
+            .lanes
+            .iter()
+            .filter_map(|l| l.lowest_unflushed_seq())
+            .min()
+            .unwrap_or(u64::MAX);
+        handed.min(replay).min(lanes)
+    }
+
+    /// Flushes every lane, then trims the WAL. Returns files committed.
+    pub async fn flush(&self) -> usize {
+        let mut files = 0;
+        for lane in &self.lanes {
+            files += lane.flush(&self.catalog).await.files;
+        }
+        let bound = self.trim_bound();
+        let wal = self.wal.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || wal.trim_below(bound)).await {
+            tracing::warn!(error = %e, "write-ahead log trim task failed");
+        }
+        metrics::gauge!("loupe_wal_bytes").set(self.wal.bytes() as f64);
+        metrics::gauge!("loupe_buffered_bytes").set(self.buffered_bytes() as f64);
+        files
     }
 
     /// Flushes every `interval`, or sooner when a batch fills up, until `shutdown` fires;
@@ -215,10 +209,20 @@ impl Ingester {
         interval: Duration,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
+        let wanted = futures::future::select_all(
+            self.lanes
+                .iter()
+                .map(|l| Box::pin(l.flush_wanted().notified())),
+        );
+        tokio::pin!(wanted);
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
-                _ = self.batcher.flush_now.notified() => {}
+                _ = &mut wanted => {
+                    wanted.set(futures::future::select_all(
+                        self.lanes.iter().map(|l| Box::pin(l.flush_wanted().notified())),
+                    ));
+                }
                 _ = shutdown.changed() => {
                     self.flush().await;
                     return;
@@ -228,3 +232,7 @@ impl Ingester {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "ingest_tests.rs"]
+mod tests;

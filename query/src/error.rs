@@ -1,10 +1,12 @@
-//! The query service's error vocabulary and its JSON error body
-//! `{"error": {"code": "...", "message": "..."}}`.
+//! The query service's error type and its JSON error body
+//! `{"error": {"code": "...", "message": "..."}}`. Kinds come from the shared vocabulary
+//! ([`loupe_core::ErrorCode`]), which alone maps them to HTTP statuses; the Jaeger, Tempo, Loki
+//! and Prometheus adapters choose their own envelope around the same code and message.
 
 use axum::Json;
 use axum::response::{IntoResponse, Response};
-use http::StatusCode;
-use loupe_storage::{AuthError, ErrorKind, StorageError};
+use loupe_core::{AuthError, Classify, ErrorCode};
+use loupe_storage::StorageError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -20,45 +22,46 @@ pub enum QueryError {
     Internal(String),
 }
 
-impl QueryError {
-    pub fn status(&self) -> StatusCode {
+impl Classify for QueryError {
+    fn code(&self) -> ErrorCode {
         match self {
-            QueryError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            QueryError::NotFound(_) => StatusCode::NOT_FOUND,
-            QueryError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            QueryError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            QueryError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    pub fn code(&self) -> &'static str {
-        match self {
-            QueryError::BadRequest(_) => "bad_request",
-            QueryError::NotFound(_) => "not_found",
-            QueryError::Unauthenticated(_) => "unauthenticated",
-            QueryError::Unavailable(_) => "unavailable",
-            QueryError::Internal(_) => "internal",
+            QueryError::BadRequest(_) => ErrorCode::BadInput,
+            QueryError::NotFound(_) => ErrorCode::NotFound,
+            QueryError::Unauthenticated(_) => ErrorCode::Unauthenticated,
+            QueryError::Unavailable(_) => ErrorCode::Unavailable,
+            QueryError::Internal(_) => ErrorCode::Internal,
         }
     }
 }
 
 impl From<StorageError> for QueryError {
     fn from(e: StorageError) -> Self {
-        match e.kind() {
-            ErrorKind::BadInput => QueryError::BadRequest(e.to_string()),
-            ErrorKind::NotFound => QueryError::NotFound(e.to_string()),
-            ErrorKind::Conflict | ErrorKind::Unavailable => QueryError::Unavailable(e.to_string()),
-            ErrorKind::Internal => QueryError::Internal(e.to_string()),
+        match e.code() {
+            ErrorCode::BadInput | ErrorCode::TooLarge | ErrorCode::UnsupportedMediaType => {
+                QueryError::BadRequest(e.to_string())
+            }
+            ErrorCode::NotFound => QueryError::NotFound(e.to_string()),
+            ErrorCode::Unauthenticated => QueryError::Unauthenticated(e.to_string()),
+            ErrorCode::Conflict | ErrorCode::Overloaded | ErrorCode::Unavailable => {
+                QueryError::Unavailable(e.to_string())
+            }
+            ErrorCode::Internal => QueryError::Internal(e.to_string()),
         }
     }
 }
 
 impl From<AuthError> for QueryError {
     fn from(e: AuthError) -> Self {
-        match e {
-            AuthError::InvalidTenant(m) => QueryError::BadRequest(m),
-            other => QueryError::Unauthenticated(other.to_string()),
+        match e.code() {
+            ErrorCode::BadInput => QueryError::BadRequest(e.to_string()),
+            _ => QueryError::Unauthenticated(e.to_string()),
         }
+    }
+}
+
+impl From<loupe_core::cpu::Panicked> for QueryError {
+    fn from(e: loupe_core::cpu::Panicked) -> Self {
+        QueryError::Internal(e.to_string())
     }
 }
 
@@ -67,9 +70,15 @@ impl IntoResponse for QueryError {
         if matches!(self, QueryError::Internal(_)) {
             tracing::error!(error = %self, "query failed");
         }
-        let body = serde_json::json!({"error": {"code": self.code(), "message": self.to_string()}});
-        let mut resp = (self.status(), Json(body)).into_response();
-        if matches!(self, QueryError::Unauthenticated(_)) {
+        let code = self.code();
+        let body =
+            serde_json::json!({"error": {"code": code.as_str(), "message": self.to_string()}});
+        let mut resp = (code.http_status(), Json(body)).into_response();
+        if let Some(secs) = code.retry_after_secs() {
+            resp.headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+        }
+        if code == ErrorCode::Unauthenticated {
             resp.headers_mut().insert(
                 http::header::WWW_AUTHENTICATE,
                 http::HeaderValue::from_static("Bearer"),

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use http::HeaderMap;
+use loupe_core::Classify;
 use loupe_storage::TenantId;
 use loupe_storage::model::{AttrValue, Attrs, SpanKind, SpanRecord, StatusCode};
 use loupe_storage::spans::SpanFilter;
@@ -31,7 +32,7 @@ impl From<QueryError> for JaegerError {
 
 impl IntoResponse for JaegerError {
     fn into_response(self) -> Response {
-        let status = self.0.status();
+        let status = self.0.code().http_status();
         let body = json!({"data": null, "total": 0, "limit": 0, "offset": 0,
             "errors": [{"code": status.as_u16(), "msg": self.0.to_string()}]});
         (status, Json(body)).into_response()

@@ -4,6 +4,7 @@
 //! - [`service::TraceService`]: the transport-agnostic domain service.
 //! - [`native`]: the JSON API under `/api/v1` with its OpenAPI document.
 //! - [`jaeger`]: the Jaeger-compatible API under `/jaeger/api`.
+//! - [`stats`]: what the catalog holds per signal (`/api/v1/stats`).
 //! - [`params`], [`error`]: parameter parsing and the error vocabulary shared by both.
 
 pub mod error;
@@ -11,6 +12,7 @@ pub mod jaeger;
 pub mod native;
 pub mod params;
 pub mod service;
+pub mod stats;
 
 pub use native::QueryState;
 

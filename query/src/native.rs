@@ -371,7 +371,13 @@ async fn list_operations(
         title = "Loupe query API",
         description = "Native JSON API of Loupe, used by its web UI."
     ),
-    paths(get_trace, search_traces, list_services, list_operations),
+    paths(
+        get_trace,
+        search_traces,
+        list_services,
+        list_operations,
+        crate::stats::stats
+    ),
     components(schemas(
         TraceResponse,
         SpanJson,
@@ -383,7 +389,9 @@ async fn list_operations(
         OperationsResponse,
         Operation,
         ErrorBody,
-        ErrorDetail
+        ErrorDetail,
+        crate::stats::StatsResponse,
+        crate::stats::SignalStats
     ))
 )]
 pub struct ApiDoc;
@@ -405,6 +413,7 @@ pub fn router(state: QueryState) -> Router {
             "/api/v1/services/{service}/operations",
             get(list_operations),
         )
+        .route("/api/v1/stats", get(crate::stats::stats))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/{*rest}", get(not_found))
         .with_state(state)
@@ -424,8 +433,10 @@ mod tests {
     use super::*;
 
     fn app() -> Router {
+        let storage = Storage::in_memory();
         let traces = Arc::new(TraceService::new(
-            Catalog::new(Storage::in_memory(), "test"),
+            Catalog::new(storage.clone(), "test"),
+            Arc::new(loupe_storage::spans::SpanReader::new(storage)),
             Arc::new(NoFresh),
             Duration::ZERO,
         ));
@@ -457,6 +468,7 @@ mod tests {
             "/api/v1/traces/{traceId}",
             "/api/v1/services",
             "/api/v1/services/{service}/operations",
+            "/api/v1/stats",
         ] {
             assert!(doc["paths"][p]["get"].is_object(), "{p} documented");
         }

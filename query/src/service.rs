@@ -1,18 +1,25 @@
 //! The trace query domain service, transport-agnostic: trace by id, search, services and
 //! operations. Reads the catalog (pruning by tenant, time, service and the per-file trace-id
 //! filter), the span files it selects, and the collector's fresh data when in the same process.
+//!
+//! - Fresh data is a snapshot of chunks taken under the collector's lock and scanned on the
+//!   CPU pool; a lookup by id skips chunks that do not mention the id.
+//! - The catalog may be up to `catalog_max_age` stale (the config keeps that below the
+//!   garbage-collection grace). A file that vanished anyway (collected after a newer catalog
+//!   removed it) makes the query reload the catalog and run once more, so it answers from the
+//!   files that replaced it instead of failing.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use loupe_storage::TenantId;
 use loupe_storage::catalog::{Catalog, FileEntry};
-use loupe_storage::fresh::FreshSpans;
+use loupe_storage::fresh::Fresh;
 use loupe_storage::model::{SpanKind, SpanRecord, TraceId};
 use loupe_storage::spans::{SpanFilter, SpanReader};
 use loupe_storage::store::Signal;
+use loupe_storage::{StorageError, TenantId};
 
 use crate::error::QueryError;
 
@@ -21,8 +28,8 @@ const READ_CONCURRENCY: usize = 8;
 
 pub struct TraceService {
     catalog: Catalog,
-    reader: SpanReader,
-    fresh: Arc<dyn FreshSpans>,
+    reader: Arc<SpanReader>,
+    fresh: Arc<dyn Fresh<SpanRecord>>,
     /// How stale the cached catalog may be (commits by this process are seen at once).
     catalog_max_age: Duration,
 }
@@ -31,8 +38,13 @@ pub struct TraceService {
 pub type Trace = Vec<SpanRecord>;
 
 impl TraceService {
-    pub fn new(catalog: Catalog, fresh: Arc<dyn FreshSpans>, catalog_max_age: Duration) -> Self {
-        let reader = SpanReader::new(catalog.storage().clone());
+    /// `reader` may be shared with the collector's compaction (one footer cache).
+    pub fn new(
+        catalog: Catalog,
+        reader: Arc<SpanReader>,
+        fresh: Arc<dyn Fresh<SpanRecord>>,
+        catalog_max_age: Duration,
+    ) -> Self {
         TraceService {
             catalog,
             reader,
@@ -42,8 +54,41 @@ impl TraceService {
     }
 
     async fn files(&self, tenant: &TenantId) -> Result<Vec<Arc<FileEntry>>, QueryError> {
-        let state = self.catalog.snapshot(tenant, self.catalog_max_age).await?;
-        Ok(state.files_of(Signal::Traces).cloned().collect())
+        let state = self
+            .catalog
+            .snapshot(tenant, Signal::Traces, self.catalog_max_age)
+            .await?;
+        Ok(state.files().cloned().collect())
+    }
+
+    /// The tenant's catalog of `signal`, at most `catalog_max_age` old.
+    pub async fn catalog_state(
+        &self,
+        tenant: &TenantId,
+        signal: Signal,
+    ) -> Result<Arc<loupe_storage::catalog::CatalogState>, QueryError> {
+        Ok(self
+            .catalog
+            .snapshot(tenant, signal, self.catalog_max_age)
+            .await?)
+    }
+
+    /// Runs `op` over the catalog's files; if a file it reads has vanished, reloads the
+    /// catalog and runs it once more.
+    async fn with_files<'a, T, F, Fut>(&'a self, tenant: &TenantId, op: F) -> Result<T, QueryError>
+    where
+        F: Fn(Vec<Arc<FileEntry>>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, StorageError>> + 'a,
+    {
+        match op(self.files(tenant).await?).await {
+            Err(e) if e.is_missing() => {
+                metrics::counter!("loupe_query_catalog_reloads_total").increment(1);
+                tracing::info!(%tenant, error = %e, "a data file vanished during a query; reloading the catalog");
+                let state = self.catalog.refresh(tenant, Signal::Traces).await?;
+                Ok(op(state.files().cloned().collect()).await?)
+            }
+            other => Ok(other?),
+        }
     }
 
     /// Every span of each trace in `ids` (absent traces are absent from the map).
@@ -54,28 +99,28 @@ impl TraceService {
     ) -> Result<HashMap<TraceId, Trace>, QueryError> {
         let started = Instant::now();
         let idset: HashSet<TraceId> = ids.iter().copied().collect();
-        let files: Vec<Arc<FileEntry>> = self
-            .files(tenant)
-            .await?
-            .into_iter()
-            .filter(|f| {
-                ids.iter()
-                    .any(|id| f.trace_filter.as_ref().is_none_or(|tf| tf.may_contain(id)))
-            })
-            .collect();
         let mut out: HashMap<TraceId, Trace> = HashMap::new();
-        let (idset, reader) = (&idset, &self.reader);
-        let mut reads = futures::stream::iter(files)
-            .map(|f: Arc<FileEntry>| async move { reader.read_traces(&f, idset).await })
-            .buffer_unordered(READ_CONCURRENCY);
-        while let Some(spans) = reads.next().await {
-            for s in spans? {
-                out.entry(s.trace_id).or_default().push(s);
-            }
+        for s in self.stored_spans(tenant, &idset).await? {
+            out.entry(s.trace_id).or_default().push(s);
         }
-        self.fresh.trace_spans(tenant, ids, &mut |s| {
-            out.entry(s.trace_id).or_default().push(s.clone());
-        });
+        let chunks = self.fresh.chunks(tenant);
+        let wanted: Vec<TraceId> = ids.to_vec();
+        let fresh = loupe_core::cpu::run(move || {
+            let mut spans = Vec::new();
+            for c in chunks.iter().filter(|c| c.mentions_any(&wanted)) {
+                spans.extend(
+                    c.rows()
+                        .iter()
+                        .filter(|s| wanted.contains(&s.trace_id))
+                        .cloned(),
+                );
+            }
+            spans
+        })
+        .await?;
+        for s in fresh {
+            out.entry(s.trace_id).or_default().push(s);
+        }
         for spans in out.values_mut() {
             spans.sort_by(|a, b| {
                 (a.start_unix_nano, a.span_id).cmp(&(b.start_unix_nano, b.span_id))
@@ -87,6 +132,30 @@ impl TraceService {
         metrics::histogram!("loupe_query_seconds", "op" => "trace_by_id")
             .record(started.elapsed().as_secs_f64());
         Ok(out)
+    }
+
+    /// Spans of `ids` in the committed files.
+    async fn stored_spans(
+        &self,
+        tenant: &TenantId,
+        ids: &HashSet<TraceId>,
+    ) -> Result<Vec<SpanRecord>, QueryError> {
+        let reader = &self.reader;
+        self.with_files(tenant, |files| async move {
+            let files = files.into_iter().filter(|f| {
+                ids.iter()
+                    .any(|id| f.trace_filter.as_ref().is_none_or(|tf| tf.may_contain(id)))
+            });
+            let mut reads = futures::stream::iter(files)
+                .map(|f: Arc<FileEntry>| async move { reader.read_traces(&f, ids).await })
+                .buffer_unordered(READ_CONCURRENCY);
+            let mut out = Vec::new();
+            while let Some(spans) = reads.next().await {
+                out.extend(spans?);
+            }
+            Ok(out)
+        })
+        .await
     }
 
     pub async fn trace(&self, tenant: &TenantId, id: TraceId) -> Result<Option<Trace>, QueryError> {
@@ -101,47 +170,57 @@ impl TraceService {
         limit: usize,
     ) -> Result<Vec<(TraceId, Trace)>, QueryError> {
         let started = Instant::now();
-        let mut files: Vec<Arc<FileEntry>> = self
-            .files(tenant)
-            .await?
-            .into_iter()
-            .filter(|f| f.overlaps(filter.start_unix_nano, filter.end_unix_nano))
-            .filter(|f| {
-                filter
-                    .service
-                    .as_ref()
-                    .is_none_or(|s| f.services.iter().any(|x| x == s))
+        let chunks = self.fresh.chunks(tenant);
+        let f = filter.clone();
+        let fresh_hits = loupe_core::cpu::run(move || {
+            let mut hits: HashMap<TraceId, i64> = HashMap::new();
+            for s in chunks.iter().flat_map(|c| c.rows()) {
+                if f.matches(s) {
+                    add_hit(&mut hits, s.trace_id, s.start_unix_nano);
+                }
+            }
+            hits
+        })
+        .await?;
+        let reader = &self.reader;
+        let hits = self
+            .with_files(tenant, |files| {
+                let mut hits = fresh_hits.clone();
+                async move {
+                    let mut files: Vec<Arc<FileEntry>> = files
+                        .into_iter()
+                        .filter(|f| f.overlaps(filter.start_unix_nano, filter.end_unix_nano))
+                        .filter(|f| {
+                            filter
+                                .service
+                                .as_ref()
+                                .is_none_or(|s| f.services.iter().any(|x| x == s))
+                        })
+                        .collect();
+                    files.sort_by_key(|f| std::cmp::Reverse(f.max_time_unix_nano));
+                    for chunk in files.chunks(READ_CONCURRENCY) {
+                        if hits.len() >= limit {
+                            // Stop once no remaining file can hold a newer match than the
+                            // limit-th hit.
+                            let mut starts: Vec<i64> = hits.values().copied().collect();
+                            starts.sort_unstable_by(|a, b| b.cmp(a));
+                            if chunk[0].max_time_unix_nano < starts[limit - 1] {
+                                break;
+                            }
+                        }
+                        let results =
+                            futures::future::join_all(chunk.iter().map(|f| reader.scan(f, filter)))
+                                .await;
+                        for r in results {
+                            for (id, t) in r? {
+                                add_hit(&mut hits, id, t);
+                            }
+                        }
+                    }
+                    Ok(hits)
+                }
             })
-            .collect();
-        files.sort_by_key(|f| std::cmp::Reverse(f.max_time_unix_nano));
-
-        let mut hits: HashMap<TraceId, i64> = HashMap::new();
-        let add = |hits: &mut HashMap<TraceId, i64>, id: TraceId, t: i64| {
-            let e = hits.entry(id).or_insert(t);
-            *e = (*e).max(t);
-        };
-        self.fresh.for_each_span(tenant, &mut |s| {
-            if filter.matches(s) {
-                add(&mut hits, s.trace_id, s.start_unix_nano);
-            }
-        });
-        for chunk in files.chunks(READ_CONCURRENCY) {
-            if hits.len() >= limit {
-                // Stop once no remaining file can hold a newer match than the limit-th hit.
-                let mut starts: Vec<i64> = hits.values().copied().collect();
-                starts.sort_unstable_by(|a, b| b.cmp(a));
-                if chunk[0].max_time_unix_nano < starts[limit - 1] {
-                    break;
-                }
-            }
-            let results =
-                futures::future::join_all(chunk.iter().map(|f| self.reader.scan(f, filter))).await;
-            for r in results {
-                for (id, t) in r? {
-                    add(&mut hits, id, t);
-                }
-            }
-        }
+            .await?;
         let mut ranked: Vec<(TraceId, i64)> = hits.into_iter().collect();
         ranked.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         ranked.truncate(limit);
@@ -168,11 +247,18 @@ impl TraceService {
                 out.extend(f.services.iter().cloned());
             }
         }
-        self.fresh.for_each_span(tenant, &mut |s| {
-            if !out.contains(s.service_name()) {
-                out.insert(s.service_name().to_string());
+        let chunks = self.fresh.chunks(tenant);
+        let fresh = loupe_core::cpu::run(move || {
+            let mut names: BTreeSet<String> = BTreeSet::new();
+            for s in chunks.iter().flat_map(|c| c.rows()) {
+                if !names.contains(s.service_name()) {
+                    names.insert(s.service_name().to_string());
+                }
             }
-        });
+            names
+        })
+        .await?;
+        out.extend(fresh);
         Ok(out.into_iter().collect())
     }
 
@@ -183,35 +269,48 @@ impl TraceService {
         service: &str,
         range: Option<(i64, i64)>,
     ) -> Result<Vec<(String, SpanKind)>, QueryError> {
-        let files: Vec<_> = self
-            .files(tenant)
-            .await?
-            .into_iter()
-            .filter(|f| {
-                range.is_none_or(|(s, e)| f.overlaps(s, e))
-                    && f.services.iter().any(|s| s == service)
-            })
-            .collect();
-        let mut out: BTreeSet<(String, u8)> = BTreeSet::new();
         let reader = &self.reader;
-        let mut reads = futures::stream::iter(files)
-            .map(|f: Arc<FileEntry>| async move { reader.operations(&f).await })
-            .buffer_unordered(READ_CONCURRENCY);
-        while let Some(ops) = reads.next().await {
-            for (svc, name, kind) in ops?.iter() {
-                if svc == service {
-                    out.insert((name.clone(), *kind as u8));
+        let mut out: BTreeSet<(String, u8)> = self
+            .with_files(tenant, |files| async move {
+                let files = files.into_iter().filter(|f| {
+                    range.is_none_or(|(s, e)| f.overlaps(s, e))
+                        && f.services.iter().any(|s| s == service)
+                });
+                let mut out: BTreeSet<(String, u8)> = BTreeSet::new();
+                let mut reads = futures::stream::iter(files)
+                    .map(|f: Arc<FileEntry>| async move { reader.operations(&f).await })
+                    .buffer_unordered(READ_CONCURRENCY);
+                while let Some(ops) = reads.next().await {
+                    for (svc, name, kind) in ops?.iter() {
+                        if svc == service {
+                            out.insert((name.clone(), *kind as u8));
+                        }
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        let chunks = self.fresh.chunks(tenant);
+        let svc = service.to_string();
+        let fresh = loupe_core::cpu::run(move || {
+            let mut ops: BTreeSet<(String, u8)> = BTreeSet::new();
+            for s in chunks.iter().flat_map(|c| c.rows()) {
+                if s.service_name() == svc {
+                    ops.insert((s.name.clone(), s.kind as u8));
                 }
             }
-        }
-        self.fresh.for_each_span(tenant, &mut |s| {
-            if s.service_name() == service {
-                out.insert((s.name.clone(), s.kind as u8));
-            }
-        });
+            ops
+        })
+        .await?;
+        out.extend(fresh);
         Ok(out
             .into_iter()
             .map(|(n, k)| (n, SpanKind::from_i32(k as i32)))
             .collect())
     }
+}
+
+fn add_hit(hits: &mut HashMap<TraceId, i64>, id: TraceId, t: i64) {
+    let e = hits.entry(id).or_insert(t);
+    *e = (*e).max(t);
 }

@@ -5,14 +5,34 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::catalog::{Catalog, FileEntry, FileFormat, WalSource};
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload};
+
+use crate::catalog::{Catalog, Change, FileEntry, FileFormat, WalSource};
+use crate::fresh::Chunk;
+use crate::lifecycle::lease::Held;
 use crate::lifecycle::{
-    CompactionPolicy, apply_retention, collect_garbage, compact_spans, upload_spans,
+    CompactionPolicy, apply_retention, collect_garbage, compact, sweep_orphans, write_file,
 };
 use crate::model::{AttrValue, Attrs, Event, Resource, Scope, SpanKind, SpanRecord, StatusCode};
-use crate::spans::{SpanFilter, SpanReader};
+use crate::spans::{SpanFilter, SpanFormat, SpanReader};
 use crate::store::{Signal, Storage};
-use crate::tenant::TenantId;
+use loupe_core::TenantId;
+
+const TRACES: Signal = Signal::Traces;
+
+/// Commits `entries` to the traces catalog.
+pub async fn add(catalog: &Catalog, tenant: &TenantId, entries: Vec<FileEntry>) -> u64 {
+    catalog
+        .commit(tenant, TRACES, Change::add(entries))
+        .await
+        .unwrap()
+}
+
+/// Spans as one chunk, as a flush receives them.
+pub fn chunks(spans: Vec<SpanRecord>) -> Vec<Arc<Chunk<SpanRecord>>> {
+    vec![Arc::new(Chunk::new(spans, 0))]
+}
 
 pub fn entry(id: &str) -> FileEntry {
     FileEntry {
@@ -43,9 +63,7 @@ pub async fn catalog_suite(storage: Storage) {
         let (a, tenant) = (a.clone(), tenant.clone());
         tokio::spawn(async move {
             for i in 0..n {
-                a.commit(&tenant, vec![entry(&format!("a{i}"))], vec![])
-                    .await
-                    .unwrap();
+                add(&a, &tenant, vec![entry(&format!("a{i}"))]).await;
             }
         })
     };
@@ -53,16 +71,14 @@ pub async fn catalog_suite(storage: Storage) {
         let (b, tenant) = (b.clone(), tenant.clone());
         tokio::spawn(async move {
             for i in 0..n {
-                b.commit(&tenant, vec![entry(&format!("b{i}"))], vec![])
-                    .await
-                    .unwrap();
+                add(&b, &tenant, vec![entry(&format!("b{i}"))]).await;
             }
         })
     };
     ta.await.unwrap();
     tb.await.unwrap();
     let fresh = Catalog::new(storage.clone(), "reader");
-    let state = fresh.refresh(&tenant).await.unwrap();
+    let state = fresh.refresh(&tenant, TRACES).await.unwrap();
     assert_eq!(
         state.files.len(),
         2 * n,
@@ -70,9 +86,30 @@ pub async fn catalog_suite(storage: Storage) {
     );
     assert_eq!(state.version, 2 * n as u64);
 
+    // Signals have their own logs: a logs commit does not move the traces version.
+    let mut log_entry = entry("log-split");
+    log_entry.signal = Signal::Logs;
+    let v = a
+        .commit(&tenant, Signal::Logs, Change::add(vec![log_entry]))
+        .await
+        .unwrap();
+    assert_eq!(v, 1);
+    assert_eq!(
+        fresh.refresh(&tenant, TRACES).await.unwrap().version,
+        2 * n as u64
+    );
+
     // Two writers removing the same file: exactly one wins.
-    let r1 = a.commit(&tenant, vec![entry("merged-a")], vec!["a0".into()]);
-    let r2 = b.commit(&tenant, vec![entry("merged-b")], vec!["a0".into()]);
+    let r1 = a.commit(
+        &tenant,
+        TRACES,
+        Change::replace(vec![entry("merged-a")], vec!["a0".into()]),
+    );
+    let r2 = b.commit(
+        &tenant,
+        TRACES,
+        Change::replace(vec![entry("merged-b")], vec!["a0".into()]),
+    );
     let (r1, r2) = tokio::join!(r1, r2);
     assert!(
         r1.is_ok() != r2.is_ok(),
@@ -80,13 +117,24 @@ pub async fn catalog_suite(storage: Storage) {
     );
     let loser = if r1.is_err() { r1 } else { r2 };
     assert!(matches!(loser, Err(crate::StorageError::Conflict(_))));
-    let state = fresh.refresh(&tenant).await.unwrap();
+    let state = fresh.refresh(&tenant, TRACES).await.unwrap();
     assert!(!state.files.contains_key("a0"));
+    assert!(
+        state.tombstones.contains_key("a0"),
+        "a removal leaves a tombstone"
+    );
     assert_eq!(state.files.len(), 2 * n);
 
     // Another tenant sees nothing of this one.
     let other = TenantId::new("conformance-other").unwrap();
-    assert!(fresh.refresh(&other).await.unwrap().files.is_empty());
+    assert!(
+        fresh
+            .refresh(&other, TRACES)
+            .await
+            .unwrap()
+            .files
+            .is_empty()
+    );
     let tenants = fresh.list_tenants().await.unwrap();
     assert!(tenants.contains(&tenant));
 }
@@ -160,7 +208,9 @@ const T0: i64 = 1_700_000_000_000_000_000;
 pub async fn spans_suite(storage: Storage) {
     let tenant = TenantId::new("spans").unwrap();
     let catalog = Catalog::new(storage.clone(), "w");
-    let reader = SpanReader::new(storage.clone());
+    let reader = Arc::new(SpanReader::new(storage.clone()));
+    let format = Arc::new(SpanFormat::new(reader.clone()));
+    let lease = Held::exclusive(&tenant);
     // Four flushes, each holding spans of traces 1..=4 (traces span files).
     for f in 0..4u8 {
         let spans: Vec<SpanRecord> = (1..=4u8)
@@ -192,7 +242,7 @@ pub async fn spans_suite(storage: Storage) {
             writer: "w".into(),
             max_seq: f as u64 + 1,
         }];
-        let e = upload_spans(&catalog, &tenant, Arc::new(spans), source)
+        let e = write_file(&catalog, &format, &tenant, chunks(spans), source)
             .await
             .unwrap();
         assert_eq!(e.rows, 8);
@@ -200,18 +250,18 @@ pub async fn spans_suite(storage: Storage) {
             e.services,
             vec!["checkout".to_string(), "frontend".to_string()]
         );
-        catalog.commit(&tenant, vec![e], vec![]).await.unwrap();
+        add(&catalog, &tenant, vec![e]).await;
     }
-    let state = catalog.refresh(&tenant).await.unwrap();
-    assert_eq!(state.committed_seq(Signal::Traces, "w"), Some(4));
+    let state = catalog.refresh(&tenant, TRACES).await.unwrap();
+    assert_eq!(state.committed_seq("w"), Some(4));
 
     let lookup = |ids: Vec<u8>| {
         let (catalog, reader, tenant) = (&catalog, &reader, &tenant);
         async move {
             let ids: HashSet<[u8; 16]> = ids.into_iter().map(|i| [i; 16]).collect();
-            let state = catalog.refresh(tenant).await.unwrap();
+            let state = catalog.refresh(tenant, TRACES).await.unwrap();
             let mut out = Vec::new();
-            for f in state.files_of(Signal::Traces) {
+            for f in state.files() {
                 if ids
                     .iter()
                     .any(|id| f.trace_filter.as_ref().is_none_or(|tf| tf.may_contain(id)))
@@ -272,12 +322,7 @@ pub async fn spans_suite(storage: Storage) {
         ..Default::default()
     };
     let mut hits = HashSet::new();
-    for f in catalog
-        .refresh(&tenant)
-        .await
-        .unwrap()
-        .files_of(Signal::Traces)
-    {
+    for f in catalog.refresh(&tenant, TRACES).await.unwrap().files() {
         hits.extend(
             reader
                 .scan(f, &filter)
@@ -289,10 +334,10 @@ pub async fn spans_suite(storage: Storage) {
     }
     assert_eq!(hits.len(), 4);
     let f0 = catalog
-        .refresh(&tenant)
+        .refresh(&tenant, TRACES)
         .await
         .unwrap()
-        .files_of(Signal::Traces)
+        .files()
         .next()
         .unwrap()
         .clone();
@@ -323,48 +368,119 @@ pub async fn spans_suite(storage: Storage) {
         min_duration_nano: Some(2_000_000),
         ..filter.clone()
     };
-    for f in catalog
-        .refresh(&tenant)
-        .await
-        .unwrap()
-        .files_of(Signal::Traces)
-    {
+    for f in catalog.refresh(&tenant, TRACES).await.unwrap().files() {
         assert!(reader.scan(f, &none).await.unwrap().is_empty());
     }
 
     // Compaction: four small files become one, same data.
-    let merged = compact_spans(&catalog, &reader, &tenant, &CompactionPolicy::default())
+    let before: Vec<Arc<FileEntry>> = catalog
+        .refresh(&tenant, TRACES)
         .await
-        .unwrap();
+        .unwrap()
+        .files()
+        .cloned()
+        .collect();
+    let merged = compact(
+        &catalog,
+        &*format,
+        &tenant,
+        &CompactionPolicy::default(),
+        &lease,
+    )
+    .await
+    .unwrap();
     assert_eq!(merged, 1);
-    let state = catalog.refresh(&tenant).await.unwrap();
+    let state = catalog.refresh(&tenant, TRACES).await.unwrap();
     assert_eq!(state.files.len(), 1);
-    let f = state.files.values().next().unwrap();
+    let f = state.files.values().next().unwrap().clone();
     assert_eq!((f.rows, f.level), (32, 1));
-    assert_eq!(state.committed_seq(Signal::Traces, "w"), Some(4));
+    assert!(
+        f.path.starts_with("spans/traces/2023/11/14/"),
+        "the merged file lives in its data's hour: {}",
+        f.path
+    );
+    assert_eq!(state.committed_seq("w"), Some(4));
     assert_eq!(lookup(vec![2]).await.len(), 8);
-    let ops = reader.operations(f).await.unwrap();
+    let ops = reader.operations(&f).await.unwrap();
     assert_eq!(ops.len(), 2);
+    assert_eq!(state.tombstones.len(), 4, "the inputs became tombstones");
 
-    // Garbage: the four inputs are unreferenced now.
+    // Garbage: the grace counts from the removal, so the inputs stay readable for now...
+    let hour = Duration::from_secs(3600);
     assert_eq!(
-        collect_garbage(&catalog, &tenant, Duration::ZERO)
+        collect_garbage(&catalog, &tenant, TRACES, hour, &lease)
+            .await
+            .unwrap(),
+        0
+    );
+    for old in &before {
+        assert_eq!(reader.read_all(old).await.unwrap().len(), 1, "{}", old.path);
+    }
+    // ...and are deleted once it has passed, and their tombstones purged.
+    assert_eq!(
+        collect_garbage(&catalog, &tenant, TRACES, Duration::ZERO, &lease)
             .await
             .unwrap(),
         4
+    );
+    let state = catalog.refresh(&tenant, TRACES).await.unwrap();
+    assert!(state.tombstones.is_empty());
+    for old in &before {
+        let gone = storage.store.head(&Path::from(old.path.as_str())).await;
+        assert!(
+            matches!(gone, Err(object_store::Error::NotFound { .. })),
+            "{}",
+            old.path
+        );
+    }
+    assert_eq!(lookup(vec![3]).await.len(), 8);
+
+    // An upload no commit names is an orphan: swept once old enough, live files never.
+    let orphan = Path::from("spans/traces/2023/11/14/22/orphan.parquet");
+    storage
+        .store
+        .put(&orphan, PutPayload::from("x"))
+        .await
+        .unwrap();
+    assert_eq!(
+        sweep_orphans(&catalog, &tenant, TRACES, hour, &lease)
+            .await
+            .unwrap(),
+        0,
+        "too young"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        sweep_orphans(&catalog, &tenant, TRACES, Duration::from_secs(1), &lease)
+            .await
+            .unwrap(),
+        1
     );
     assert_eq!(lookup(vec![3]).await.len(), 8);
 
     // Retention: everything is from 2023, so a day's retention drops it.
     assert_eq!(
-        apply_retention(&catalog, &tenant, Duration::from_secs(86400))
-            .await
-            .unwrap(),
+        apply_retention(
+            &catalog,
+            &tenant,
+            TRACES,
+            Duration::from_secs(86400),
+            &lease
+        )
+        .await
+        .unwrap(),
         1
     );
-    assert!(catalog.refresh(&tenant).await.unwrap().files.is_empty());
+    assert!(
+        catalog
+            .refresh(&tenant, TRACES)
+            .await
+            .unwrap()
+            .files
+            .is_empty()
+    );
     assert_eq!(
-        collect_garbage(&catalog, &tenant, Duration::ZERO)
+        collect_garbage(&catalog, &tenant, TRACES, Duration::ZERO, &lease)
             .await
             .unwrap(),
         1

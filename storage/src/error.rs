@@ -1,27 +1,11 @@
-//! The storage error vocabulary, classified by whose fault a failure is so that the HTTP and
-//! gRPC layers can map it to a status without knowing storage internals.
+//! The storage error vocabulary, classified (through [`Classify`]) by whose fault a failure
+//! is, so that the HTTP and gRPC layers map it to a status without knowing storage internals.
 
+use loupe_core::{Classify, ErrorCode};
 use thiserror::Error;
-
-/// Whose fault a failure is; drives HTTP status and gRPC code at the edges.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// The caller sent something invalid (400 / INVALID_ARGUMENT).
-    BadInput,
-    /// The thing asked for does not exist (404 / NOT_FOUND).
-    NotFound,
-    /// Someone else changed the same thing first; retrying may succeed.
-    Conflict,
-    /// A dependency (the object store) failed; retrying later may succeed (503 / UNAVAILABLE).
-    Unavailable,
-    /// A bug or corrupt data on our side (500 / INTERNAL).
-    Internal,
-}
 
 #[derive(Debug, Error)]
 pub enum StorageError {
-    #[error("invalid tenant name {name:?}: expected 1 to 64 characters of a-z, 0-9, '_' or '-'")]
-    InvalidTenant { name: String },
     #[error("invalid storage url {url:?}: {reason}")]
     InvalidUrl { url: String, reason: String },
     #[error("object store {op} of {path:?} failed: {source}")]
@@ -43,22 +27,46 @@ pub enum StorageError {
     Parquet { path: String, reason: String },
     #[error("{0}")]
     BadInput(String),
+    /// The object store could not do the work now; a retry may succeed.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug on our side (a panicked task).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Classify for StorageError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            StorageError::BadInput(_) | StorageError::InvalidUrl { .. } => ErrorCode::BadInput,
+            StorageError::ObjectStore { source, .. } => match source {
+                // An object a catalog entry names is missing: our inconsistency, not the
+                // caller's "not found" (callers that expect absence check `is_missing`).
+                object_store::Error::NotFound { .. } => ErrorCode::Internal,
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. } => ErrorCode::Conflict,
+                _ => ErrorCode::Unavailable,
+            },
+            StorageError::Conflict(_) => ErrorCode::Conflict,
+            StorageError::Unavailable(_) => ErrorCode::Unavailable,
+            StorageError::Corrupt { .. }
+            | StorageError::Parquet { .. }
+            | StorageError::Internal(_) => ErrorCode::Internal,
+        }
+    }
 }
 
 impl StorageError {
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            StorageError::InvalidTenant { .. } | StorageError::BadInput(_) => ErrorKind::BadInput,
-            StorageError::InvalidUrl { .. } => ErrorKind::BadInput,
-            StorageError::ObjectStore { source, .. } => match source {
-                object_store::Error::NotFound { .. } => ErrorKind::NotFound,
-                object_store::Error::AlreadyExists { .. }
-                | object_store::Error::Precondition { .. } => ErrorKind::Conflict,
-                _ => ErrorKind::Unavailable,
-            },
-            StorageError::Conflict(_) => ErrorKind::Conflict,
-            StorageError::Corrupt { .. } | StorageError::Parquet { .. } => ErrorKind::Internal,
-        }
+    /// True when the failure is an object that does not exist (for example a data file that
+    /// garbage collection deleted after a newer catalog dropped it).
+    pub fn is_missing(&self) -> bool {
+        matches!(
+            self,
+            StorageError::ObjectStore {
+                source: object_store::Error::NotFound { .. },
+                ..
+            }
+        )
     }
 
     pub(crate) fn store(
@@ -78,6 +86,12 @@ impl StorageError {
             path: path.to_string(),
             reason: reason.to_string(),
         }
+    }
+}
+
+impl From<loupe_core::cpu::Panicked> for StorageError {
+    fn from(e: loupe_core::cpu::Panicked) -> Self {
+        StorageError::Internal(e.to_string())
     }
 }
 

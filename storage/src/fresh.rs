@@ -1,23 +1,83 @@
-//! The read hook for acknowledged data that is not yet in a committed file.
+//! Acknowledged data that is not yet in a committed file, and the read hook through which
+//! queries see it, for every signal.
 //!
-//! The collector implements [`FreshSpans`] over its in-memory batches; the query service
-//! consumes it without depending on the collector crate. A process that runs the query role
+//! The collector hands each acknowledged export to its batches as one [`Chunk`] (the rows of
+//! that export, with the sorted trace ids they mention), in write-ahead-log order. Chunks are
+//! immutable and shared (`Arc`), so a query takes a snapshot of a tenant's chunks under the
+//! batches' lock (cloning pointers only) and scans it outside the lock, off the async
+//! runtime; a lookup by trace id skips every chunk whose id list lacks the id. The query crate
+//! consumes [`Fresh`] without depending on the collector; a process that runs the query role
 //! alone has no fresh data ([`NoFresh`]) and sees data once its flush is committed.
 
-use crate::model::{SpanRecord, TraceId};
-use crate::tenant::TenantId;
+use std::sync::Arc;
 
-pub trait FreshSpans: Send + Sync {
-    /// Calls `f` with every fresh span of `tenant` whose trace id is in `ids`.
-    fn trace_spans(&self, tenant: &TenantId, ids: &[TraceId], f: &mut dyn FnMut(&SpanRecord));
-    /// Calls `f` with every fresh span of `tenant`.
-    fn for_each_span(&self, tenant: &TenantId, f: &mut dyn FnMut(&SpanRecord));
+use loupe_core::TenantId;
+
+use crate::model::TraceId;
+
+/// A stored row of some signal (a span, a log record, a data point).
+pub trait Row: Send + Sync + 'static {
+    /// The trace the row belongs to, if any.
+    fn trace_id(&self) -> Option<TraceId>;
+}
+
+/// The rows of one acknowledged export.
+#[derive(Debug)]
+pub struct Chunk<R> {
+    rows: Vec<R>,
+    trace_ids: Vec<TraceId>,
+    bytes: u64,
+}
+
+impl<R: Row> Chunk<R> {
+    /// `bytes`: the export's encoded size, which the memory budget counts.
+    pub fn new(rows: Vec<R>, bytes: u64) -> Self {
+        let mut trace_ids: Vec<TraceId> = rows.iter().filter_map(Row::trace_id).collect();
+        trace_ids.sort_unstable();
+        trace_ids.dedup();
+        Chunk {
+            rows,
+            trace_ids,
+            bytes,
+        }
+    }
+}
+
+impl<R> Chunk<R> {
+    pub fn rows(&self) -> &[R] {
+        &self.rows
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Whether any row may belong to one of `ids` (exact: the chunk's sorted id list).
+    pub fn mentions_any(&self, ids: &[TraceId]) -> bool {
+        ids.iter()
+            .any(|id| self.trace_ids.binary_search(id).is_ok())
+    }
+}
+
+/// The fresh chunks of a tenant, for one signal.
+pub trait Fresh<R>: Send + Sync {
+    /// A snapshot of `tenant`'s unflushed chunks, oldest first.
+    fn chunks(&self, tenant: &TenantId) -> Vec<Arc<Chunk<R>>>;
 }
 
 /// No fresh data: the standalone query role.
 pub struct NoFresh;
 
-impl FreshSpans for NoFresh {
-    fn trace_spans(&self, _: &TenantId, _: &[TraceId], _: &mut dyn FnMut(&SpanRecord)) {}
-    fn for_each_span(&self, _: &TenantId, _: &mut dyn FnMut(&SpanRecord)) {}
+impl<R> Fresh<R> for NoFresh {
+    fn chunks(&self, _: &TenantId) -> Vec<Arc<Chunk<R>>> {
+        Vec::new()
+    }
 }

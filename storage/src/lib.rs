@@ -1,14 +1,17 @@
 //! Loupe storage: everything that lives in the object store.
 //!
-//! - [`tenant`]: validated tenant names, the first path segment of every object.
+//! - Tenants, signals and the error vocabulary come from `loupe-core` (re-exported here).
 //! - [`store`]: opening the object store from a URL (`file://`, `s3://`, `memory://`) and the
 //!   object layout (`{tenant}/{signal}/{yyyy}/{mm}/{dd}/{hh}/{ulid}.parquet`).
-//! - [`catalog`]: the per-tenant list of data files, changed only by atomic commits
+//! - [`catalog`]: the per-tenant × signal list of data files, changed only by atomic commits
 //!   (create-if-absent objects), so several writers can share one bucket.
 //! - [`model`]: our own span structs; OTLP types stop at the collector edge.
 //! - [`spans`]: the span Parquet format: writing, pruned reading, filters.
-//! - [`lifecycle`]: compaction of small files and retention by age.
-//! - [`fresh`]: the hook through which queries see acknowledged data not yet flushed.
+//! - [`lifecycle`]: the generic file pipeline ([`lifecycle::Format`]): upload, compaction,
+//!   retention, tombstone garbage collection, orphan sweep, the lifecycle lease and loop.
+//! - [`fresh`]: acknowledged data not yet flushed (chunks per export) and the hook through which
+//!   queries see it, for every signal.
+//! - [`synced`]: the local-filesystem store whose puts are durable (fsync) when they return.
 
 pub mod catalog;
 #[cfg(any(test, feature = "test-suite"))]
@@ -19,7 +22,9 @@ pub mod lifecycle;
 pub mod model;
 pub mod spans;
 pub mod store;
-pub mod tenant;
+pub mod synced;
+#[cfg(any(test, feature = "test-suite"))]
+pub mod testing;
 
-pub use error::{ErrorKind, StorageError};
-pub use tenant::{AuthError, TenantId, TenantResolver};
+pub use error::StorageError;
+pub use loupe_core::{AuthError, Classify, ErrorCode, Signal, TenantId, TenantResolver};

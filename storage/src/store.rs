@@ -11,33 +11,16 @@ use std::sync::Arc;
 use chrono::{DateTime, Datelike, Timelike};
 use object_store::ObjectStore;
 use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
-use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use ulid::Ulid;
 
 use crate::error::StorageError;
-use crate::tenant::TenantId;
+use crate::synced::{FsSyncer, SyncedLocal, Syncer};
+use loupe_core::TenantId;
 
-/// The kinds of data Loupe stores; the second path segment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Signal {
-    Traces,
-    Logs,
-    Metrics,
-}
-
-impl Signal {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Signal::Traces => "traces",
-            Signal::Logs => "logs",
-            Signal::Metrics => "metrics",
-        }
-    }
-}
+pub use loupe_core::Signal;
 
 /// A handle on the object store plus the URL it came from (for logs and errors).
 #[derive(Clone)]
@@ -65,6 +48,21 @@ impl Storage {
         Storage::new(Arc::new(InMemory::new()), "memory://")
     }
 
+    /// The durable local store in `dir` (created when missing); see [`crate::synced`].
+    pub fn local(dir: &std::path::Path, syncer: Arc<dyn Syncer>) -> Result<Self, StorageError> {
+        let bad = |reason: String| StorageError::InvalidUrl {
+            url: format!("file://{}", dir.display()),
+            reason,
+        };
+        std::fs::create_dir_all(dir)
+            .map_err(|e| bad(format!("cannot create {}: {e}", dir.display())))?;
+        let store = SyncedLocal::new(dir, syncer).map_err(|e| bad(e.to_string()))?;
+        Ok(Storage::new(
+            Arc::new(store),
+            format!("file://{}", dir.display()),
+        ))
+    }
+
     /// Opens the store named by `url`. Local directories are created when missing.
     pub fn open(url: &str) -> Result<Self, StorageError> {
         let bad = |reason: &str| StorageError::InvalidUrl {
@@ -78,12 +76,7 @@ impl Storage {
                 let dir = parsed
                     .to_file_path()
                     .map_err(|_| bad("expected an absolute path such as file:///var/lib/loupe"))?;
-                std::fs::create_dir_all(&dir)
-                    .map_err(|e| bad(&format!("cannot create {}: {e}", dir.display())))?;
-                let fs = LocalFileSystem::new_with_prefix(&dir)
-                    .map_err(|e| bad(&e.to_string()))?
-                    .with_automatic_cleanup(true);
-                Ok(Storage::new(Arc::new(fs), url))
+                Storage::local(&dir, Arc::new(FsSyncer)).map_err(|e| bad(&e.to_string()))
             }
             "s3" => {
                 let bucket = parsed
@@ -130,9 +123,9 @@ pub fn data_file_path(
     ))
 }
 
-/// The prefix under which a tenant's catalog commits live.
-pub fn catalog_prefix(tenant: &TenantId) -> Path {
-    Path::from(format!("{tenant}/_catalog"))
+/// The prefix under which the catalog of a tenant × signal lives.
+pub fn catalog_prefix(tenant: &TenantId, signal: Signal) -> Path {
+    Path::from(format!("{tenant}/_catalog/{}", signal.as_str()))
 }
 
 #[cfg(test)]

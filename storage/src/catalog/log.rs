@@ -1,4 +1,6 @@
-//! Reading and writing catalog commit and checkpoint objects.
+//! Reading and writing catalog commit and checkpoint objects, and the one-time move of a
+//! catalog from the layout of version 0.1 (one log per tenant, `{tenant}/_catalog/commits/`)
+//! to one log per tenant × signal.
 
 use std::sync::Arc;
 
@@ -7,10 +9,10 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
-use super::{FileEntry, TenantState};
+use super::{CatalogState, FileEntry, Tombstone};
 use crate::error::StorageError;
-use crate::store::{Storage, catalog_prefix};
-use crate::tenant::TenantId;
+use crate::store::{Signal, Storage, catalog_prefix};
+use loupe_core::TenantId;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct Commit {
@@ -21,20 +23,32 @@ pub(super) struct Commit {
     pub added: Vec<FileEntry>,
     #[serde(default)]
     pub removed: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub purged: Vec<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Checkpoint {
     version: u64,
     files: Vec<FileEntry>,
+    #[serde(default)]
+    tombstones: std::collections::BTreeMap<String, Tombstone>,
 }
 
-fn commits_dir(tenant: &TenantId) -> Path {
-    Path::from(format!("{}/commits", catalog_prefix(tenant)))
+fn commits_dir(tenant: &TenantId, signal: Signal) -> Path {
+    Path::from(format!("{}/commits", catalog_prefix(tenant, signal)))
 }
 
-fn checkpoints_dir(tenant: &TenantId) -> Path {
-    Path::from(format!("{}/checkpoints", catalog_prefix(tenant)))
+fn checkpoints_dir(tenant: &TenantId, signal: Signal) -> Path {
+    Path::from(format!("{}/checkpoints", catalog_prefix(tenant, signal)))
+}
+
+/// Where version 0.1 kept the (traces-only) catalog of a tenant.
+fn legacy_dirs(tenant: &TenantId) -> (Path, Path) {
+    (
+        Path::from(format!("{tenant}/_catalog/commits")),
+        Path::from(format!("{tenant}/_catalog/checkpoints")),
+    )
 }
 
 fn versioned(dir: &Path, version: u64) -> Path {
@@ -89,22 +103,20 @@ async fn list_versions(
     Ok(out)
 }
 
-async fn load_checkpoint(
-    storage: &Storage,
-    tenant: &TenantId,
-) -> Result<TenantState, StorageError> {
-    let checkpoints = list_versions(storage, &checkpoints_dir(tenant), None).await?;
+async fn load_checkpoint(storage: &Storage, dir: &Path) -> Result<CatalogState, StorageError> {
+    let checkpoints = list_versions(storage, dir, None).await?;
     let Some((_, path)) = checkpoints.last() else {
-        return Ok(TenantState::default());
+        return Ok(CatalogState::default());
     };
     let cp: Checkpoint = read_json(storage, path, "catalog checkpoint").await?;
-    Ok(TenantState {
+    Ok(CatalogState {
         version: cp.version,
         files: cp
             .files
             .into_iter()
             .map(|f| (f.id.clone(), Arc::new(f)))
             .collect(),
+        tombstones: cp.tombstones,
     })
 }
 
@@ -112,20 +124,32 @@ async fn load_checkpoint(
 pub(super) async fn load(
     storage: &Storage,
     tenant: &TenantId,
-    current: Option<Arc<TenantState>>,
-) -> Result<Arc<TenantState>, StorageError> {
+    signal: Signal,
+    current: Option<Arc<CatalogState>>,
+) -> Result<Arc<CatalogState>, StorageError> {
+    let (commits_dir, checkpoints_dir) =
+        (commits_dir(tenant, signal), checkpoints_dir(tenant, signal));
+    let fresh_load = current.is_none();
     let mut state = match current {
         Some(s) => (*s).clone(),
-        None => load_checkpoint(storage, tenant).await?,
+        None => load_checkpoint(storage, &checkpoints_dir).await?,
     };
-    let mut commits = list_versions(storage, &commits_dir(tenant), Some(state.version)).await?;
+    let mut commits = list_versions(storage, &commits_dir, Some(state.version)).await?;
+    if fresh_load
+        && state.version == 0
+        && commits.is_empty()
+        && signal == Signal::Traces
+        && let Some(migrated) = migrate_legacy(storage, tenant).await?
+    {
+        return Ok(Arc::new(migrated));
+    }
     if commits
         .first()
         .is_some_and(|(v, _)| *v != state.version + 1)
     {
         // The commits we would need were folded into a checkpoint and deleted.
-        state = load_checkpoint(storage, tenant).await?;
-        commits = list_versions(storage, &commits_dir(tenant), Some(state.version)).await?;
+        state = load_checkpoint(storage, &checkpoints_dir).await?;
+        commits = list_versions(storage, &commits_dir, Some(state.version)).await?;
     }
     for (v, path) in commits {
         if v != state.version + 1 {
@@ -145,14 +169,65 @@ pub(super) async fn load(
     Ok(Arc::new(state))
 }
 
+/// Moves a version-0.1 catalog (one log per tenant, traces only) to the traces log: its state
+/// becomes a checkpoint there, at its version. Idempotent; the old objects stay in place.
+async fn migrate_legacy(
+    storage: &Storage,
+    tenant: &TenantId,
+) -> Result<Option<CatalogState>, StorageError> {
+    let (old_commits, old_checkpoints) = legacy_dirs(tenant);
+    let mut state = load_checkpoint(storage, &old_checkpoints).await?;
+    for (v, path) in list_versions(storage, &old_commits, Some(state.version)).await? {
+        if v != state.version + 1 {
+            break;
+        }
+        let commit: Commit = read_json(storage, &path, "catalog commit").await?;
+        state.apply(&commit);
+    }
+    if state.version == 0 {
+        return Ok(None);
+    }
+    state.files.retain(|_, f| f.signal == Signal::Traces);
+    tracing::info!(%tenant, version = state.version, files = state.files.len(), "moving the catalog to the per-signal layout");
+    let dir = checkpoints_dir(tenant, Signal::Traces);
+    let body = checkpoint_body(&state)?;
+    let opts = PutOptions {
+        mode: PutMode::Create,
+        ..Default::default()
+    };
+    let path = versioned(&dir, state.version);
+    match storage
+        .store
+        .put_opts(&path, PutPayload::from(body), opts)
+        .await
+    {
+        Ok(_)
+        | Err(object_store::Error::AlreadyExists { .. })
+        | Err(object_store::Error::Precondition { .. }) => {}
+        Err(e) => return Err(StorageError::store("put", &path, e)),
+    }
+    // Whoever won the race wrote the same state; read what is there.
+    Ok(Some(load_checkpoint(storage, &dir).await?))
+}
+
+fn checkpoint_body(state: &CatalogState) -> Result<Vec<u8>, StorageError> {
+    let cp = Checkpoint {
+        version: state.version,
+        files: state.files.values().map(|f| (**f).clone()).collect(),
+        tombstones: state.tombstones.clone(),
+    };
+    serde_json::to_vec(&cp).map_err(|e| StorageError::Internal(e.to_string()))
+}
+
 /// Creates the commit object; `false` if another writer created that version first.
 pub(super) async fn try_write_commit(
     storage: &Storage,
     tenant: &TenantId,
+    signal: Signal,
     commit: &Commit,
 ) -> Result<bool, StorageError> {
-    let path = versioned(&commits_dir(tenant), commit.version);
-    let body = serde_json::to_vec(commit).map_err(|e| StorageError::BadInput(e.to_string()))?;
+    let path = versioned(&commits_dir(tenant, signal), commit.version);
+    let body = serde_json::to_vec(commit).map_err(|e| StorageError::Internal(e.to_string()))?;
     let opts = PutOptions {
         mode: PutMode::Create,
         ..Default::default()
@@ -174,23 +249,20 @@ pub(super) async fn try_write_commit(
 pub(super) async fn write_checkpoint(
     storage: &Storage,
     tenant: &TenantId,
-    state: &TenantState,
+    signal: Signal,
+    state: &CatalogState,
     every: u64,
 ) -> Result<(), StorageError> {
-    let dir = checkpoints_dir(tenant);
+    let dir = checkpoints_dir(tenant, signal);
     let path = versioned(&dir, state.version);
-    let cp = Checkpoint {
-        version: state.version,
-        files: state.files.values().map(|f| (**f).clone()).collect(),
-    };
-    let body = serde_json::to_vec(&cp).map_err(|e| StorageError::BadInput(e.to_string()))?;
+    let body = checkpoint_body(state)?;
     storage
         .store
         .put(&path, PutPayload::from(body))
         .await
         .map_err(|e| StorageError::store("put", &path, e))?;
     let keep_from = state.version.saturating_sub(every);
-    for (v, p) in list_versions(storage, &commits_dir(tenant), None).await? {
+    for (v, p) in list_versions(storage, &commits_dir(tenant, signal), None).await? {
         if v <= keep_from {
             storage
                 .store

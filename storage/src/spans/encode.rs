@@ -18,6 +18,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use crate::error::StorageError;
+use crate::lifecycle::EncodedFile;
 use crate::model::{AttrValue, Attrs, SpanRecord};
 use crate::spans::bloom::TraceIdFilter;
 use crate::spans::schema::{
@@ -36,19 +37,8 @@ pub const FLUSH_ZSTD_LEVEL: i32 = 3;
 /// zstd level of files written by compaction (in the background, read many times).
 pub const COMPACTION_ZSTD_LEVEL: i32 = 9;
 
-/// An encoded file and what the catalog needs to know about it.
-pub struct EncodedFile {
-    pub bytes: Vec<u8>,
-    pub rows: u64,
-    pub min_time_unix_nano: i64,
-    pub max_time_unix_nano: i64,
-    pub services: Vec<String>,
-    pub trace_filter: TraceIdFilter,
-}
-
 /// Sorts `spans` by (trace id, start) and encodes them as Parquet.
-pub fn encode_spans(spans: &[SpanRecord]) -> Result<EncodedFile, StorageError> {
-    let mut spans: Vec<&SpanRecord> = spans.iter().collect();
+pub fn encode_spans(mut spans: Vec<&SpanRecord>) -> Result<EncodedFile, StorageError> {
     spans.sort_unstable_by(|a, b| {
         (a.trace_id, a.start_unix_nano, a.span_id).cmp(&(b.trace_id, b.start_unix_nano, b.span_id))
     });
@@ -75,7 +65,7 @@ pub fn encode_spans(spans: &[SpanRecord]) -> Result<EncodedFile, StorageError> {
         min_time_unix_nano: if spans.is_empty() { 0 } else { min_t },
         max_time_unix_nano: if spans.is_empty() { 0 } else { max_t },
         services: services.into_iter().collect(),
-        trace_filter: filter,
+        trace_filter: Some(filter),
     })
 }
 

@@ -11,15 +11,18 @@
 //! - [`bloom`]: the per-file trace-id filter the catalog keeps.
 //! - [`filter`]: the span predicate used by trace search, on rows and on records.
 //! - [`read`]: pruned reads from the object store with a footer cache.
+//! - [`format`]: the span format as a [`crate::lifecycle::Format`]: flushes and compaction.
 
 pub mod bloom;
 pub mod decode;
 pub mod encode;
 pub mod filter;
+pub mod format;
 pub mod read;
 pub mod schema;
 
 pub use bloom::TraceIdFilter;
-pub use encode::{EncodedFile, encode_spans};
+pub use encode::encode_spans;
 pub use filter::SpanFilter;
+pub use format::SpanFormat;
 pub use read::SpanReader;

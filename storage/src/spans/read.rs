@@ -1,20 +1,26 @@
 //! Reading span files from the object store, pruned: the catalog's trace-id filter picks the
-//! files, row-group statistics pick the row groups, and a projection picks the columns. File
-//! footers are cached (files are immutable), so a warm lookup costs one ranged read per row
-//! group it needs.
+//! files, row-group statistics pick the row groups, the page index picks the pages, and a
+//! projection picks the columns. File footers are cached (files are immutable), so a warm
+//! lookup costs one ranged read per row group it needs.
+//!
+//! I/O and CPU are apart: Parquet's push decoder says which byte ranges it needs, they are
+//! fetched here on the async runtime, and every decoding step (pages, row filters, and the
+//! conversion of rows into spans with their JSON attributes) runs on the CPU pool.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use arrow_array::BooleanArray;
 use arrow_array::RecordBatch;
-use futures::TryStreamExt;
+use object_store::ObjectStore;
+use parquet::DecodeResult;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
     ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, RowFilter, RowSelection,
 };
 #[allow(deprecated)]
-use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
+use parquet::arrow::async_reader::ParquetObjectReader;
+use parquet::arrow::push_decoder::{ParquetPushDecoder, ParquetPushDecoderBuilder};
 use parquet::file::metadata::{PageIndexPolicy, RowGroupMetaData};
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::statistics::Statistics;
@@ -117,12 +123,10 @@ impl SpanReader {
         if row_groups.is_empty() {
             return Ok(Vec::new());
         }
-        let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(
-            self.object_reader(entry),
-            meta.clone(),
-        )
-        .with_row_groups(row_groups)
-        .with_batch_size(8192);
+        let perr = |e: parquet::errors::ParquetError| StorageError::parquet(&entry.path, e);
+        let mut builder = ParquetPushDecoderBuilder::new_with_metadata(meta.clone())
+            .with_row_groups(row_groups)
+            .with_batch_size(8192);
         if let Some(selection) = selection {
             builder = builder.with_row_selection(selection);
         }
@@ -135,13 +139,28 @@ impl SpanReader {
                 ProjectionMask::leaves(meta.metadata().file_metadata().schema_descr(), leaves);
             builder = builder.with_projection(mask);
         }
-        let stream = builder
-            .build()
-            .map_err(|e| StorageError::parquet(&entry.path, e))?;
-        stream
-            .try_collect()
-            .await
-            .map_err(|e| StorageError::parquet(&entry.path, e))
+        let mut decoder = builder.build().map_err(perr)?;
+        let path = Catalog::path_of(entry);
+        let mut out = Vec::new();
+        loop {
+            let (d, step) = loupe_core::cpu::run(move || {
+                let step = decode_until_io(&mut decoder);
+                (decoder, step)
+            })
+            .await?;
+            decoder = d;
+            let (batches, needs) = step.map_err(perr)?;
+            out.extend(batches);
+            let Some(ranges) = needs else { break };
+            let data = self
+                .storage
+                .store
+                .get_ranges(&path, &ranges)
+                .await
+                .map_err(|e| StorageError::store("get", &path, e))?;
+            decoder.push_ranges(ranges, data).map_err(perr)?;
+        }
+        Ok(out)
     }
 
     /// Every span of `ids` that `entry` holds. Row groups are pruned by their `trace_id`
@@ -160,21 +179,26 @@ impl SpanReader {
         let batches = self
             .read(entry, meta, row_groups, selection, None, None)
             .await?;
-        let mut out = Vec::new();
-        for batch in &batches {
-            let Some(trace) = Columns::new(batch).fixed(schema::TRACE_ID) else {
-                continue;
-            };
-            let rows = decode_rows(batch, |i| {
-                trace
-                    .value(i)
-                    .try_into()
-                    .is_ok_and(|id: TraceId| ids.contains(&id))
-            })
-            .map_err(|e| with_path(e, &entry.path))?;
-            out.extend(rows);
-        }
-        Ok(out)
+        let ids = ids.clone();
+        let path = entry.path.clone();
+        loupe_core::cpu::run(move || {
+            let mut out = Vec::new();
+            for batch in &batches {
+                let Some(trace) = Columns::new(batch).fixed(schema::TRACE_ID) else {
+                    continue;
+                };
+                let rows = decode_rows(batch, |i| {
+                    trace
+                        .value(i)
+                        .try_into()
+                        .is_ok_and(|id: TraceId| ids.contains(&id))
+                })
+                .map_err(|e| with_path(e, &path))?;
+                out.extend(rows);
+            }
+            Ok(out)
+        })
+        .await?
     }
 
     /// (trace id, span start) of the spans in `entry` that match `filter`.
@@ -217,10 +241,14 @@ impl SpanReader {
         let batches = self
             .read(entry, meta, row_groups, None, Some(&cols), row_filter)
             .await?;
-        Ok(batches
-            .iter()
-            .flat_map(|b| filter.matching_rows(b))
-            .collect())
+        let filter = filter.clone();
+        Ok(loupe_core::cpu::run(move || {
+            batches
+                .iter()
+                .flat_map(|b| filter.matching_rows(b))
+                .collect()
+        })
+        .await?)
     }
 
     /// The attribute keys `entry` stores in its JSON columns (`None`: unknown, older file).
@@ -252,27 +280,30 @@ impl SpanReader {
         let all = (0..meta.metadata().num_row_groups()).collect();
         let cols = [schema::SERVICE_NAME, schema::NAME, schema::KIND];
         let batches = self.read(entry, meta, all, None, Some(&cols), None).await?;
-        let mut set: HashSet<(&str, &str, i8)> = HashSet::new();
-        for b in &batches {
-            let c = Columns::new(b);
-            if let (Some(s), Some(n), Some(k)) = (
-                c.string(schema::SERVICE_NAME),
-                c.string(schema::NAME),
-                c.i8(schema::KIND),
-            ) {
-                for i in 0..b.num_rows() {
-                    set.insert((
-                        s.get(i).unwrap_or_default(),
-                        n.get(i).unwrap_or_default(),
-                        k.value(i),
-                    ));
-                }
-            }
-        }
         let ops: Arc<Vec<Operation>> = Arc::new(
-            set.into_iter()
-                .map(|(s, n, k)| (s.to_string(), n.to_string(), SpanKind::from_i32(k as i32)))
-                .collect(),
+            loupe_core::cpu::run(move || {
+                let mut set: HashSet<(&str, &str, i8)> = HashSet::new();
+                for b in &batches {
+                    let c = Columns::new(b);
+                    if let (Some(s), Some(n), Some(k)) = (
+                        c.string(schema::SERVICE_NAME),
+                        c.string(schema::NAME),
+                        c.i8(schema::KIND),
+                    ) {
+                        for i in 0..b.num_rows() {
+                            set.insert((
+                                s.get(i).unwrap_or_default(),
+                                n.get(i).unwrap_or_default(),
+                                k.value(i),
+                            ));
+                        }
+                    }
+                }
+                set.into_iter()
+                    .map(|(s, n, k)| (s.to_string(), n.to_string(), SpanKind::from_i32(k as i32)))
+                    .collect::<Vec<Operation>>()
+            })
+            .await?,
         );
         let mut cache = self.operations.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= FOOTER_CACHE_ENTRIES {
@@ -292,6 +323,22 @@ impl SpanReader {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(id);
+    }
+}
+
+/// Decodes until the decoder needs bytes it does not have (returned) or is finished (`None`).
+type Step = (Vec<RecordBatch>, Option<Vec<std::ops::Range<u64>>>);
+
+fn decode_until_io(
+    decoder: &mut ParquetPushDecoder,
+) -> Result<Step, parquet::errors::ParquetError> {
+    let mut batches = Vec::new();
+    loop {
+        match decoder.try_decode()? {
+            DecodeResult::Data(b) => batches.push(b),
+            DecodeResult::NeedsData(ranges) => return Ok((batches, Some(ranges))),
+            DecodeResult::Finished => return Ok((batches, None)),
+        }
     }
 }
 

@@ -124,8 +124,10 @@ fn zstd3(parts: &[&[Bytes]]) -> anyhow::Result<u64> {
 async fn catalog_stats(dir: &Path) -> anyhow::Result<(u64, u64, usize, Vec<String>)> {
     let storage = Storage::open(&format!("file://{}/objects", dir.display()))?;
     let catalog = Catalog::new(storage, "bench");
-    let state = catalog.refresh(&TenantId::default_tenant()).await?;
-    let files: Vec<_> = state.files_of(Signal::Traces).collect();
+    let state = catalog
+        .refresh(&TenantId::default_tenant(), Signal::Traces)
+        .await?;
+    let files: Vec<_> = state.files().collect();
     let bytes = files.iter().map(|f| f.bytes).sum();
     let rows = files.iter().map(|f| f.rows).sum();
     let paths = files

@@ -123,7 +123,8 @@ impl Server {
         bail!("server not ready after 120 s")
     }
 
-    /// A gauge or counter from `/metrics` (first sample with that name).
+    /// A gauge or counter from `/metrics` (first sample with that name); an error when the
+    /// server does not export it, so a renamed metric cannot pass for zero.
     pub async fn metric(&self, client: &reqwest::Client, name: &str) -> anyhow::Result<f64> {
         let text = client
             .get(self.url("/metrics"))
@@ -131,19 +132,18 @@ impl Server {
             .await?
             .text()
             .await?;
-        Ok(text
-            .lines()
+        text.lines()
             .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0))
+            .ok_or_else(|| anyhow::anyhow!("the server exports no metric {name}"))
     }
 
     /// Waits until nothing is buffered (everything acknowledged is in committed files).
     pub async fn wait_flushed(&self, client: &reqwest::Client) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(300);
         while Instant::now() < deadline {
-            if self.metric(client, "loupe_buffered_spans").await? == 0.0 {
+            if self.metric(client, "loupe_buffered_rows").await? == 0.0 {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

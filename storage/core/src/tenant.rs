@@ -4,7 +4,12 @@
 
 use std::fmt;
 
-use crate::error::StorageError;
+/// A name that is not a valid tenant name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid tenant name {name:?}: expected 1 to 64 characters of a-z, 0-9, '_' or '-'")]
+pub struct InvalidTenant {
+    pub name: String,
+}
 
 /// A validated tenant name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -13,7 +18,7 @@ pub struct TenantId(String);
 impl TenantId {
     pub const DEFAULT: &'static str = "default";
 
-    pub fn new(name: &str) -> Result<Self, StorageError> {
+    pub fn new(name: &str) -> Result<Self, InvalidTenant> {
         let ok = !name.is_empty()
             && name.len() <= 64
             && name
@@ -22,7 +27,7 @@ impl TenantId {
         if ok {
             Ok(TenantId(name.to_string()))
         } else {
-            Err(StorageError::InvalidTenant {
+            Err(InvalidTenant {
                 name: name.chars().take(80).collect(),
             })
         }
@@ -180,5 +185,14 @@ mod resolver_tests {
             "acme",
             "X-Scope-OrgID is ignored when tokens are configured"
         );
+    }
+}
+
+impl crate::Classify for AuthError {
+    fn code(&self) -> crate::ErrorCode {
+        match self {
+            AuthError::InvalidTenant(_) => crate::ErrorCode::BadInput,
+            AuthError::MissingToken | AuthError::InvalidToken => crate::ErrorCode::Unauthenticated,
+        }
     }
 }

@@ -1,0 +1,169 @@
+//! One signal's path through the collector: a [`SignalLane`] holds the signal's batches and
+//! its file [`Format`], stages decoded exports for the WAL hand-over, decodes WAL payloads on
+//! replay, and flushes sealed batches (encode → upload → commit). The [`Lane`] trait erases
+//! the row type, so the ingester, replay and the flush loop handle every signal alike; a new
+//! signal is a `Format`, a WAL payload decoder and its edges.
+//!
+//! Flush order and exactly-once: batches of one tenant commit in WAL order (a failure holds
+//! back that tenant's later batches), and each file records the highest WAL sequence it holds
+//! ([`WalSource`]). Before committing a batch again after a failed attempt, the lane asks the
+//! catalog: if it already holds this collector's sequence numbers up to the batch's highest,
+//! the earlier commit did land (its answer was lost) and the batch is done — no duplicate
+//! file.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use loupe_core::{Signal, TenantId};
+use loupe_storage::StorageError;
+use loupe_storage::catalog::{Catalog, Change, WalSource};
+use loupe_storage::fresh::Chunk;
+use loupe_storage::lifecycle::{Format, write_file};
+use loupe_wal::OnDurable;
+
+use crate::batcher::{BatchLimits, Batcher, Sealed};
+
+/// Decodes a WAL payload (the export as acknowledged) into rows.
+pub type PayloadDecoder<R> = fn(&[u8]) -> Result<Vec<R>, String>;
+
+/// What one flush of a lane did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FlushOutcome {
+    pub files: usize,
+    pub failures: usize,
+}
+
+/// A signal's lane, with its row type erased.
+pub trait Lane: Send + Sync {
+    fn signal(&self) -> Signal;
+    /// Decodes a WAL payload into rows, staged for hand-over. CPU-heavy: call off the runtime.
+    fn decode_wal(&self, tenant: &TenantId, payload: Bytes) -> Result<OnDurable, String>;
+    /// Encodes, uploads and commits every sealed batch.
+    fn flush<'a>(&'a self, catalog: &'a Catalog) -> BoxFuture<'a, FlushOutcome>;
+    fn lowest_unflushed_seq(&self) -> Option<u64>;
+    fn buffered_bytes(&self) -> u64;
+    fn buffered_rows(&self) -> usize;
+    /// Woken when a batch is sealed early.
+    fn flush_wanted(&self) -> &tokio::sync::Notify;
+}
+
+pub struct SignalLane<F: Format> {
+    format: Arc<F>,
+    batcher: Arc<Batcher<F::Row>>,
+    decoder: PayloadDecoder<F::Row>,
+}
+
+impl<F: Format> SignalLane<F> {
+    pub fn new(format: Arc<F>, limits: BatchLimits, decoder: PayloadDecoder<F::Row>) -> Self {
+        SignalLane {
+            format,
+            batcher: Arc::new(Batcher::new(limits)),
+            decoder,
+        }
+    }
+
+    pub fn batcher(&self) -> &Arc<Batcher<F::Row>> {
+        &self.batcher
+    }
+
+    /// The hand-over of one export: run by the WAL writer, in sequence order, once durable.
+    pub fn stage(&self, tenant: &TenantId, chunk: Chunk<F::Row>) -> OnDurable {
+        let (batcher, tenant, chunk) = (self.batcher.clone(), tenant.clone(), Arc::new(chunk));
+        Box::new(move |seq| batcher.push(&tenant, seq, chunk))
+    }
+
+    async fn flush_batch(
+        &self,
+        catalog: &Catalog,
+        batch: &Sealed<F::Row>,
+    ) -> Result<(), StorageError> {
+        let started = std::time::Instant::now();
+        if batch
+            .attempted
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            let state = catalog.refresh(&batch.tenant, F::SIGNAL).await?;
+            if state
+                .committed_seq(catalog.writer())
+                .is_some_and(|s| s >= batch.max_seq)
+            {
+                tracing::info!(tenant = %batch.tenant, signal = %F::SIGNAL, max_seq = batch.max_seq, "batch was committed by an earlier attempt");
+                return Ok(());
+            }
+        }
+        let sources = vec![WalSource {
+            writer: catalog.writer().to_string(),
+            max_seq: batch.max_seq,
+        }];
+        let entry = write_file(
+            catalog,
+            &self.format,
+            &batch.tenant,
+            batch.chunks.clone(),
+            sources,
+        )
+        .await?;
+        let (rows, bytes) = (entry.rows, entry.bytes);
+        catalog
+            .commit(&batch.tenant, F::SIGNAL, Change::add(vec![entry]))
+            .await?;
+        metrics::histogram!("loupe_flush_seconds", "signal" => F::SIGNAL.as_str())
+            .record(started.elapsed().as_secs_f64());
+        tracing::debug!(tenant = %batch.tenant, signal = %F::SIGNAL, rows, bytes, "flushed a file");
+        Ok(())
+    }
+}
+
+impl<F: Format> Lane for SignalLane<F> {
+    fn signal(&self) -> Signal {
+        F::SIGNAL
+    }
+
+    fn decode_wal(&self, tenant: &TenantId, payload: Bytes) -> Result<OnDurable, String> {
+        let rows = (self.decoder)(&payload)?;
+        Ok(self.stage(tenant, Chunk::new(rows, payload.len() as u64)))
+    }
+
+    fn flush<'a>(&'a self, catalog: &'a Catalog) -> BoxFuture<'a, FlushOutcome> {
+        Box::pin(async move {
+            let mut out = FlushOutcome::default();
+            let mut failed: HashSet<TenantId> = HashSet::new();
+            for batch in self.batcher.take_all() {
+                if failed.contains(&batch.tenant) {
+                    continue;
+                }
+                if batch.rows > 0
+                    && let Err(e) = self.flush_batch(catalog, &batch).await
+                {
+                    failed.insert(batch.tenant.clone());
+                    out.failures += 1;
+                    metrics::counter!("loupe_flush_failures_total", "signal" => F::SIGNAL.as_str())
+                        .increment(1);
+                    tracing::warn!(tenant = %batch.tenant, signal = %F::SIGNAL, error = %e, "flush failed; will retry");
+                    continue;
+                }
+                self.batcher.committed(&batch);
+                out.files += 1;
+            }
+            out
+        })
+    }
+
+    fn lowest_unflushed_seq(&self) -> Option<u64> {
+        self.batcher.lowest_unflushed_seq()
+    }
+
+    fn buffered_bytes(&self) -> u64 {
+        self.batcher.buffered_bytes()
+    }
+
+    fn buffered_rows(&self) -> usize {
+        self.batcher.buffered_rows()
+    }
+
+    fn flush_wanted(&self) -> &tokio::sync::Notify {
+        &self.batcher.flush_now
+    }
+}

@@ -1,0 +1,72 @@
+//! Traces at the edge: a request body (decompressed) becomes validated spans, the WAL payload
+//! and the chunk its lane will buffer — all CPU work, run on the CPU pool by the edges — and
+//! is then made durable through the ingest core.
+
+use bytes::Bytes;
+use loupe_core::{Signal, TenantId};
+use loupe_storage::fresh::Chunk;
+use loupe_storage::model::SpanRecord;
+use prost::Message;
+
+use crate::error::IngestError;
+use crate::ingest::Ingester;
+use crate::otlp::{Encoding, Validated, decode_traces, to_span_records, validate_traces};
+
+/// A decoded trace export.
+pub struct DecodedTraces {
+    pub validated: Validated,
+    /// What goes to the WAL: the request as received when every span was valid (no
+    /// re-encoding), else the valid spans re-encoded.
+    payload: Bytes,
+    chunk: Option<Chunk<SpanRecord>>,
+}
+
+/// Decodes, validates and converts one request. CPU-heavy: call on the CPU pool.
+pub fn decode_request(plain: Bytes, enc: Encoding) -> Result<DecodedTraces, IngestError> {
+    let mut req = decode_traces(&plain, enc)?;
+    let validated = validate_traces(&mut req);
+    if validated.accepted == 0 {
+        return Ok(DecodedTraces {
+            validated,
+            payload: Bytes::new(),
+            chunk: None,
+        });
+    }
+    let payload = if enc == Encoding::Protobuf && validated.rejected == 0 {
+        plain
+    } else {
+        Bytes::from(req.encode_to_vec())
+    };
+    let rows = to_span_records(&req);
+    let chunk = Chunk::new(rows, payload.len() as u64);
+    Ok(DecodedTraces {
+        validated,
+        payload,
+        chunk: Some(chunk),
+    })
+}
+
+/// Makes the valid spans durable and hands them to the traces lane.
+pub async fn export(
+    ingester: &Ingester,
+    tenant: &TenantId,
+    decoded: DecodedTraces,
+    protocol: &'static str,
+) -> Result<Validated, IngestError> {
+    let DecodedTraces {
+        validated,
+        payload,
+        chunk,
+    } = decoded;
+    metrics::counter!("loupe_ingest_rejected_spans_total", "signal" => "traces", "reason" => "invalid")
+        .increment(validated.rejected);
+    if let Some(chunk) = chunk {
+        let staged = ingester.traces().stage(tenant, chunk);
+        ingester
+            .append(tenant, Signal::Traces, payload, staged)
+            .await?;
+        metrics::counter!("loupe_ingest_spans_total", "signal" => "traces", "protocol" => protocol)
+            .increment(validated.accepted);
+    }
+    Ok(validated)
+}
