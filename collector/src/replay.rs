@@ -220,7 +220,7 @@ impl Ingester {
         let mut delay = Duration::from_millis(500);
         loop {
             tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(60));
+            delay = (delay * 2).min(Duration::from_secs(30));
             let keys: Vec<Key> = self.replay.lock().keys().cloned().collect();
             if keys.is_empty() {
                 return;

@@ -314,3 +314,80 @@ fn add_hit(hits: &mut HashMap<TraceId, i64>, id: TraceId, t: i64) {
     let e = hits.entry(id).or_insert(t);
     *e = (*e).max(t);
 }
+
+#[cfg(test)]
+mod tests {
+    use loupe_storage::catalog::{Change, WalSource};
+    use loupe_storage::conformance::{chunks, span};
+    use loupe_storage::fresh::NoFresh;
+    use loupe_storage::lifecycle::lease::Held;
+    use loupe_storage::lifecycle::{CompactionPolicy, collect_garbage, compact, write_file};
+    use loupe_storage::spans::SpanFormat;
+    use loupe_storage::store::Storage;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_query_whose_files_vanished_reloads_the_catalog_and_answers() {
+        let storage = Storage::in_memory();
+        let tenant = TenantId::new("t").unwrap();
+        let writer = Catalog::new(storage.clone(), "w");
+        let reader = Arc::new(SpanReader::new(storage.clone()));
+        let format = Arc::new(SpanFormat::new(reader.clone()));
+        let t0 = 1_700_000_000_000_000_000;
+        for f in 0..4u8 {
+            let spans = vec![span(7, f + 1, None, "svc", "op", t0 + f as i64, 10)];
+            let source = vec![WalSource {
+                writer: "w".into(),
+                max_seq: f as u64 + 1,
+            }];
+            let e = write_file(&writer, &format, &tenant, chunks(spans), source)
+                .await
+                .unwrap();
+            writer
+                .commit(&tenant, Signal::Traces, Change::add(vec![e]))
+                .await
+                .unwrap();
+        }
+        // A query role whose cached catalog may be an hour old.
+        let service = TraceService::new(
+            Catalog::new(storage.clone(), "q"),
+            Arc::new(SpanReader::new(storage.clone())),
+            Arc::new(NoFresh),
+            Duration::from_secs(3600),
+        );
+        let id = [7u8; 16];
+        assert_eq!(service.trace(&tenant, id).await.unwrap().unwrap().len(), 4);
+        // Compaction replaces the four files and garbage collection deletes them at once.
+        let lease = Held::exclusive(&tenant);
+        let policy = CompactionPolicy::default();
+        assert_eq!(
+            compact(&writer, &*format, &tenant, &policy, &lease)
+                .await
+                .unwrap(),
+            1
+        );
+        let gone = collect_garbage(&writer, &tenant, Signal::Traces, Duration::ZERO, &lease)
+            .await
+            .unwrap();
+        assert_eq!(gone, 4);
+        // The stale catalog names deleted files: the query reloads and answers in full.
+        assert_eq!(service.trace(&tenant, id).await.unwrap().unwrap().len(), 4);
+        let filter = SpanFilter {
+            start_unix_nano: t0 - 1,
+            end_unix_nano: t0 + 1_000_000,
+            ..Default::default()
+        };
+        let found = service.search(&tenant, &filter, 10).await.unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].1.len(), 4);
+        assert_eq!(
+            service
+                .operations(&tenant, "svc", None)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+}

@@ -138,6 +138,52 @@ impl Drop for Server {
     }
 }
 
+/// A loopback address with a port free right now (for servers restarted on the same port).
+pub fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").to_string()
+}
+
+/// Fixed addresses for a server that is restarted: clients keep their URLs.
+pub fn fixed_addrs() -> Vec<(&'static str, String)> {
+    vec![
+        ("LOUPE_HTTP_ADDR", free_addr()),
+        ("LOUPE_OTLP_GRPC_ADDR", free_addr()),
+        ("LOUPE_OTLP_HTTP_ADDR", free_addr()),
+    ]
+}
+
+/// `(k, v)` pairs as the `&str` pairs `Server::start` takes.
+pub fn env_refs<'a>(env: &'a [(&'a str, String)]) -> Vec<(&'a str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// A numeric sample from `/metrics` (the first line of `name` whose labels contain `labels`).
+pub async fn metric(server: &Server, name: &str, labels: &str) -> Option<f64> {
+    let text = reqwest::get(server.url("/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .find(|l| l.contains(labels))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Rows the catalog holds for a signal (counts every stored row; the APIs de-duplicate).
+pub async fn stored_rows(server: &Server, signal: &str) -> u64 {
+    let (status, body) = get_json(&server.url("/api/v1/stats"), None).await;
+    assert_eq!(status, 200, "{body}");
+    body["signals"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["signal"] == signal))
+        .and_then(|s| s["rows"].as_u64())
+        .unwrap_or_else(|| panic!("no {signal} in {body}"))
+}
+
 /// Polls `f` until it returns Some, or panics after `secs`.
 pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
 where

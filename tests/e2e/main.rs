@@ -3,10 +3,15 @@
 
 mod bad_inputs;
 mod browser;
+mod cluster;
 mod deploy;
 mod durability;
+mod full_disk;
 mod harness;
+mod load;
+mod moto;
 mod otlp;
+mod outage;
 mod overload;
 mod python_sdk;
 mod roles;

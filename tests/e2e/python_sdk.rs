@@ -157,9 +157,15 @@ async fn python_sdk_over_grpc_and_http() {
         "{ops:?}"
     );
 
-    // After a restart everything comes from the object store.
-    drop(server);
+    // After a clean stop (which flushes; SIGKILL would leave the WAL to answer) and a
+    // restart, everything comes from the object store: nothing is left to replay.
+    assert!(server.stop().success());
     let server = Server::start(&["server"], dir.path(), &[]);
     server.wait_ready().await;
+    assert_eq!(
+        crate::harness::metric(&server, "loupe_replay_records_total", "").await,
+        Some(0.0),
+        "nothing was replayed from the write-ahead log"
+    );
     check_traces(&server, &grpc).await;
 }

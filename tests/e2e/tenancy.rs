@@ -176,3 +176,44 @@ async fn crafted_tenant_names_are_refused() {
     assert!(files.iter().all(|f| f.starts_with("team-x/")), "{files:?}");
     assert!(!dir.path().join("etc").exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpc_authenticates_before_reading_the_body() {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = format!("{ALPHA}=alpha");
+    let env = [
+        ("LOUPE_AUTH_TOKENS", tokens.as_str()),
+        ("LOUPE_MAX_REQUEST_BYTES", "64KiB"),
+    ];
+    let server = Server::start(&["server"], dir.path(), &env);
+    server.wait_ready().await;
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", server.otlp_grpc.unwrap()))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+    // Over the size limit and with a wrong token: the token is checked first.
+    let mut big = trace_request("intruder", random_trace_id(), 1);
+    big.resource_spans[0].scope_spans[0].spans[0]
+        .attributes
+        .push(crate::otlp::str_kv("pad", &"x".repeat(200 * 1024)));
+    let mut req = tonic::Request::new(big.clone());
+    req.metadata_mut()
+        .insert("authorization", "Bearer wrong-token-xyz".parse().unwrap());
+    let err = TraceServiceClient::new(channel.clone())
+        .export(req)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
+    // With the right token the same request reaches the size check.
+    let mut req = tonic::Request::new(big);
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {ALPHA}").parse().unwrap());
+    let err = TraceServiceClient::new(channel)
+        .export(req)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
+}
