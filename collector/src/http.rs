@@ -50,10 +50,16 @@ fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// Reads the body frame by frame, reserving each frame in the in-flight budget.
-async fn read_body(body: Body, limit: usize, permit: &mut Permit) -> Result<Bytes, IngestError> {
+/// Reads the body frame by frame, reserving each frame in the in-flight budget. `hint` is the
+/// announced length (the buffer is allocated once, not grown by doubling).
+async fn read_body(
+    body: Body,
+    limit: usize,
+    hint: usize,
+    permit: &mut Permit,
+) -> Result<Bytes, IngestError> {
     let mut body = body;
-    let mut buf = BytesMut::new();
+    let mut buf = BytesMut::with_capacity(hint);
     while let Some(frame) = body.frame().await {
         let frame =
             frame.map_err(|e| IngestError::BadRequest(format!("cannot read request body: {e}")))?;
@@ -92,7 +98,7 @@ async fn export_traces(State(st): State<HttpState>, req: Request) -> Response {
             .unwrap_or(0)
             .min(st.max_bytes as u64);
         let mut permit = st.ingester.inflight().try_acquire(hint)?;
-        let raw = read_body(body, st.max_bytes, &mut permit).await?;
+        let raw = read_body(body, st.max_bytes, hint as usize, &mut permit).await?;
         let encoding = header_str(h, "content-encoding").map(str::to_string);
         let max = st.max_bytes;
         let (decoded, permit) = loupe_core::cpu::run(move || {

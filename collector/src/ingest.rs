@@ -155,7 +155,9 @@ impl Ingester {
         Ok(())
     }
 
-    /// Makes an export durable; `staged` hands its rows to their lane once it is.
+    /// Makes an export durable; `staged` hands its rows to their lane once it is. The buffer
+    /// budget is checked again here: requests admitted together must not all land in a
+    /// buffer that filled while they were decoded.
     pub async fn append(
         &self,
         tenant: &TenantId,
@@ -163,6 +165,11 @@ impl Ingester {
         payload: Bytes,
         staged: OnDurable,
     ) -> Result<u64, IngestError> {
+        if self.buffered_bytes() > self.limits.max_buffer_bytes {
+            return Err(IngestError::Overloaded(
+                "ingest buffer is full, waiting for flushes to object storage".into(),
+            ));
+        }
         let bytes = payload.len() as u64;
         let seq = self
             .wal
