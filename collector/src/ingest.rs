@@ -209,8 +209,29 @@ impl Ingester {
         files
     }
 
+    /// Flushes until nothing is buffered or `deadline` passes (a clean stop). What is left is
+    /// durable in the WAL and replayed at the next start.
+    pub async fn drain(&self, deadline: Duration) {
+        let until = std::time::Instant::now() + deadline;
+        loop {
+            self.flush().await;
+            let left = self.buffered_rows();
+            if left == 0 {
+                return;
+            }
+            if std::time::Instant::now() >= until {
+                tracing::warn!(
+                    rows = left,
+                    "stopping with unflushed rows; they stay in the write-ahead log and are replayed at the next start"
+                );
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Flushes every `interval`, or sooner when a batch fills up, until `shutdown` fires;
-    /// then flushes once more.
+    /// then drains (flushes until nothing is buffered, for up to 20 s).
     pub async fn run_flusher(
         self: Arc<Self>,
         interval: Duration,
@@ -231,7 +252,7 @@ impl Ingester {
                     ));
                 }
                 _ = shutdown.changed() => {
-                    self.flush().await;
+                    self.drain(Duration::from_secs(20)).await;
                     return;
                 }
             }

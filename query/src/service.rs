@@ -3,7 +3,9 @@
 //! filter), the span files it selects, and the collector's fresh data when in the same process.
 //!
 //! - Fresh data is a snapshot of chunks taken under the collector's lock and scanned on the
-//!   CPU pool; a lookup by id skips chunks that do not mention the id.
+//!   CPU pool; a lookup by id skips chunks that do not mention the id. The snapshot is taken
+//!   before the catalog is read: a batch leaves the fresh data only after its commit is in
+//!   the (shared) catalog, so every span is in one of the two.
 //! - The catalog may be up to `catalog_max_age` stale (the config keeps that below the
 //!   garbage-collection grace). A file that vanished anyway (collected after a newer catalog
 //!   removed it) makes the query reload the catalog and run once more, so it answers from the
@@ -100,10 +102,11 @@ impl TraceService {
         let started = Instant::now();
         let idset: HashSet<TraceId> = ids.iter().copied().collect();
         let mut out: HashMap<TraceId, Trace> = HashMap::new();
+        // Fresh data first: a batch committed after this snapshot is in the catalog read next.
+        let chunks = self.fresh.chunks(tenant);
         for s in self.stored_spans(tenant, &idset).await? {
             out.entry(s.trace_id).or_default().push(s);
         }
-        let chunks = self.fresh.chunks(tenant);
         let wanted: Vec<TraceId> = ids.to_vec();
         let fresh = loupe_core::cpu::run(move || {
             let mut spans = Vec::new();
@@ -242,12 +245,12 @@ impl TraceService {
         range: Option<(i64, i64)>,
     ) -> Result<Vec<String>, QueryError> {
         let mut out: BTreeSet<String> = BTreeSet::new();
+        let chunks = self.fresh.chunks(tenant);
         for f in self.files(tenant).await? {
             if range.is_none_or(|(s, e)| f.overlaps(s, e)) {
                 out.extend(f.services.iter().cloned());
             }
         }
-        let chunks = self.fresh.chunks(tenant);
         let fresh = loupe_core::cpu::run(move || {
             let mut names: BTreeSet<String> = BTreeSet::new();
             for s in chunks.iter().flat_map(|c| c.rows()) {
@@ -270,6 +273,7 @@ impl TraceService {
         range: Option<(i64, i64)>,
     ) -> Result<Vec<(String, SpanKind)>, QueryError> {
         let reader = &self.reader;
+        let chunks = self.fresh.chunks(tenant);
         let mut out: BTreeSet<(String, u8)> = self
             .with_files(tenant, |files| async move {
                 let files = files.into_iter().filter(|f| {
@@ -290,7 +294,6 @@ impl TraceService {
                 Ok(out)
             })
             .await?;
-        let chunks = self.fresh.chunks(tenant);
         let svc = service.to_string();
         let fresh = loupe_core::cpu::run(move || {
             let mut ops: BTreeSet<(String, u8)> = BTreeSet::new();

@@ -1,5 +1,6 @@
 //! Test support (feature `test-suite`): an object store whose operations on chosen prefixes
-//! fail on demand, to test outages of one tenant or of the whole store.
+//! fail on demand, to test outages of one tenant or of the whole store; and a real
+//! S3-compatible server on loopback (moto) for the conformance suite and end-to-end tests.
 
 use std::fmt;
 use std::ops::Range;
@@ -154,5 +155,96 @@ impl ObjectStore for FaultStore {
     ) -> object_store::Result<()> {
         self.check(Some(to))?;
         self.inner.rename_opts(from, to, options).await
+    }
+}
+
+/// An S3-compatible server (moto, from the test virtualenv `.venv` at the workspace root) on
+/// loopback with one bucket. It can be frozen (SIGSTOP) to make an outage in which requests
+/// hang rather than fail. Killed when dropped.
+pub struct Moto {
+    child: std::process::Child,
+    pub endpoint: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        self.thaw();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Moto {
+    pub fn start(bucket: &str) -> Moto {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/moto_server");
+        assert!(
+            bin.exists(),
+            "{} is missing: run `tests/setup.sh` (or `make test`) first",
+            bin.display()
+        );
+        let mut child = std::process::Command::new(bin)
+            .args(["-H", "127.0.0.1", "-p", "0"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start moto_server");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("Running on http://127.0.0.1:").nth(1) {
+                    let port: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+                    let _ = tx.send(port);
+                }
+            }
+        });
+        let port = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("moto_server did not start");
+        // Create the bucket with a plain HTTP request (moto accepts unsigned requests).
+        let mut conn = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).expect("connect");
+        write!(
+            conn,
+            "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .expect("create bucket");
+        let mut answer = String::new();
+        let _ = conn.read_to_string(&mut answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "create bucket: {answer}"
+        );
+        Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// The `AWS_*` settings that point `s3://bucket/...` at this server.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", "loupe-test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "loupe-test".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ENDPOINT", self.endpoint.clone()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+        ]
+    }
+
+    /// Stops the server process: requests hang until [`Moto::thaw`].
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let _ = std::process::Command::new("kill")
+            .arg(sig)
+            .arg(self.child.id().to_string())
+            .status();
     }
 }

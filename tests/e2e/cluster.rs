@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use crate::harness::{Server, env_refs, get_json, metric};
 use crate::load::{Load, Outcome, verify_exactly_once};
-use crate::moto::Moto;
+use loupe_storage::testing::Moto;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_collectors_and_a_query_role_share_a_bucket() {
-    let moto = Moto::start("cluster").await;
+    let moto = Moto::start("cluster");
     let dir = tempfile::tempdir().unwrap();
     let mut env = moto.env();
     env.extend([
@@ -41,24 +41,11 @@ async fn two_collectors_and_a_query_role_share_a_bucket() {
     let client = reqwest::Client::new();
     for _ in 0..30 {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let held = |s: &Server| {
-            let s = s.url("");
-            async move {
-                let text = reqwest::get(format!("{s}/metrics"))
-                    .await
-                    .ok()?
-                    .text()
-                    .await
-                    .ok()?;
-                text.lines()
-                    .find(|l| {
-                        l.starts_with("loupe_lifecycle_lease_held{")
-                            && l.contains("tenant=\"default\"")
-                    })
-                    .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-            }
-        };
-        owners.push((held(&a).await.unwrap_or(0.0), held(&b).await.unwrap_or(0.0)));
+        let (lease, of_default) = ("loupe_lifecycle_lease_held", "tenant=\"default\"");
+        owners.push((
+            metric(&a, lease, of_default).await.unwrap_or(0.0),
+            metric(&b, lease, of_default).await.unwrap_or(0.0),
+        ));
         let (status, body) = get_json(&q.url("/api/v1/traces?limit=20"), None).await;
         assert_eq!(status, 200, "search on the query role: {body}");
         for t in body["traces"].as_array().unwrap().iter().take(4) {

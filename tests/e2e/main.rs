@@ -9,7 +9,6 @@ mod durability;
 mod full_disk;
 mod harness;
 mod load;
-mod moto;
 mod otlp;
 mod outage;
 mod overload;

@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{Server, env_refs, fixed_addrs, metric};
 use crate::load::{Load, Outcome, tally, verify_exactly_once};
-use crate::moto::Moto;
+use loupe_storage::testing::Moto;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_frozen_object_store_loses_nothing_acknowledged() {
-    let moto = Moto::start("outage").await;
+    let moto = Moto::start("outage");
     let dir = tempfile::tempdir().unwrap();
     let mut env = moto.env();
     env.extend(fixed_addrs());
