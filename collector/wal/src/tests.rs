@@ -104,6 +104,37 @@ async fn hand_over_runs_in_sequence_order_before_the_ack() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_in_hand_over_stays_at_or_above_the_bound() {
+    // While record 2's hand-over runs (and has not finished), the bound must not pass it: a
+    // trim computed now may not delete its segment.
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = Wal::open(WalConfig::new(dir.path())).unwrap();
+    append(&wal, "one").await.unwrap();
+    let (entered_tx, entered_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let cb: OnDurable = Box::new(move |_| {
+        entered_tx.send(()).unwrap();
+        release_rx.recv().unwrap();
+    });
+    let w = wal.clone();
+    let pending = tokio::spawn(async move {
+        w.append(&tenant(), Signal::Traces, Bytes::from("two"), Some(cb))
+            .await
+    });
+    tokio::task::spawn_blocking(move || entered_rx.recv().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        wal.durable_below(),
+        2,
+        "record 2 is synced but not handed over"
+    );
+    release_tx.send(()).unwrap();
+    assert_eq!(pending.await.unwrap().unwrap(), 2);
+    assert_eq!(wal.durable_below(), 3);
+}
+
 #[tokio::test]
 async fn torn_tail_is_truncated_and_later_records_survive() {
     let dir = tempfile::tempdir().unwrap();
