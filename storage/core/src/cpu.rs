@@ -14,8 +14,10 @@ use std::sync::OnceLock;
 #[error("cpu task panicked: {0}")]
 pub struct Panicked(pub String);
 
-fn pool() -> &'static rayon::ThreadPool {
-    static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
+/// The pool, sized to the CPUs this process may use; `None` if its threads cannot be started
+/// (then work runs on tokio's blocking threads instead).
+fn pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
     POOL.get_or_init(|| {
         let threads = std::thread::available_parallelism()
             .map(|n| n.get())
@@ -24,11 +26,22 @@ fn pool() -> &'static rayon::ThreadPool {
             .num_threads(threads)
             .thread_name(|i| format!("loupe-cpu-{i}"))
             .build()
-            .unwrap_or_else(|e| {
-                tracing::error!(error = %e, "cannot start the cpu pool; using rayon's global pool");
-                rayon::ThreadPoolBuilder::new().build().expect("rayon pool")
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot start the cpu pool; using blocking threads");
             })
+            .ok()
     })
+    .as_ref()
+}
+
+fn describe(p: Box<dyn std::any::Any + Send>) -> Panicked {
+    let msg = p
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    tracing::error!(panic = %msg, "cpu task panicked");
+    Panicked(msg)
 }
 
 /// Runs `f` on the CPU pool and returns its result.
@@ -37,17 +50,17 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    let Some(pool) = pool() else {
+        return tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| match e.try_into_panic() {
+                Ok(p) => describe(p),
+                Err(e) => Panicked(e.to_string()),
+            });
+    };
     let (tx, rx) = tokio::sync::oneshot::channel();
-    pool().spawn(move || {
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| {
-            let msg = p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            tracing::error!(panic = %msg, "cpu task panicked");
-            Panicked(msg)
-        });
+    pool.spawn(move || {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(describe);
         let _ = tx.send(result);
     });
     rx.await
