@@ -7,6 +7,8 @@ use axum::Json;
 use axum::response::{IntoResponse, Response};
 use loupe_core::{AuthError, Classify, ErrorCode};
 use loupe_storage::StorageError;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -20,6 +22,18 @@ pub enum QueryError {
     Unavailable(String),
     #[error("{0}")]
     Internal(String),
+}
+
+/// The JSON error body (for the OpenAPI document).
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
 }
 
 impl Classify for QueryError {

@@ -18,8 +18,9 @@ use loupe_storage::spans::SpanFilter;
 use serde_json::{Value, json};
 
 use crate::error::QueryError;
-use crate::native::{QueryState, parse_trace_id_param};
+use crate::native::parse_trace_id_param;
 use crate::params::{finish_filter, parse_duration, parse_limit, parse_tags, parse_time};
+use crate::state::QueryState;
 
 /// Jaeger's error envelope.
 struct JaegerError(QueryError);

@@ -5,16 +5,18 @@
 //! - [`native`]: the JSON API under `/api/v1` with its OpenAPI document.
 //! - [`jaeger`]: the Jaeger-compatible API under `/jaeger/api`.
 //! - [`stats`]: what the catalog holds per signal (`/api/v1/stats`).
-//! - [`params`], [`error`]: parameter parsing and the error vocabulary shared by both.
+//! - [`state`], [`params`], [`error`]: the state and tenant extractor, parameter parsing and
+//!   the error type shared by every adapter.
 
 pub mod error;
 pub mod jaeger;
 pub mod native;
 pub mod params;
 pub mod service;
+pub mod state;
 pub mod stats;
 
-pub use native::QueryState;
+pub use state::QueryState;
 
 /// Every query route (native API, Jaeger API), merged.
 pub fn router(state: QueryState) -> axum::Router {

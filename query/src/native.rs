@@ -2,43 +2,18 @@
 //! document served at `/api/v1/openapi.json`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Path, RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use http::request::Parts;
 use loupe_storage::model::{SpanRecord, StatusCode, parse_trace_id};
 use loupe_storage::spans::SpanFilter;
-use loupe_storage::{TenantId, TenantResolver};
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
-use crate::error::QueryError;
+use crate::error::{ErrorBody, ErrorDetail, QueryError};
 use crate::params::{finish_filter, parse_duration, parse_limit, parse_tags, parse_time};
-use crate::service::TraceService;
-
-#[derive(Clone)]
-pub struct QueryState {
-    pub traces: Arc<TraceService>,
-    pub resolver: TenantResolver,
-}
-
-/// The tenant of a request, from its credentials (see `TenantResolver`).
-pub struct Tenant(pub TenantId);
-
-impl FromRequestParts<QueryState> for Tenant {
-    type Rejection = QueryError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &QueryState) -> Result<Self, QueryError> {
-        let h = |n: &str| parts.headers.get(n).and_then(|v| v.to_str().ok());
-        Ok(Tenant(
-            state
-                .resolver
-                .resolve(h("authorization"), h("x-scope-orgid"))?,
-        ))
-    }
-}
+pub use crate::state::{QueryState, Tenant};
 
 #[derive(Serialize, ToSchema)]
 pub struct ServicesResponse {
@@ -126,17 +101,6 @@ pub struct SpanJson {
 pub struct TraceResponse {
     pub trace_id: String,
     pub spans: Vec<SpanJson>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct ErrorDetail {
-    pub code: String,
-    pub message: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
 }
 
 pub fn span_json(s: &SpanRecord) -> SpanJson {
@@ -425,12 +389,16 @@ mod tests {
 
     use axum::body::Body;
     use http::Request;
+    use loupe_storage::TenantResolver;
     use loupe_storage::catalog::Catalog;
     use loupe_storage::fresh::NoFresh;
     use loupe_storage::store::Storage;
     use tower::ServiceExt;
 
+    use std::sync::Arc;
+
     use super::*;
+    use crate::service::TraceService;
 
     fn app() -> Router {
         let storage = Storage::in_memory();

@@ -9,7 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::error::QueryError;
-use crate::native::{QueryState, Tenant};
+use crate::state::{QueryState, Tenant};
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -29,7 +29,7 @@ pub struct StatsResponse {
 }
 
 #[utoipa::path(get, path = "/api/v1/stats", tag = "storage",
-    responses((status = 200, body = StatsResponse), (status = 401, body = crate::native::ErrorBody)))]
+    responses((status = 200, body = StatsResponse), (status = 401, body = crate::error::ErrorBody)))]
 pub async fn stats(
     State(st): State<QueryState>,
     Tenant(tenant): Tenant,

@@ -301,12 +301,6 @@ pub struct SpanRecord {
     pub links: Vec<Link>,
 }
 
-impl crate::fresh::Row for SpanRecord {
-    fn trace_id(&self) -> Option<TraceId> {
-        Some(self.trace_id)
-    }
-}
-
 impl SpanRecord {
     pub fn end_unix_nano(&self) -> i64 {
         self.start_unix_nano.saturating_add(self.duration_nano)

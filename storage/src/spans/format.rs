@@ -17,6 +17,12 @@ use crate::spans::schema::{SCHEMA_VERSION, SERVICE_NAME, START, TRACE_ID};
 use crate::spans::{SpanReader, TraceIdFilter, encode_spans};
 use crate::store::Signal;
 
+impl crate::fresh::Row for SpanRecord {
+    fn trace_id(&self) -> Option<crate::model::TraceId> {
+        Some(self.trace_id)
+    }
+}
+
 /// Spans as Parquet files; shares the query side's reader (and its footer cache).
 pub struct SpanFormat {
     reader: Arc<SpanReader>,
