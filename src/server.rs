@@ -227,8 +227,11 @@ pub async fn run(role: Role) -> anyhow::Result<()> {
         .route("/metrics", get(metrics))
         .with_state(ops);
     if query {
+        // With a collector in the process its own commits are seen at once; other writers'
+        // (collectors sharing the bucket) within this bound, which config keeps below half of
+        // the garbage-collection grace.
         let max_age = if collector {
-            Duration::from_secs(1)
+            common.catalog_refresh_interval.min(Duration::from_secs(1))
         } else {
             common.catalog_refresh_interval
         };
