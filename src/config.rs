@@ -69,9 +69,13 @@ pub struct CommonArgs {
     /// How often buffered data is written to the object store.
     #[arg(long, env = "LOUPE_FLUSH_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
     pub flush_interval: Duration,
-    /// How long data is kept.
+    /// How long data is kept (older data is also refused at ingest).
     #[arg(long, env = "LOUPE_RETENTION", default_value = "7days", value_parser = humantime::parse_duration)]
     pub retention: Duration,
+    /// How far in the future a record's time may lie (clock skew of senders); later ones are
+    /// refused through OTLP partial success.
+    #[arg(long, env = "LOUPE_MAX_FUTURE_SKEW", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub max_future_skew: Duration,
     /// How often compaction, retention and garbage collection run.
     #[arg(long, env = "LOUPE_COMPACTION_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
     pub compaction_interval: Duration,
@@ -240,6 +244,7 @@ impl CommonArgs {
             "otlp_http_addr": self.otlp_http_addr.to_string(),
             "flush_interval": humantime::format_duration(self.flush_interval).to_string(),
             "retention": humantime::format_duration(self.retention).to_string(),
+            "max_future_skew": humantime::format_duration(self.max_future_skew).to_string(),
             "compaction_interval": humantime::format_duration(self.compaction_interval).to_string(),
             "catalog_refresh_interval": humantime::format_duration(self.catalog_refresh_interval).to_string(),
             "gc_grace": humantime::format_duration(self.gc_grace).to_string(),

@@ -152,6 +152,8 @@ pub async fn run(role: Role) -> anyhow::Result<()> {
             max_buffer_bytes: common.max_buffer_bytes,
             max_inflight_bytes: common.max_inflight_bytes,
             batch: BatchLimits::default(),
+            retention: common.retention,
+            max_future_skew: common.max_future_skew,
         };
         let ingester = Arc::new(Ingester::new(wal, catalog.clone(), spans.clone(), limits));
         {

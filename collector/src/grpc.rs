@@ -217,8 +217,10 @@ async fn export(
         p.shrink_to(len);
         p.grow_to(len * (1 + DECODED_FACTOR))?;
     }
+    let window = ingester.time_window();
     let decoded =
-        loupe_core::cpu::run(move || traces::decode_request(raw, Encoding::Protobuf)).await??;
+        loupe_core::cpu::run(move || traces::decode_request(raw, Encoding::Protobuf, window))
+            .await??;
     let v = traces::export(ingester, &tenant, decoded, "grpc").await;
     drop(permit);
     v

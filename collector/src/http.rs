@@ -101,6 +101,7 @@ async fn export_traces(State(st): State<HttpState>, req: Request) -> Response {
         let raw = read_body(body, st.max_bytes, hint as usize, &mut permit).await?;
         let encoding = header_str(h, "content-encoding").map(str::to_string);
         let max = st.max_bytes;
+        let window = st.ingester.time_window();
         let (decoded, permit) = loupe_core::cpu::run(move || {
             let raw_len = raw.len() as u64;
             let identity = encoding
@@ -112,7 +113,7 @@ async fn export_traces(State(st): State<HttpState>, req: Request) -> Response {
                 permit.grow_to(raw_len + plain_len)?;
             }
             permit.grow_to(plain_len * (1 + DECODED_FACTOR))?;
-            Ok::<_, IngestError>((traces::decode_request(plain, enc)?, permit))
+            Ok::<_, IngestError>((traces::decode_request(plain, enc, window)?, permit))
         })
         .await??;
         let v = traces::export(&st.ingester, &tenant, decoded, "http").await?;

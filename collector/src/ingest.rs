@@ -39,6 +39,10 @@ pub struct IngestLimits {
     /// refused with 503.
     pub max_inflight_bytes: u64,
     pub batch: BatchLimits,
+    /// Data older than this is refused (it would expire at once).
+    pub retention: Duration,
+    /// Data further in the future than this is refused.
+    pub max_future_skew: Duration,
 }
 
 impl Default for IngestLimits {
@@ -47,6 +51,8 @@ impl Default for IngestLimits {
             max_buffer_bytes: 32 << 20,
             max_inflight_bytes: 128 << 20,
             batch: BatchLimits::default(),
+            retention: Duration::from_secs(7 * 24 * 3600),
+            max_future_skew: Duration::from_secs(3600),
         }
     }
 }
@@ -96,6 +102,11 @@ impl Ingester {
 
     pub fn inflight(&self) -> &Arc<InFlight> {
         &self.inflight
+    }
+
+    /// The times an accepted record may carry, now.
+    pub fn time_window(&self) -> crate::otlp::TimeWindow {
+        crate::otlp::TimeWindow::around_now(self.limits.retention, self.limits.max_future_skew)
     }
 
     pub(crate) fn lane(&self, signal: Signal) -> Option<&Arc<dyn Lane>> {

@@ -31,7 +31,11 @@ fn tenant(name: &str) -> TenantId {
 
 /// An export of `n` spans of trace `id`.
 fn request(id: u8, n: u8) -> Bytes {
-    let now = 1_700_000_000_000_000_000u64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        - 60_000_000_000;
     let spans = (0..n)
         .map(|i| Span {
             trace_id: vec![id; 16],
@@ -77,7 +81,7 @@ fn open(wal_dir: &Path, storage: &Storage) -> Node {
 }
 
 async fn export(ing: &Ingester, t: &TenantId, body: Bytes) -> Result<u64, IngestError> {
-    let d = traces::decode_request(body, Encoding::Protobuf)?;
+    let d = traces::decode_request(body, Encoding::Protobuf, ing.time_window())?;
     Ok(traces::export(ing, t, d, "test").await?.accepted)
 }
 
@@ -113,7 +117,7 @@ async fn an_ack_whose_handler_never_resumes_is_still_committed_in_wal_order() {
     let ing = node.ingester.clone();
     ing.replay(node.recovery.clone()).await;
 
-    let d = traces::decode_request(request(0xA, 3), Encoding::Protobuf).unwrap();
+    let d = traces::decode_request(request(0xA, 3), Encoding::Protobuf, ing.time_window()).unwrap();
     let mut a = Box::pin(traces::export(&ing, &t, d, "test"));
     let waker = futures::task::noop_waker();
     assert!(

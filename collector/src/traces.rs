@@ -10,7 +10,9 @@ use prost::Message;
 
 use crate::error::IngestError;
 use crate::ingest::Ingester;
-use crate::otlp::{Encoding, Validated, decode_traces, to_span_records, validate_traces};
+use crate::otlp::{
+    Encoding, TimeWindow, Validated, decode_traces, to_span_records, validate_traces,
+};
 
 /// A decoded trace export.
 pub struct DecodedTraces {
@@ -21,10 +23,15 @@ pub struct DecodedTraces {
     chunk: Option<Chunk<SpanRecord>>,
 }
 
-/// Decodes, validates and converts one request. CPU-heavy: call on the CPU pool.
-pub fn decode_request(plain: Bytes, enc: Encoding) -> Result<DecodedTraces, IngestError> {
+/// Decodes, validates (spans outside `window` are rejected) and converts one request.
+/// CPU-heavy: call on the CPU pool.
+pub fn decode_request(
+    plain: Bytes,
+    enc: Encoding,
+    window: TimeWindow,
+) -> Result<DecodedTraces, IngestError> {
     let mut req = decode_traces(&plain, enc)?;
-    let validated = validate_traces(&mut req);
+    let validated = validate_traces(&mut req, &window);
     if validated.accepted == 0 {
         return Ok(DecodedTraces {
             validated,

@@ -395,9 +395,17 @@ pub async fn spans_suite(storage: Storage) {
     let f = state.files.values().next().unwrap().clone();
     assert_eq!((f.rows, f.level), (32, 1));
     assert!(
-        f.path.starts_with("spans/traces/2023/11/14/"),
+        f.path.starts_with("spans/traces/2023/11/14/22/"),
         "the merged file lives in its data's hour: {}",
         f.path
+    );
+    assert_eq!(
+        (f.min_time_unix_nano, f.max_time_unix_nano),
+        (
+            before.iter().map(|b| b.min_time_unix_nano).min().unwrap(),
+            before.iter().map(|b| b.max_time_unix_nano).max().unwrap()
+        ),
+        "the merged file spans its inputs' time range"
     );
     assert_eq!(state.committed_seq("w"), Some(4));
     assert_eq!(lookup(vec![2]).await.len(), 8);

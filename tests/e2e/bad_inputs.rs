@@ -136,24 +136,29 @@ async fn bad_inputs_get_clear_errors_and_lose_nothing() {
         partial.error_message
     );
 
-    // Same over OTLP/JSON: zstd-compressed JSON with an end before its start.
+    // Same over OTLP/JSON: zstd-compressed JSON with an end before its start, a span ending in
+    // 2262 and one starting in 1970.
+    let t = crate::otlp::now_ns() - 5_000_000_000;
+    let (t, t1) = (t.to_string(), (t + 1_000_000_000).to_string());
     let json = serde_json::json!({"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "json-svc"}}]},
         "scopeSpans": [{"spans": [
             {"traceId": hex::encode(random_trace_id()), "spanId": "0102030405060708", "name": "ok", "kind": 2,
-             "startTimeUnixNano": "1700000000000000000", "endTimeUnixNano": "1700000001000000000"},
+             "startTimeUnixNano": t, "endTimeUnixNano": t1},
             {"traceId": hex::encode(random_trace_id()), "spanId": "0102030405060709", "name": "backwards",
-             "startTimeUnixNano": "1700000001000000000", "endTimeUnixNano": "1700000000000000000"}]}]}]});
+             "startTimeUnixNano": t1, "endTimeUnixNano": t},
+            {"traceId": hex::encode(random_trace_id()), "spanId": "010203040506070a", "name": "far future",
+             "startTimeUnixNano": t, "endTimeUnixNano": "9223372036854775807"},
+            {"traceId": hex::encode(random_trace_id()), "spanId": "010203040506070b", "name": "epoch",
+             "startTimeUnixNano": "1", "endTimeUnixNano": t}]}]}]});
     let z = zstd::encode_all(&serde_json::to_vec(&json).unwrap()[..], 3).unwrap();
     let (s, _, body) = post(&url, "application/json", Some("zstd"), z).await;
     assert_eq!(s, 200);
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(v["partialSuccess"]["rejectedSpans"], "1");
-    assert!(
-        v["partialSuccess"]["errorMessage"]
-            .as_str()
-            .unwrap()
-            .contains("before start")
-    );
+    assert_eq!(v["partialSuccess"]["rejectedSpans"], "3");
+    let msg = v["partialSuccess"]["errorMessage"].as_str().unwrap();
+    assert!(msg.contains("before start"), "{msg}");
+    assert!(msg.contains("LOUPE_MAX_FUTURE_SKEW"), "{msg}");
+    assert!(msg.contains("older than the retention window"), "{msg}");
 
     // gRPC: over-limit → RESOURCE_EXHAUSTED, invalid ids → partial success.
     let mut client = TraceServiceClient::connect(format!("http://{}", server.otlp_grpc.unwrap()))

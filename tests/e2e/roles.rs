@@ -40,6 +40,18 @@ async fn collector_and_query_run_apart_on_shared_storage() {
     })
     .await;
     assert_eq!(body["data"][0]["spans"].as_array().unwrap().len(), 7);
-    let (_, ui) = get_json(&query.url("/traces"), None).await;
-    assert!(ui.as_str().unwrap().contains("<div id=\"app\">"));
+    // A browser navigation gets the app; an API client asking for an unknown path gets JSON.
+    let ui = reqwest::Client::new()
+        .get(query.url("/traces"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(ui.contains("<div id=\"app\">"), "{ui}");
+    let (status, body) = get_json(&query.url("/tempo/api/echo"), None).await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "not_found");
 }

@@ -1,9 +1,10 @@
 //! The web UI, embedded: serves the files built from `ui/web` by `build.rs` at `/`, with a
-//! single-page-app fallback (any other GET outside `/api` and `/jaeger` gets `index.html`, so
-//! deep links like `/traces/<id>` load the app).
+//! single-page-app fallback for browser navigations (a GET that accepts `text/html`), so deep
+//! links like `/traces/<id>` load the app. Every other unknown path gets a JSON 404 naming it:
+//! an API client (a Grafana data source pointed at a path we do not serve) must not get HTML.
 
 use axum::Router;
-use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 include!(concat!(env!("OUT_DIR"), "/assets.rs"));
@@ -44,16 +45,31 @@ fn serve(path: &str, body: &'static [u8]) -> Response {
     resp
 }
 
-async fn fallback(uri: Uri) -> Response {
+/// Whether a request is a browser navigating to a page (rather than an API call).
+fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
+    let accepts_html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    let navigate = headers
+        .get("sec-fetch-mode")
+        .is_some_and(|v| v.as_bytes() == b"navigate");
+    (*method == Method::GET || *method == Method::HEAD) && (accepts_html || navigate)
+}
+
+async fn fallback(method: Method, headers: HeaderMap, uri: Uri) -> Response {
     let path = uri.path().trim_start_matches('/');
-    if let Some(body) = asset(path) {
+    let path = if path.is_empty() { "index.html" } else { path };
+    if let Some(body) = asset(path)
+        && (method == Method::GET || method == Method::HEAD)
+    {
         return serve(path, body);
     }
     let api = ["api/", "jaeger/", "v1/"]
         .iter()
         .any(|p| path.starts_with(p));
-    if api || path.starts_with("assets/") {
-        let body = serde_like_error(&format!("no such path /{path}"));
+    if api || path.starts_with("assets/") || !is_navigation(&method, &headers) {
+        let body = serde_like_error(&format!("no such path: {method} /{path}"));
         return (
             StatusCode::NOT_FOUND,
             [(header::CONTENT_TYPE, "application/json")],
@@ -80,7 +96,8 @@ fn serde_like_error(message: &str) -> String {
     format!(r#"{{"error":{{"code":"not_found","message":"{escaped}"}}}}"#)
 }
 
-/// A router that answers every GET with an embedded file or the SPA's `index.html`.
+/// A router that answers with an embedded file, the SPA's `index.html` for browser
+/// navigations, or a JSON 404.
 pub fn router() -> Router {
     Router::new().fallback(fallback)
 }
@@ -92,11 +109,12 @@ mod tests {
     use axum::http::Request;
     use tower::ServiceExt;
 
-    async fn get(path: &str) -> (StatusCode, String, String) {
-        let resp = router()
-            .oneshot(Request::get(path).body(Body::empty()).unwrap())
-            .await
+    async fn get_with(path: &str, accept: &str) -> (StatusCode, String, String) {
+        let req = Request::get(path)
+            .header("accept", accept)
+            .body(Body::empty())
             .unwrap();
+        let resp = router().oneshot(req).await.unwrap();
         let status = resp.status();
         let ct = resp.headers()[header::CONTENT_TYPE]
             .to_str()
@@ -106,6 +124,32 @@ mod tests {
             .await
             .unwrap();
         (status, ct, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    async fn get(path: &str) -> (StatusCode, String, String) {
+        get_with(path, "text/html,application/xhtml+xml,*/*;q=0.8").await
+    }
+
+    #[tokio::test]
+    async fn unknown_api_paths_get_json_404s_not_the_app() {
+        for path in [
+            "/tempo/api/echo",
+            "/prometheus/api/v1/query",
+            "/loki/api/v1/labels",
+        ] {
+            let (s, ct, body) = get_with(path, "application/json").await;
+            assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
+            assert_eq!(ct, "application/json");
+            assert!(body.contains(path), "{body}");
+        }
+        let (s, ct, _) = get_with("/traces", "*/*").await;
+        assert_eq!(
+            (s, ct.as_str()),
+            (StatusCode::NOT_FOUND, "application/json")
+        );
+        let (s, ct, _) = get_with("/", "*/*").await;
+        assert_eq!(s, StatusCode::OK, "the root is always the app");
+        assert!(ct.starts_with("text/html"));
     }
 
     #[tokio::test]

@@ -19,7 +19,38 @@ pub struct Validated {
     pub message: String,
 }
 
-fn problem(span: &Span) -> Option<String> {
+/// The times a span may have: from the start of the retention window (older data would be
+/// dropped at once, and would widen its file's time range) to now plus the allowed clock
+/// skew (a span "ending in 2262" would keep its file from ever expiring).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeWindow {
+    pub oldest_unix_nano: u64,
+    pub newest_unix_nano: u64,
+}
+
+impl TimeWindow {
+    /// The window around the current time.
+    pub fn around_now(retention: std::time::Duration, future_skew: std::time::Duration) -> Self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        TimeWindow {
+            oldest_unix_nano: now.saturating_sub(retention.as_nanos() as u64),
+            newest_unix_nano: now.saturating_add(future_skew.as_nanos() as u64),
+        }
+    }
+
+    /// Any time a span can carry (tests, tools).
+    pub fn unbounded() -> Self {
+        TimeWindow {
+            oldest_unix_nano: 1,
+            newest_unix_nano: i64::MAX as u64,
+        }
+    }
+}
+
+fn problem(span: &Span, window: &TimeWindow) -> Option<String> {
     let id = |b: &[u8]| hex::encode(b);
     if span.trace_id.len() != 16 {
         return Some(format!(
@@ -68,16 +99,31 @@ fn problem(span: &Span) -> Option<String> {
             id(&span.span_id)
         ));
     }
+    if span.end_time_unix_nano > window.newest_unix_nano {
+        return Some(format!(
+            "end_time_unix_nano {} is further in the future than LOUPE_MAX_FUTURE_SKEW allows (span {})",
+            span.end_time_unix_nano,
+            id(&span.span_id)
+        ));
+    }
+    if span.start_time_unix_nano < window.oldest_unix_nano {
+        return Some(format!(
+            "start_time_unix_nano {} is older than the retention window (span {})",
+            span.start_time_unix_nano,
+            id(&span.span_id)
+        ));
+    }
     None
 }
 
-/// Drops invalid spans from `req` in place and reports how many were kept and dropped.
-pub fn validate_traces(req: &mut ExportTraceServiceRequest) -> Validated {
+/// Drops invalid spans (malformed, or outside `window`) from `req` in place and reports how
+/// many were kept and dropped.
+pub fn validate_traces(req: &mut ExportTraceServiceRequest, window: &TimeWindow) -> Validated {
     let mut v = Validated::default();
     let mut problems = Vec::new();
     for rs in &mut req.resource_spans {
         for ss in &mut rs.scope_spans {
-            ss.spans.retain(|s| match problem(s) {
+            ss.spans.retain(|s| match problem(s, window) {
                 None => {
                     v.accepted += 1;
                     true
@@ -267,7 +313,7 @@ mod tests {
             span(&[1; 16], &[4; 8], 20, 10),
             span(&[0; 16], &[5; 8], 10, 20),
         ]);
-        let v = validate_traces(&mut req);
+        let v = validate_traces(&mut req, &TimeWindow::unbounded());
         assert_eq!((v.accepted, v.rejected), (1, 4));
         assert!(
             v.message.contains("trace_id must be 16 bytes, got 15"),
@@ -288,8 +334,30 @@ mod tests {
     #[test]
     fn all_invalid_leaves_an_empty_request() {
         let mut req = request(vec![span(&[1; 3], &[1; 8], 1, 2)]);
-        let v = validate_traces(&mut req);
+        let v = validate_traces(&mut req, &TimeWindow::unbounded());
         assert_eq!(v.accepted, 0);
         assert!(req.resource_spans.is_empty());
+    }
+
+    #[test]
+    fn spans_outside_the_time_window_are_rejected_with_a_reason() {
+        let hour = std::time::Duration::from_secs(3600);
+        let w = TimeWindow::around_now(hour * 24, hour);
+        let now = w.newest_unix_nano - hour.as_nanos() as u64;
+        let mut req = request(vec![
+            span(&[1; 16], &[1; 8], now - 1000, now),
+            // Ending in 2262: would keep its file from ever expiring.
+            span(&[1; 16], &[2; 8], now, i64::MAX as u64),
+            // Starting in 1970: would stretch its file's time range over every search.
+            span(&[1; 16], &[3; 8], 1, now),
+        ]);
+        let v = validate_traces(&mut req, &w);
+        assert_eq!((v.accepted, v.rejected), (1, 2));
+        assert!(v.message.contains("LOUPE_MAX_FUTURE_SKEW"), "{}", v.message);
+        assert!(
+            v.message.contains("older than the retention window"),
+            "{}",
+            v.message
+        );
     }
 }

@@ -5,7 +5,7 @@
 pub mod convert;
 pub mod decode;
 
-pub use convert::{Validated, to_span_records, validate_traces};
+pub use convert::{TimeWindow, Validated, to_span_records, validate_traces};
 pub use decode::{Encoding, RpcStatus, decode_traces};
 
 /// Decodes a traces WAL payload (an `ExportTraceServiceRequest` as acknowledged) into spans.

@@ -58,7 +58,11 @@ pub fn encode_spans(mut spans: Vec<&SpanRecord>) -> Result<EncodedFile, StorageE
         min_t = min_t.min(s.start_unix_nano);
         max_t = max_t.max(s.end_unix_nano());
     }
-    let bytes = write_parquet_batches(std::iter::once(Ok(batch)), FLUSH_ZSTD_LEVEL, &json_keys)?;
+    let bytes = write_parquet_batches(
+        std::iter::once(Ok(batch)),
+        FLUSH_ZSTD_LEVEL,
+        Some(&json_keys),
+    )?;
     Ok(EncodedFile {
         bytes,
         rows: spans.len() as u64,
@@ -122,11 +126,12 @@ pub fn writer_properties(zstd_level: i32) -> WriterProperties {
         .build()
 }
 
-/// Writes batches, in order, into one Parquet file.
+/// Writes batches, in order, into one Parquet file, recording `json_keys` (the attribute keys
+/// of its JSON columns) when they are known.
 pub fn write_parquet_batches(
     batches: impl Iterator<Item = Result<RecordBatch, StorageError>>,
     zstd_level: i32,
-    json_keys: &BTreeSet<String>,
+    json_keys: Option<&BTreeSet<String>>,
 ) -> Result<Vec<u8>, StorageError> {
     let err = |e: parquet::errors::ParquetError| StorageError::parquet("<new file>", e);
     let mut writer = ArrowWriter::try_new(
@@ -138,8 +143,12 @@ pub fn write_parquet_batches(
     for batch in batches {
         writer.write(&batch?).map_err(err)?;
     }
-    let keys = serde_json::to_string(json_keys).unwrap_or_default();
-    writer.append_key_value_metadata(KeyValue::new(JSON_KEYS_METADATA.to_string(), keys));
+    // No key list means "keys unknown" to readers (they then read the JSON columns), never
+    // "no keys": a merge of a file without the list must not claim one.
+    if let Some(keys) = json_keys {
+        let keys = serde_json::to_string(keys).unwrap_or_default();
+        writer.append_key_value_metadata(KeyValue::new(JSON_KEYS_METADATA.to_string(), keys));
+    }
     writer.into_inner().map_err(err)
 }
 

@@ -48,10 +48,14 @@ impl Format for SpanFormat {
 
     async fn merge(&self, files: &[Arc<FileEntry>]) -> Result<EncodedFile, StorageError> {
         let mut batches = Vec::new();
-        let mut json_keys = BTreeSet::new();
+        // The merged file knows its keys only if every input did.
+        let mut json_keys = Some(BTreeSet::new());
         for f in files {
             batches.extend(self.reader.read_all(f).await?);
-            json_keys.extend(self.reader.json_keys(f).await?.unwrap_or_default());
+            match (self.reader.json_keys(f).await?, json_keys.as_mut()) {
+                (Some(keys), Some(all)) => all.extend(keys),
+                _ => json_keys = None,
+            }
         }
         tokio::task::spawn_blocking(move || merge_sorted(batches, json_keys))
             .await
@@ -68,7 +72,7 @@ impl Format for SpanFormat {
 /// at a time, so memory stays near the size of the inputs.
 fn merge_sorted(
     batches: Vec<RecordBatch>,
-    json_keys: BTreeSet<String>,
+    json_keys: Option<BTreeSet<String>>,
 ) -> Result<EncodedFile, StorageError> {
     let err = |e: arrow_schema::ArrowError| StorageError::parquet("<compaction>", e);
     let mut ids: Vec<&FixedSizeBinaryArray> = Vec::new();
@@ -95,7 +99,14 @@ fn merge_sorted(
             .cmp(ids[bb].value(br))
             .then(starts[ab].value(ar).cmp(&starts[bb].value(br)))
     });
-    let mut filter = TraceIdFilter::with_capacity(order.len() / 8 + 1);
+    // Sized by the distinct traces (sorted: count the id changes), not by rows: short traces
+    // would otherwise overfill it.
+    let distinct = order
+        .windows(2)
+        .filter(|w| ids[w[0].0].value(w[0].1) != ids[w[1].0].value(w[1].1))
+        .count()
+        + 1;
+    let mut filter = TraceIdFilter::with_capacity(distinct);
     let mut last: Option<&[u8]> = None;
     for &(b, r) in &order {
         let id = ids[b].value(r);
@@ -125,7 +136,7 @@ fn merge_sorted(
     let bytes = crate::spans::encode::write_parquet_batches(
         chunks,
         crate::spans::encode::COMPACTION_ZSTD_LEVEL,
-        &json_keys,
+        json_keys.as_ref(),
     )?;
     Ok(EncodedFile {
         bytes,
@@ -135,4 +146,163 @@ fn merge_sorted(
         services: services.into_iter().collect(),
         trace_filter: Some(filter),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{Catalog, Change};
+    use crate::conformance::{chunks, span};
+    use crate::lifecycle::lease::Held;
+    use crate::lifecycle::{CompactionPolicy, EncodedFile, compact, upload, write_file};
+    use crate::model::{AttrValue, TraceId};
+    use crate::spans::SpanFilter;
+    use crate::store::Storage;
+    use loupe_core::TenantId;
+
+    const T0: i64 = 1_700_000_000_000_000_000;
+
+    fn one_span_traces(file: u32, n: u32) -> Vec<SpanRecord> {
+        (0..n)
+            .map(|i| {
+                let mut s = span(0, 1, None, "svc", "op", T0 + i as i64, 10);
+                s.trace_id[..4].copy_from_slice(&file.to_be_bytes());
+                s.trace_id[4..8].copy_from_slice(&i.to_be_bytes());
+                s
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn compaction_sizes_the_trace_filter_by_distinct_traces() {
+        let storage = Storage::in_memory();
+        let tenant = TenantId::new("t").unwrap();
+        let catalog = Catalog::new(storage.clone(), "w");
+        let format = Arc::new(SpanFormat::new(Arc::new(SpanReader::new(storage))));
+        for f in 0..4 {
+            let e = write_file(
+                &catalog,
+                &format,
+                &tenant,
+                chunks(one_span_traces(f, 2000)),
+                vec![],
+            )
+            .await
+            .unwrap();
+            catalog
+                .commit(&tenant, Signal::Traces, Change::add(vec![e]))
+                .await
+                .unwrap();
+        }
+        let lease = Held::exclusive(&tenant);
+        compact(
+            &catalog,
+            &*format,
+            &tenant,
+            &CompactionPolicy::default(),
+            &lease,
+        )
+        .await
+        .unwrap();
+        let state = catalog.refresh(&tenant, Signal::Traces).await.unwrap();
+        let merged = state.files().next().unwrap();
+        let filter = merged.trace_filter.as_ref().unwrap();
+        let strangers = (0..10_000u32)
+            .filter(|i| {
+                let mut id: TraceId = [0xee; 16];
+                id[..4].copy_from_slice(&i.to_be_bytes());
+                filter.may_contain(&id)
+            })
+            .count();
+        assert!(strangers < 300, "{strangers} of 10000 false positives");
+    }
+
+    #[tokio::test]
+    async fn a_file_without_key_metadata_keeps_its_matches_after_compaction() {
+        let storage = Storage::in_memory();
+        let tenant = TenantId::new("t").unwrap();
+        let catalog = Catalog::new(storage.clone(), "w");
+        let reader = Arc::new(SpanReader::new(storage.clone()));
+        let format = Arc::new(SpanFormat::new(reader.clone()));
+        // An older file: no key list in its footer, and a key only it has.
+        let mut old = span(9, 1, None, "svc", "op", T0, 10);
+        old.attributes
+            .0
+            .push(("legacy.key".into(), AttrValue::Str("v".into())));
+        let encoded = crate::spans::encode_spans(vec![&old]).unwrap();
+        let batch = {
+            let file = bytes::Bytes::from(encoded.bytes);
+            let builder =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                    .unwrap();
+            builder.build().unwrap().next().unwrap().unwrap()
+        };
+        let bare = crate::spans::encode::write_parquet_batches(
+            std::iter::once(Ok(batch)),
+            crate::spans::encode::FLUSH_ZSTD_LEVEL,
+            None,
+        )
+        .unwrap();
+        let entry = upload::<SpanFormat>(
+            &catalog,
+            &tenant,
+            EncodedFile {
+                bytes: bare,
+                rows: 1,
+                min_time_unix_nano: T0,
+                max_time_unix_nano: T0 + 10,
+                services: vec!["svc".into()],
+                trace_filter: None,
+            },
+            0,
+            vec![],
+        )
+        .await
+        .unwrap();
+        assert_eq!(reader.json_keys(&entry).await.unwrap(), None);
+        let mut entries = vec![entry];
+        for f in 0..3 {
+            entries.push(
+                write_file(
+                    &catalog,
+                    &format,
+                    &tenant,
+                    chunks(one_span_traces(f, 10)),
+                    vec![],
+                )
+                .await
+                .unwrap(),
+            );
+        }
+        catalog
+            .commit(&tenant, Signal::Traces, Change::add(entries))
+            .await
+            .unwrap();
+        let lease = Held::exclusive(&tenant);
+        let merged = compact(
+            &catalog,
+            &*format,
+            &tenant,
+            &CompactionPolicy::default(),
+            &lease,
+        )
+        .await
+        .unwrap();
+        assert_eq!(merged, 1);
+        let state = catalog.refresh(&tenant, Signal::Traces).await.unwrap();
+        let file = state.files().next().unwrap().clone();
+        assert_eq!(
+            reader.json_keys(&file).await.unwrap(),
+            None,
+            "keys unknown, not none"
+        );
+        let filter = SpanFilter {
+            start_unix_nano: T0 - 1,
+            end_unix_nano: T0 + 1_000_000,
+            tags: vec![("legacy.key".into(), "v".into())],
+            ..Default::default()
+        };
+        let hits = reader.scan(&file, &filter).await.unwrap();
+        assert_eq!(hits.len(), 1, "the older file's span is still found");
+    }
 }
