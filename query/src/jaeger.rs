@@ -254,11 +254,6 @@ fn jaeger_filter(q: &str) -> Result<(SpanFilter, usize), QueryError> {
             _ => {}
         }
     }
-    if f.service.is_none() {
-        return Err(QueryError::BadRequest(
-            "parameter 'service' is required".into(),
-        ));
-    }
     finish_filter(&mut f, start, end, lookback)?;
     Ok((f, limit))
 }
@@ -282,8 +277,21 @@ async fn find_traces(
             .filter_map(|id| found.get(id))
             .map(|s| jaeger_trace(s))
             .collect();
+        // Jaeger lists each id it did not find as an error of the response, not a failure.
+        let missing: Vec<Value> = ids
+            .iter()
+            .filter(|id| !found.contains_key(*id))
+            .map(|id| json!({"msg": "trace not found", "traceID": hex::encode(id)}))
+            .collect();
         let n = data.len();
-        return Ok(ok(json!(data), n));
+        let errors = if missing.is_empty() {
+            Value::Null
+        } else {
+            json!(missing)
+        };
+        return Ok(Json(
+            json!({"data": data, "total": n, "limit": 0, "offset": 0, "errors": errors}),
+        ));
     }
     let (filter, limit) = jaeger_filter(&q)?;
     let traces = st.traces.search(&t, &filter, limit).await?;
@@ -345,11 +353,16 @@ mod tests {
         assert_eq!(f.min_duration_nano, Some(1_200_000_000));
         assert_eq!(f.start_unix_nano, 1_700_000_000_000_000_000);
         assert_eq!(limit, 5);
-        assert!(jaeger_filter("operation=x").is_err(), "service is required");
+        let (f, _) = jaeger_filter("operation=x").unwrap();
+        assert_eq!(f.service, None, "search without a service works");
         // The same validation as the native API (shared in params::finish_filter).
         assert!(jaeger_filter("service=a&start=2000&end=1000").is_err());
         assert!(jaeger_filter("service=a&minDuration=2s&maxDuration=1s").is_err());
-        assert!(jaeger_filter("service=a&limit=1501").is_err());
+        assert_eq!(
+            jaeger_filter("service=a&limit=5000").unwrap().1,
+            1500,
+            "clamped"
+        );
         let (f, _) = jaeger_filter("service=a&end=1700000000000000&lookback=2h").unwrap();
         assert_eq!(f.end_unix_nano - f.start_unix_nano, 7_200_000_000_000);
     }

@@ -2,7 +2,7 @@
 //! (`1.5s`, `250ms`, `1h30m`), timestamps, and tag filters (`k=v` pairs, logfmt, or a JSON
 //! object as Grafana and the Jaeger UI send).
 
-use loupe_storage::model::StatusCode;
+use loupe_storage::model::{SpanKind, StatusCode};
 use loupe_storage::spans::SpanFilter;
 
 use crate::error::QueryError;
@@ -128,32 +128,81 @@ pub fn parse_time(s: &str, unit_nanos: i64, what: &str) -> Result<i64, QueryErro
         })
 }
 
-/// Parses a result limit between 1 and `max`.
+/// Parses a result limit: at least 1; above `max` it is clamped to `max` (as Jaeger does).
 pub fn parse_limit(v: &str, max: usize) -> Result<usize, QueryError> {
-    v.parse()
+    v.parse::<usize>()
         .ok()
-        .filter(|l| (1..=max).contains(l))
+        .filter(|l| *l >= 1)
+        .map(|l| l.min(max))
         .ok_or_else(|| QueryError::BadRequest(format!("invalid limit {v:?}: expected 1 to {max}")))
 }
 
-/// Completes a search filter the same way for every API: `error=true` (Jaeger's error tag)
-/// becomes status error, the time range defaults to `lookback` (1h) before `end` (now), and
-/// inverted ranges are rejected.
+/// Without a service, a search looks at most this far back from its end.
+pub const MAX_UNSCOPED_RANGE_NANOS: i64 = 24 * 3_600_000_000_000;
+
+fn set_status(f: &mut SpanFilter, want: StatusCode) -> Result<(), QueryError> {
+    match f.status {
+        Some(s) if s != want => Err(QueryError::BadRequest(format!(
+            "conflicting status conditions: {} and {}",
+            s.as_str(),
+            want.as_str()
+        ))),
+        _ => {
+            f.status = Some(want);
+            Ok(())
+        }
+    }
+}
+
+/// Turns the tags our trace views show but that are not attributes into conditions:
+/// `error` (true/false), `otel.status_code` (OK/ERROR/UNSET), `span.kind` and
+/// `otel.status_description`.
+fn synthetic_tags(f: &mut SpanFilter) -> Result<(), QueryError> {
+    let tags = std::mem::take(&mut f.tags);
+    for (k, v) in tags {
+        match k.as_str() {
+            "error" => match v.as_str() {
+                "true" => set_status(f, StatusCode::Error)?,
+                "false" => f.status_not = Some(StatusCode::Error),
+                _ => {
+                    return Err(QueryError::BadRequest(format!(
+                        "invalid tag error={v:?}: expected true or false"
+                    )));
+                }
+            },
+            "otel.status_code" => {
+                let status = StatusCode::parse(&v.to_ascii_lowercase()).ok_or_else(|| {
+                    QueryError::BadRequest(format!(
+                        "invalid tag otel.status_code={v:?}: expected OK, ERROR or UNSET"
+                    ))
+                })?;
+                set_status(f, status)?;
+            }
+            "span.kind" => {
+                f.kind = Some(SpanKind::parse(&v.to_ascii_lowercase()).ok_or_else(|| {
+                    QueryError::BadRequest(format!(
+                        "invalid tag span.kind={v:?}: expected server, client, producer, consumer, internal or unspecified"
+                    ))
+                })?);
+            }
+            "otel.status_description" => f.status_message = Some(v),
+            _ => f.tags.push((k, v)),
+        }
+    }
+    Ok(())
+}
+
+/// Completes a search filter the same way for every API: the synthetic tags become
+/// conditions, the time range defaults to `lookback` (1h) before `end` (now) and, without a
+/// service, covers at most the last [`MAX_UNSCOPED_RANGE_NANOS`] of it; inverted ranges are
+/// rejected.
 pub fn finish_filter(
     f: &mut SpanFilter,
     start: Option<i64>,
     end: Option<i64>,
     lookback: Option<i64>,
 ) -> Result<(), QueryError> {
-    f.tags.retain(|(k, v)| {
-        if k == "error" && (v == "true" || v == "false") {
-            if v == "true" {
-                f.status = Some(StatusCode::Error);
-            }
-            return false;
-        }
-        true
-    });
+    synthetic_tags(f)?;
     f.end_unix_nano = end.unwrap_or_else(now_nanos);
     f.start_unix_nano = start.unwrap_or(
         f.end_unix_nano
@@ -161,6 +210,11 @@ pub fn finish_filter(
     );
     if f.start_unix_nano > f.end_unix_nano {
         return Err(QueryError::BadRequest("start is after end".into()));
+    }
+    if f.service.is_none() {
+        f.start_unix_nano = f
+            .start_unix_nano
+            .max(f.end_unix_nano.saturating_sub(MAX_UNSCOPED_RANGE_NANOS));
     }
     if let (Some(a), Some(b)) = (f.min_duration_nano, f.max_duration_nano)
         && a > b
@@ -211,6 +265,49 @@ mod tests {
         );
         assert!(parse_tags("novalue").is_err());
         assert!(parse_tags("{bad").is_err());
+    }
+
+    #[test]
+    fn synthetic_tags_become_conditions() {
+        let mut f = SpanFilter {
+            tags: parse_tags("error=false span.kind=server otel.status_code=ok x=1").unwrap(),
+            ..Default::default()
+        };
+        finish_filter(&mut f, Some(0), Some(10), None).unwrap();
+        assert_eq!(f.status_not, Some(StatusCode::Error));
+        assert_eq!(f.status, Some(StatusCode::Ok));
+        assert_eq!(f.kind, Some(SpanKind::Server));
+        assert_eq!(f.tags, vec![("x".to_string(), "1".to_string())]);
+        let mut bad = SpanFilter {
+            tags: parse_tags("span.kind=sideways").unwrap(),
+            ..Default::default()
+        };
+        assert!(finish_filter(&mut bad, None, None, None).is_err());
+        let mut conflict = SpanFilter {
+            tags: parse_tags("error=true otel.status_code=OK").unwrap(),
+            ..Default::default()
+        };
+        assert!(finish_filter(&mut conflict, None, None, None).is_err());
+    }
+
+    #[test]
+    fn limits_are_clamped_and_searches_without_a_service_bounded() {
+        assert_eq!(parse_limit("5000", 1500).unwrap(), 1500);
+        assert!(parse_limit("0", 1500).is_err());
+        assert!(parse_limit("many", 1500).is_err());
+        let week = 7 * 24 * 3_600_000_000_000i64;
+        let mut f = SpanFilter::default();
+        finish_filter(&mut f, Some(1), Some(week), None).unwrap();
+        assert_eq!(
+            f.end_unix_nano - f.start_unix_nano,
+            MAX_UNSCOPED_RANGE_NANOS
+        );
+        let mut scoped = SpanFilter {
+            service: Some("svc".into()),
+            ..Default::default()
+        };
+        finish_filter(&mut scoped, Some(1), Some(week), None).unwrap();
+        assert_eq!(scoped.start_unix_nano, 1);
     }
 
     #[test]

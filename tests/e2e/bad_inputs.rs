@@ -216,14 +216,30 @@ async fn bad_inputs_get_clear_errors_and_lose_nothing() {
             .unwrap()
             .contains("invalid duration")
     );
-    let (s, body) = get_json(&server.url("/jaeger/api/traces?limit=5"), None).await;
+    let (s, body) = get_json(
+        &server.url("/jaeger/api/traces?service=a&tags=span.kind%3Dsideways"),
+        None,
+    )
+    .await;
     assert_eq!(s, 400);
     assert!(
         body["errors"][0]["msg"]
             .as_str()
             .unwrap()
-            .contains("service")
+            .contains("span.kind"),
+        "{body}"
     );
+    // Jaeger answers a multi-id lookup with what it found and lists the missing ids.
+    let missing = hex::encode(random_trace_id());
+    let (s, body) = get_json(
+        &server.url(&format!("/jaeger/api/traces?traceID={missing}")),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["data"], serde_json::json!([]));
+    assert_eq!(body["errors"][0]["traceID"], missing.as_str());
+    assert_eq!(body["errors"][0]["msg"], "trace not found");
 
     let (_, metrics) = get_json(&server.url("/metrics"), None).await;
     let metrics = metrics.as_str().unwrap().to_string();

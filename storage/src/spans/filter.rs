@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use arrow_array::{Array, RecordBatch};
 
-use crate::model::{SpanRecord, StatusCode, TraceId};
+use crate::model::{AttrValue, SpanKind, SpanRecord, StatusCode, TraceId};
 use crate::spans::decode::{Columns, str_at};
 use crate::spans::schema::{self, AttrColumn};
 
@@ -20,8 +20,18 @@ pub struct SpanFilter {
     /// `key = value` on span or resource attributes, values compared as strings.
     pub tags: Vec<(String, String)>,
     pub status: Option<StatusCode>,
+    /// The span's status is not this one (Jaeger's `error=false`).
+    pub status_not: Option<StatusCode>,
+    pub status_message: Option<String>,
+    pub kind: Option<SpanKind>,
     pub min_duration_nano: Option<i64>,
     pub max_duration_nano: Option<i64>,
+}
+
+/// A tag condition holds when the span's own attribute or its resource's attribute has the
+/// value (the same rule for fresh spans and for file rows).
+fn attr_is(v: Option<&AttrValue>, want: &str) -> bool {
+    v.is_some_and(|a| a.to_filter_string() == want)
 }
 
 impl SpanFilter {
@@ -34,12 +44,19 @@ impl SpanFilter {
                 .is_none_or(|v| v == s.service_name())
             && self.name.as_deref().is_none_or(|v| v == s.name)
             && self.status.is_none_or(|v| v == s.status_code)
+            && self.status_not.is_none_or(|v| v != s.status_code)
+            && self
+                .status_message
+                .as_deref()
+                .is_none_or(|v| v == s.status_message)
+            && self.kind.is_none_or(|v| v == s.kind)
             && self.min_duration_nano.is_none_or(|v| s.duration_nano >= v)
             && self.max_duration_nano.is_none_or(|v| s.duration_nano <= v)
-            && self
-                .tags
-                .iter()
-                .all(|(k, v)| s.attribute(k).is_some_and(|a| a.to_filter_string() == *v))
+            && self.tags.iter().all(|(k, v)| {
+                (k == "service.name" && s.service_name() == v)
+                    || attr_is(s.attributes.get(k), v)
+                    || attr_is(s.resource.attributes.get(k), v)
+            })
     }
 
     /// The columns [`SpanFilter::matching_rows`] needs from a file whose JSON columns hold
@@ -54,6 +71,12 @@ impl SpanFilter {
             schema::NAME,
             schema::STATUS_CODE,
         ];
+        if self.kind.is_some() {
+            cols.push(schema::KIND);
+        }
+        if self.status_message.is_some() {
+            cols.push(schema::STATUS_MESSAGE);
+        }
         let mut json = false;
         for (k, _) in &self.tags {
             // A promoted key whose value had another type lives in the JSON columns.
@@ -92,6 +115,8 @@ impl SpanFilter {
         };
         let attrs = c.string(schema::ATTRIBUTES);
         let res_attrs = c.string(schema::RESOURCE_ATTRIBUTES);
+        let kind = c.i8(schema::KIND);
+        let message = c.string(schema::STATUS_MESSAGE);
         let mut out = Vec::new();
         for i in 0..batch.num_rows() {
             let t = start.value(i);
@@ -101,6 +126,14 @@ impl SpanFilter {
                 || self.min_duration_nano.is_some_and(|v| d < v)
                 || self.max_duration_nano.is_some_and(|v| d > v)
                 || self.status.is_some_and(|v| v as i8 != status.value(i))
+                || self.status_not.is_some_and(|v| v as i8 == status.value(i))
+                || self
+                    .kind
+                    .is_some_and(|v| kind.is_none_or(|k| k.value(i) != v as i8))
+                || self
+                    .status_message
+                    .as_deref()
+                    .is_some_and(|v| str_at(message, i).unwrap_or_default() != v)
                 || self
                     .service
                     .as_deref()

@@ -305,4 +305,77 @@ mod tests {
         let hits = reader.scan(&file, &filter).await.unwrap();
         assert_eq!(hits.len(), 1, "the older file's span is still found");
     }
+
+    #[tokio::test]
+    async fn fresh_spans_and_file_rows_answer_every_filter_alike() {
+        use crate::model::{SpanKind, StatusCode};
+        let storage = Storage::in_memory();
+        let tenant = TenantId::new("t").unwrap();
+        let catalog = Catalog::new(storage.clone(), "w");
+        let reader = Arc::new(SpanReader::new(storage));
+        let format = Arc::new(SpanFormat::new(reader.clone()));
+        // The same key on the span and on its resource, with different values.
+        let mut s = span(3, 1, None, "svc", "op", T0, 10);
+        s.attributes
+            .0
+            .push(("dup.key".into(), AttrValue::Str("span".into())));
+        let mut res = (*s.resource).clone();
+        res.attributes
+            .0
+            .push(("dup.key".into(), AttrValue::Str("resource".into())));
+        s.resource = Arc::new(res);
+        s.status_message = "card declined".into();
+        let entry = write_file(&catalog, &format, &tenant, chunks(vec![s.clone()]), vec![])
+            .await
+            .unwrap();
+        let base = SpanFilter {
+            start_unix_nano: T0 - 1,
+            end_unix_nano: T0 + 1,
+            ..Default::default()
+        };
+        let tag = |k: &str, v: &str| SpanFilter {
+            tags: vec![(k.into(), v.into())],
+            ..base.clone()
+        };
+        let cases = vec![
+            tag("dup.key", "span"),
+            tag("dup.key", "resource"),
+            tag("dup.key", "other"),
+            tag("service.name", "svc"),
+            tag("custom.res", "7"),
+            SpanFilter {
+                kind: Some(SpanKind::Server),
+                ..base.clone()
+            },
+            SpanFilter {
+                kind: Some(SpanKind::Client),
+                ..base.clone()
+            },
+            SpanFilter {
+                status_not: Some(StatusCode::Error),
+                ..base.clone()
+            },
+            SpanFilter {
+                status_not: Some(s.status_code),
+                ..base.clone()
+            },
+            SpanFilter {
+                status_message: Some("card declined".into()),
+                ..base.clone()
+            },
+            SpanFilter {
+                status_message: Some("ok".into()),
+                ..base.clone()
+            },
+        ];
+        for f in cases {
+            let fresh = f.matches(&s);
+            let stored = !reader.scan(&entry, &f).await.unwrap().is_empty();
+            assert_eq!(fresh, stored, "{f:?}");
+        }
+        assert!(
+            tag("dup.key", "resource").matches(&s),
+            "span OR resource attribute"
+        );
+    }
 }
