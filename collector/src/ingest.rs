@@ -208,7 +208,7 @@ impl Ingester {
     pub async fn flush(&self) -> usize {
         let mut files = 0;
         for lane in &self.lanes {
-            files += lane.flush(&self.catalog).await.files;
+            files += lane.flush(&self.catalog).await;
         }
         let bound = self.trim_bound();
         let wal = self.wal.clone();

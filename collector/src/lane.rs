@@ -28,20 +28,13 @@ use crate::batcher::{BatchLimits, Batcher, Sealed};
 /// Decodes a WAL payload (the export as acknowledged) into rows.
 pub type PayloadDecoder<R> = fn(&[u8]) -> Result<Vec<R>, String>;
 
-/// What one flush of a lane did.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct FlushOutcome {
-    pub files: usize,
-    pub failures: usize,
-}
-
 /// A signal's lane, with its row type erased.
 pub trait Lane: Send + Sync {
     fn signal(&self) -> Signal;
     /// Decodes a WAL payload into rows, staged for hand-over. CPU-heavy: call off the runtime.
     fn decode_wal(&self, tenant: &TenantId, payload: Bytes) -> Result<OnDurable, String>;
-    /// Encodes, uploads and commits every sealed batch.
-    fn flush<'a>(&'a self, catalog: &'a Catalog) -> BoxFuture<'a, FlushOutcome>;
+    /// Encodes, uploads and commits every sealed batch; returns the files committed.
+    fn flush<'a>(&'a self, catalog: &'a Catalog) -> BoxFuture<'a, usize>;
     fn lowest_unflushed_seq(&self) -> Option<u64>;
     fn buffered_bytes(&self) -> u64;
     fn buffered_rows(&self) -> usize;
@@ -126,9 +119,9 @@ impl<F: Format> Lane for SignalLane<F> {
         Ok(self.stage(tenant, Chunk::new(rows, payload.len() as u64)))
     }
 
-    fn flush<'a>(&'a self, catalog: &'a Catalog) -> BoxFuture<'a, FlushOutcome> {
+    fn flush<'a>(&'a self, catalog: &'a Catalog) -> BoxFuture<'a, usize> {
         Box::pin(async move {
-            let mut out = FlushOutcome::default();
+            let mut files = 0;
             let mut failed: HashSet<TenantId> = HashSet::new();
             for batch in self.batcher.take_all() {
                 if failed.contains(&batch.tenant) {
@@ -138,16 +131,15 @@ impl<F: Format> Lane for SignalLane<F> {
                     && let Err(e) = self.flush_batch(catalog, &batch).await
                 {
                     failed.insert(batch.tenant.clone());
-                    out.failures += 1;
                     metrics::counter!("loupe_flush_failures_total", "signal" => F::SIGNAL.as_str())
                         .increment(1);
                     tracing::warn!(tenant = %batch.tenant, signal = %F::SIGNAL, error = %e, "flush failed; will retry");
                     continue;
                 }
                 self.batcher.committed(&batch);
-                out.files += 1;
+                files += 1;
             }
-            out
+            files
         })
     }
 

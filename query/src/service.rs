@@ -320,11 +320,11 @@ fn add_hit(hits: &mut HashMap<TraceId, i64>, id: TraceId, t: i64) {
 
 #[cfg(test)]
 mod tests {
-    use loupe_storage::catalog::{Change, WalSource};
-    use loupe_storage::conformance::{chunks, span};
+    use loupe_storage::catalog::WalSource;
+    use loupe_storage::conformance::{add, chunks, compact_spans, span};
     use loupe_storage::fresh::NoFresh;
     use loupe_storage::lifecycle::lease::Held;
-    use loupe_storage::lifecycle::{CompactionPolicy, collect_garbage, compact, write_file};
+    use loupe_storage::lifecycle::{collect_garbage, write_file};
     use loupe_storage::spans::SpanFormat;
     use loupe_storage::store::Storage;
 
@@ -347,10 +347,7 @@ mod tests {
             let e = write_file(&writer, &format, &tenant, chunks(spans), source)
                 .await
                 .unwrap();
-            writer
-                .commit(&tenant, Signal::Traces, Change::add(vec![e]))
-                .await
-                .unwrap();
+            add(&writer, &tenant, vec![e]).await;
         }
         // A query role whose cached catalog may be an hour old.
         let service = TraceService::new(
@@ -362,14 +359,8 @@ mod tests {
         let id = [7u8; 16];
         assert_eq!(service.trace(&tenant, id).await.unwrap().unwrap().len(), 4);
         // Compaction replaces the four files and garbage collection deletes them at once.
+        assert_eq!(compact_spans(&writer, &format, &tenant).await, 1);
         let lease = Held::exclusive(&tenant);
-        let policy = CompactionPolicy::default();
-        assert_eq!(
-            compact(&writer, &*format, &tenant, &policy, &lease)
-                .await
-                .unwrap(),
-            1
-        );
         let gone = collect_garbage(&writer, &tenant, Signal::Traces, Duration::ZERO, &lease)
             .await
             .unwrap();

@@ -29,6 +29,21 @@ pub async fn add(catalog: &Catalog, tenant: &TenantId, entries: Vec<FileEntry>) 
         .unwrap()
 }
 
+/// One compaction pass over the tenant's spans with the default policy, as the sole lifecycle
+/// owner. Returns the merges committed.
+pub async fn compact_spans(catalog: &Catalog, format: &SpanFormat, tenant: &TenantId) -> usize {
+    let lease = Held::exclusive(tenant);
+    compact(
+        catalog,
+        format,
+        tenant,
+        &CompactionPolicy::default(),
+        &lease,
+    )
+    .await
+    .unwrap()
+}
+
 /// Spans as one chunk, as a flush receives them.
 pub fn chunks(spans: Vec<SpanRecord>) -> Vec<Arc<Chunk<SpanRecord>>> {
     vec![Arc::new(Chunk::new(spans, 0))]
@@ -380,16 +395,7 @@ pub async fn spans_suite(storage: Storage) {
         .files()
         .cloned()
         .collect();
-    let merged = compact(
-        &catalog,
-        &*format,
-        &tenant,
-        &CompactionPolicy::default(),
-        &lease,
-    )
-    .await
-    .unwrap();
-    assert_eq!(merged, 1);
+    assert_eq!(compact_spans(&catalog, &format, &tenant).await, 1);
     let state = catalog.refresh(&tenant, TRACES).await.unwrap();
     assert_eq!(state.files.len(), 1);
     let f = state.files.values().next().unwrap().clone();

@@ -80,10 +80,6 @@ impl Leases {
         }
     }
 
-    pub fn owner(&self) -> &str {
-        &self.owner
-    }
-
     fn margin(&self) -> Duration {
         (self.ttl / 5).min(Duration::from_secs(10))
     }

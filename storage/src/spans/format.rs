@@ -151,10 +151,9 @@ fn merge_sorted(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{Catalog, Change};
-    use crate::conformance::{chunks, span};
-    use crate::lifecycle::lease::Held;
-    use crate::lifecycle::{CompactionPolicy, EncodedFile, compact, upload, write_file};
+    use crate::catalog::Catalog;
+    use crate::conformance::{add, chunks, compact_spans, span};
+    use crate::lifecycle::{EncodedFile, upload, write_file};
     use crate::model::{AttrValue, TraceId};
     use crate::spans::SpanFilter;
     use crate::store::Storage;
@@ -189,21 +188,9 @@ mod tests {
             )
             .await
             .unwrap();
-            catalog
-                .commit(&tenant, Signal::Traces, Change::add(vec![e]))
-                .await
-                .unwrap();
+            add(&catalog, &tenant, vec![e]).await;
         }
-        let lease = Held::exclusive(&tenant);
-        compact(
-            &catalog,
-            &*format,
-            &tenant,
-            &CompactionPolicy::default(),
-            &lease,
-        )
-        .await
-        .unwrap();
+        compact_spans(&catalog, &format, &tenant).await;
         let state = catalog.refresh(&tenant, Signal::Traces).await.unwrap();
         let merged = state.files().next().unwrap();
         let filter = merged.trace_filter.as_ref().unwrap();
@@ -274,21 +261,8 @@ mod tests {
                 .unwrap(),
             );
         }
-        catalog
-            .commit(&tenant, Signal::Traces, Change::add(entries))
-            .await
-            .unwrap();
-        let lease = Held::exclusive(&tenant);
-        let merged = compact(
-            &catalog,
-            &*format,
-            &tenant,
-            &CompactionPolicy::default(),
-            &lease,
-        )
-        .await
-        .unwrap();
-        assert_eq!(merged, 1);
+        add(&catalog, &tenant, entries).await;
+        assert_eq!(compact_spans(&catalog, &format, &tenant).await, 1);
         let state = catalog.refresh(&tenant, Signal::Traces).await.unwrap();
         let file = state.files().next().unwrap().clone();
         assert_eq!(
