@@ -370,8 +370,16 @@ async fn data_and_commit_are_synced_before_the_wal_is_trimmed() {
     let ing = node.ingester.clone();
     ing.replay(node.recovery.clone()).await;
     export(&ing, &t, request(1, 2)).await.unwrap();
+    // The writer rotates right after answering: wait for the record's segment to close.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while log.segments() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the segment never rotated"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let before = log.segments();
-    assert!(before >= 2, "the record's segment is closed: {before}");
     ing.flush().await;
     let events = log.events.lock().unwrap().clone();
     let data = events

@@ -173,6 +173,20 @@ async fn span_counts(server: &Server, ids: &[[u8; 16]]) -> HashMap<[u8; 16], usi
     out
 }
 
+/// Waits (up to 20 s) until a role that reads the catalog on a timer has caught up with at
+/// least every acknowledged span; [`verify_exactly_once`] then says what, if anything, is missing.
+pub async fn wait_for_acked_rows(server: &Server, sent: &[Sent]) {
+    let acked: u64 = sent
+        .iter()
+        .filter(|s| s.outcome == Outcome::Acked)
+        .map(|s| s.spans as u64)
+        .sum();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while stored_rows(server, "traces").await < acked && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Reads back every acknowledged and unknown request through `server` and checks the
 /// catalog holds each stored span exactly once. Returns the number of stored spans.
 pub async fn verify_exactly_once(server: &Server, sent: &[Sent]) -> u64 {
