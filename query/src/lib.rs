@@ -15,6 +15,7 @@ pub mod params;
 pub mod service;
 pub mod state;
 pub mod stats;
+pub mod traceql;
 
 pub use state::QueryState;
 

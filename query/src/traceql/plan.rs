@@ -1,0 +1,181 @@
+//! Narrows a TraceQL search before whole traces are read: from the expression, a span
+//! predicate ([`SpanFilter`]) that some span of every matching trace must satisfy. Scanning the
+//! files with it (the same pruned scan as the Jaeger and native searches) gives the candidate
+//! traces; the full expression is then evaluated on each candidate's spans.
+//!
+//! The predicate is only ever weaker than the query (conditions it cannot express are left
+//! out), so no matching trace is missed: `{ a && b }` keeps the equalities of `a` and `b`;
+//! `x && y` and the structural operators need both sides, so they keep the stronger side;
+//! `x || y` keeps nothing but the time range.
+
+use loupe_storage::spans::SpanFilter;
+
+use super::ast::{CmpOp, Cond, Field, Intrinsic, Scope, SpansetExpr, Static};
+
+/// The span predicate every matching trace satisfies with at least one span, within the
+/// search's time range.
+pub fn candidate_filter(
+    expr: &SpansetExpr,
+    start_unix_nano: i64,
+    end_unix_nano: i64,
+) -> SpanFilter {
+    let mut f = must(expr).unwrap_or_default();
+    f.start_unix_nano = start_unix_nano;
+    f.end_unix_nano = end_unix_nano;
+    f
+}
+
+fn must(expr: &SpansetExpr) -> Option<SpanFilter> {
+    match expr {
+        SpansetExpr::Filter(c) => {
+            let mut f = SpanFilter::default();
+            conjuncts(c, &mut f);
+            Some(f)
+        }
+        SpansetExpr::And(a, b) | SpansetExpr::Child(a, b) | SpansetExpr::Descendant(a, b) => {
+            match (must(a), must(b)) {
+                (Some(x), Some(y)) => Some(if score(&y) > score(&x) { y } else { x }),
+                (x, y) => x.or(y),
+            }
+        }
+        SpansetExpr::Or(..) => None,
+        SpansetExpr::Pipeline(input, _) => must(input),
+    }
+}
+
+fn score(f: &SpanFilter) -> usize {
+    [
+        f.service.is_some(),
+        f.name.is_some(),
+        f.status.is_some(),
+        f.status_not.is_some(),
+        f.status_message.is_some(),
+        f.kind.is_some(),
+        f.min_duration_nano.is_some(),
+        f.max_duration_nano.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count()
+        + f.tags.len() * 2
+}
+
+/// Adds what the top-level `&&` chain of `c` says that a [`SpanFilter`] can express.
+fn conjuncts(c: &Cond, f: &mut SpanFilter) {
+    match c {
+        Cond::And(a, b) => {
+            conjuncts(a, f);
+            conjuncts(b, f);
+        }
+        Cond::True | Cond::Or(..) => {}
+        Cond::Cmp(cmp) => match (&cmp.field, cmp.op, &cmp.value) {
+            (Field::Intrinsic(Intrinsic::Name), CmpOp::Eq, Static::Str(s)) => {
+                f.name = Some(s.clone());
+            }
+            (Field::Intrinsic(Intrinsic::StatusMessage), CmpOp::Eq, Static::Str(s)) => {
+                f.status_message = Some(s.clone());
+            }
+            (Field::Intrinsic(Intrinsic::Status), CmpOp::Eq, Static::Status(s)) => {
+                f.status = Some(*s);
+            }
+            (Field::Intrinsic(Intrinsic::Status), CmpOp::Ne, Static::Status(s)) => {
+                f.status_not = Some(*s);
+            }
+            (Field::Intrinsic(Intrinsic::Kind), CmpOp::Eq, Static::Kind(k)) => {
+                f.kind = Some(*k);
+            }
+            (Field::Intrinsic(Intrinsic::Duration), op, Static::Duration(d)) => match op {
+                CmpOp::Gt => raise_min(f, d.saturating_add(1)),
+                CmpOp::Ge => raise_min(f, *d),
+                CmpOp::Lt => lower_max(f, d.saturating_sub(1)),
+                CmpOp::Le => lower_max(f, *d),
+                CmpOp::Eq => {
+                    raise_min(f, *d);
+                    lower_max(f, *d);
+                }
+                _ => {}
+            },
+            (
+                Field::Attr {
+                    scope: Scope::Any | Scope::Resource,
+                    name,
+                },
+                CmpOp::Eq,
+                Static::Str(s),
+            ) if name == "service.name" => f.service = Some(s.clone()),
+            (
+                Field::Attr {
+                    scope: Scope::Any | Scope::Span | Scope::Resource,
+                    name,
+                },
+                CmpOp::Eq,
+                v @ (Static::Str(_) | Static::Int(_) | Static::Bool(_)),
+            ) => {
+                // Tags match the span's or its resource's attribute by its printed value,
+                // which is at least as wide as any of these scopes.
+                let printed = match v {
+                    Static::Str(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                f.tags.push((name.clone(), printed));
+            }
+            _ => {}
+        },
+    }
+}
+
+fn raise_min(f: &mut SpanFilter, v: i64) {
+    f.min_duration_nano = Some(f.min_duration_nano.map_or(v, |m| m.max(v)));
+}
+
+fn lower_max(f: &mut SpanFilter, v: i64) {
+    f.max_duration_nano = Some(f.max_duration_nano.map_or(v, |m| m.min(v)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::traceql::parse;
+    use loupe_storage::model::{SpanKind, StatusCode};
+
+    fn plan(q: &str) -> SpanFilter {
+        candidate_filter(&parse(q).unwrap(), 0, 10)
+    }
+
+    #[test]
+    fn equalities_of_one_filter_are_pushed_down() {
+        let f = plan(
+            r#"{ resource.service.name = "api" && span.http.status_code = 500 && status = error && duration > 1s && kind = server }"#,
+        );
+        assert_eq!(f.service.as_deref(), Some("api"));
+        assert_eq!(
+            f.tags,
+            vec![("http.status_code".to_string(), "500".to_string())]
+        );
+        assert_eq!(f.status, Some(StatusCode::Error));
+        assert_eq!(f.kind, Some(SpanKind::Server));
+        assert_eq!(f.min_duration_nano, Some(1_000_000_001));
+        assert_eq!((f.start_unix_nano, f.end_unix_nano), (0, 10));
+    }
+
+    #[test]
+    fn alternatives_and_regexes_keep_only_the_time_range() {
+        let time_only = SpanFilter {
+            end_unix_nano: 10,
+            ..Default::default()
+        };
+        assert_eq!(plan(r#"{ name = "a" } || { name = "b" }"#), time_only);
+        assert_eq!(plan(r#"{ name = "a" || name = "b" }"#), time_only);
+        assert_eq!(plan(r#"{ name =~ "a.*" }"#), time_only);
+        assert_eq!(plan(r#"{ .x != "a" }"#), time_only);
+    }
+
+    #[test]
+    fn conjunctions_of_spansets_keep_the_stronger_side() {
+        let f = plan(r#"{ name = "a" } >> { name = "b" && status = error }"#);
+        assert_eq!(f.name.as_deref(), Some("b"));
+        assert_eq!(f.status, Some(StatusCode::Error));
+        let f = plan(r#"({ kind = client } | count() > 2) && {}"#);
+        assert_eq!(f.kind, Some(SpanKind::Client));
+    }
+}
