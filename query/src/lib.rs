@@ -4,6 +4,7 @@
 //! - [`service::TraceService`]: the transport-agnostic domain service.
 //! - [`native`]: the JSON API under `/api/v1` with its OpenAPI document.
 //! - [`jaeger`]: the Jaeger-compatible API under `/jaeger/api`.
+//! - [`tempo`]: Grafana Tempo's API under `/tempo/api`, with [`traceql`] for its searches.
 //! - [`stats`]: what the catalog holds per signal (`/api/v1/stats`).
 //! - [`state`], [`params`], [`error`]: the state and tenant extractor, parameter parsing and
 //!   the error type shared by every adapter.
@@ -15,11 +16,14 @@ pub mod params;
 pub mod service;
 pub mod state;
 pub mod stats;
+pub mod tempo;
 pub mod traceql;
 
 pub use state::QueryState;
 
-/// Every query route (native API, Jaeger API), merged.
+/// Every query route (native, Jaeger and Tempo APIs), merged.
 pub fn router(state: QueryState) -> axum::Router {
-    native::router(state.clone()).merge(jaeger::router(state))
+    native::router(state.clone())
+        .merge(jaeger::router(state.clone()))
+        .merge(tempo::router(state))
 }

@@ -173,6 +173,30 @@ impl TraceService {
         limit: usize,
     ) -> Result<Vec<(TraceId, Trace)>, QueryError> {
         let started = Instant::now();
+        let ids: Vec<TraceId> = self
+            .ranked_hits(tenant, filter, limit)
+            .await?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        let mut traces = self.traces(tenant, &ids).await?;
+        let out = ids
+            .into_iter()
+            .filter_map(|id| traces.remove(&id).map(|t| (id, t)))
+            .collect();
+        metrics::histogram!("loupe_query_seconds", "op" => "search")
+            .record(started.elapsed().as_secs_f64());
+        Ok(out)
+    }
+
+    /// The `limit` traces with the most recent span matching `filter`: (id, that span's
+    /// start), newest first, ties by id.
+    pub async fn ranked_hits(
+        &self,
+        tenant: &TenantId,
+        filter: &SpanFilter,
+        limit: usize,
+    ) -> Result<Vec<(TraceId, i64)>, QueryError> {
         let chunks = self.fresh.chunks(tenant);
         let f = filter.clone();
         let fresh_hits = loupe_core::cpu::run(move || {
@@ -227,15 +251,7 @@ impl TraceService {
         let mut ranked: Vec<(TraceId, i64)> = hits.into_iter().collect();
         ranked.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         ranked.truncate(limit);
-        let ids: Vec<TraceId> = ranked.iter().map(|(id, _)| *id).collect();
-        let mut traces = self.traces(tenant, &ids).await?;
-        let out = ids
-            .into_iter()
-            .filter_map(|id| traces.remove(&id).map(|t| (id, t)))
-            .collect();
-        metrics::histogram!("loupe_query_seconds", "op" => "search")
-            .record(started.elapsed().as_secs_f64());
-        Ok(out)
+        Ok(ranked)
     }
 
     /// Services with spans in the time range.

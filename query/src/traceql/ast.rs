@@ -132,6 +132,54 @@ pub enum Static {
     Nil,
 }
 
+impl SpansetExpr {
+    /// Every field the expression's conditions compare, in first-seen order (Tempo returns
+    /// their values with the matched spans).
+    pub fn condition_fields(&self) -> Vec<Field> {
+        let mut out = Vec::new();
+        self.collect_fields(&mut out);
+        out
+    }
+
+    fn collect_fields(&self, out: &mut Vec<Field>) {
+        match self {
+            SpansetExpr::Filter(c) => c.collect_fields(out),
+            SpansetExpr::And(a, b)
+            | SpansetExpr::Or(a, b)
+            | SpansetExpr::Child(a, b)
+            | SpansetExpr::Descendant(a, b) => {
+                a.collect_fields(out);
+                b.collect_fields(out);
+            }
+            SpansetExpr::Pipeline(input, stages) => {
+                input.collect_fields(out);
+                for s in stages {
+                    if let Stage::Filter(c) = s {
+                        c.collect_fields(out);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Cond {
+    fn collect_fields(&self, out: &mut Vec<Field>) {
+        match self {
+            Cond::True => {}
+            Cond::And(a, b) | Cond::Or(a, b) => {
+                a.collect_fields(out);
+                b.collect_fields(out);
+            }
+            Cond::Cmp(c) => {
+                if !out.contains(&c.field) {
+                    out.push(c.field.clone());
+                }
+            }
+        }
+    }
+}
+
 impl Intrinsic {
     pub fn name(self) -> &'static str {
         match self {

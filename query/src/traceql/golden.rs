@@ -175,7 +175,7 @@ fn s(
 
 /// Three traces: a checkout through four services with a failing query, a health check,
 /// and a slow failing cart with a cache miss.
-fn traces() -> Vec<(&'static str, Vec<SpanRecord>)> {
+pub(crate) fn traces() -> Vec<(&'static str, Vec<SpanRecord>)> {
     use AttrValue::*;
     use SpanKind::*;
     let t1 = vec![

@@ -5,7 +5,7 @@
 //!   support answers a [`TraceQlError`] naming it (HTTP 400).
 //! - [`eval`]: the expression on one whole trace → the matched spanset.
 //! - [`plan`]: the span predicate that narrows a search to candidate traces before they are
-//!   read whole.
+//!   read whole; [`search`] runs a search with it.
 //!
 //! Golden tests live in `golden/`: `parse.txt` (query → canonical tree or error) and
 //! `eval.txt` (query → matching spans of a fixed trace set). `LOUPE_UPDATE_GOLDEN=1 cargo
@@ -16,10 +16,11 @@ pub mod eval;
 pub mod lexer;
 pub mod parser;
 pub mod plan;
+pub mod search;
 
 pub use ast::SpansetExpr;
 pub use eval::{Matched, TraceView};
-pub use parser::parse;
+pub use parser::{parse, parse_field};
 
 use crate::error::QueryError;
 
@@ -51,4 +52,4 @@ impl From<TraceQlError> for QueryError {
 }
 
 #[cfg(test)]
-mod golden;
+pub(crate) mod golden;

@@ -30,6 +30,24 @@ pub fn parse(src: &str) -> Result<SpansetExpr, TraceQlError> {
     Ok(expr)
 }
 
+/// One attribute or intrinsic reference, as a tag name of the autocomplete API
+/// (`resource.service.name`, `.http.method`, `span:status`, `duration`).
+pub fn parse_field(src: &str) -> Result<Field, TraceQlError> {
+    let mut p = Parser {
+        toks: lex(src)?,
+        i: 0,
+        end: src.len(),
+    };
+    let field = p.field()?;
+    if let Some((tok, at)) = p.toks.get(p.i) {
+        return Err(TraceQlError::at(
+            *at,
+            format!("unexpected {} after the tag name", describe(tok)),
+        ));
+    }
+    Ok(field)
+}
+
 struct Parser {
     toks: Vec<Spanned>,
     i: usize,
