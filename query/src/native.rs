@@ -53,6 +53,9 @@ pub struct TraceSummary {
     pub span_count: u64,
     pub error_count: u64,
     pub services: Vec<ServiceStats>,
+    /// With a TraceQL query (`q`): the spans it matched.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub matched_span_ids: Vec<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -181,6 +184,7 @@ pub fn summarize(id: &[u8; 16], spans: &[SpanRecord]) -> TraceSummary {
                 error_count,
             })
             .collect(),
+        matched_span_ids: Vec::new(),
     }
 }
 
@@ -250,6 +254,31 @@ pub fn search_filter(query: &str) -> Result<(SpanFilter, usize), QueryError> {
     Ok((f, limit))
 }
 
+/// The TraceQL query of a search, if any; it replaces the form's span conditions.
+fn traceql_param(query: &str) -> Result<Option<String>, QueryError> {
+    let mut q = None;
+    let mut form = Vec::new();
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        match &*k {
+            "q" if !v.trim().is_empty() => q = Some(v.into_owned()),
+            "service" | "operation" | "name" | "tags" | "tag" | "status" | "minDuration"
+            | "maxDuration"
+                if !v.trim().is_empty() =>
+            {
+                form.push(k.into_owned())
+            }
+            _ => {}
+        }
+    }
+    if q.is_some() && !form.is_empty() {
+        return Err(QueryError::BadRequest(format!(
+            "a TraceQL query (q) replaces {}: put those conditions in the query",
+            form.join(", ")
+        )));
+    }
+    Ok(q)
+}
+
 #[utoipa::path(get, path = "/api/v1/traces", tag = "traces",
     params(
         ("service" = Option<String>, Query, description = "service.name of a matching span"),
@@ -260,14 +289,42 @@ pub fn search_filter(query: &str) -> Result<(SpanFilter, usize), QueryError> {
         ("maxDuration" = Option<String>, Query, description = "Go duration"),
         ("start" = Option<String>, Query, description = "unix milliseconds or RFC 3339; default end - 1h"),
         ("end" = Option<String>, Query, description = "unix milliseconds or RFC 3339; default now"),
-        ("limit" = Option<usize>, Query, description = "1 to 1000, default 20")),
+        ("limit" = Option<usize>, Query, description = "1 to 1000, default 20"),
+        ("q" = Option<String>, Query, description = "a TraceQL query, e.g. { resource.service.name = \"api\" && status = error }; instead of service, operation, tags, status and the durations")),
     responses((status = 200, body = SearchResponse), (status = 400, body = ErrorBody)))]
 async fn search_traces(
     State(st): State<QueryState>,
     Tenant(tenant): Tenant,
     RawQuery(q): RawQuery,
 ) -> Result<Json<SearchResponse>, QueryError> {
-    let (filter, limit) = search_filter(q.as_deref().unwrap_or(""))?;
+    let query = q.as_deref().unwrap_or("");
+    let (filter, limit) = search_filter(query)?;
+    if let Some(traceql) = traceql_param(query)? {
+        let expr = crate::traceql::parse(&traceql)?;
+        let found = crate::traceql::search::search(
+            &st.traces,
+            &tenant,
+            std::sync::Arc::new(expr),
+            (filter.start_unix_nano, filter.end_unix_nano),
+            limit,
+        )
+        .await?;
+        let traces = found
+            .hits
+            .iter()
+            .map(|h| {
+                let mut s = summarize(&h.id, &h.trace);
+                s.matched_span_ids = h
+                    .matched
+                    .spans
+                    .iter()
+                    .map(|&i| hex::encode(h.trace[i].span_id))
+                    .collect();
+                s
+            })
+            .collect();
+        return Ok(Json(SearchResponse { traces, limit }));
+    }
     let traces = st.traces.search(&tenant, &filter, limit).await?;
     Ok(Json(SearchResponse {
         traces: traces
@@ -384,88 +441,5 @@ pub fn router(state: QueryState) -> Router {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use axum::body::Body;
-    use http::Request;
-    use loupe_storage::TenantResolver;
-    use loupe_storage::catalog::Catalog;
-    use loupe_storage::fresh::NoFresh;
-    use loupe_storage::store::Storage;
-    use tower::ServiceExt;
-
-    use std::sync::Arc;
-
-    use super::*;
-    use crate::service::TraceService;
-
-    fn app() -> Router {
-        let storage = Storage::in_memory();
-        let traces = Arc::new(TraceService::new(
-            Catalog::new(storage.clone(), "test"),
-            Arc::new(loupe_storage::spans::SpanReader::new(storage)),
-            Arc::new(NoFresh),
-            Duration::ZERO,
-        ));
-        crate::router(QueryState {
-            traces,
-            resolver: TenantResolver::default(),
-        })
-    }
-
-    async fn get(path: &str) -> (u16, serde_json::Value) {
-        let resp = app()
-            .oneshot(Request::get(path).body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        let status = resp.status().as_u16();
-        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
-            .await
-            .unwrap();
-        (status, serde_json::from_slice(&body).unwrap())
-    }
-
-    #[tokio::test]
-    async fn openapi_documents_the_native_api() {
-        let (s, doc) = get("/api/v1/openapi.json").await;
-        assert_eq!(s, 200);
-        assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-        for p in [
-            "/api/v1/traces",
-            "/api/v1/traces/{traceId}",
-            "/api/v1/services",
-            "/api/v1/services/{service}/operations",
-            "/api/v1/stats",
-        ] {
-            assert!(doc["paths"][p]["get"].is_object(), "{p} documented");
-        }
-        assert!(doc["components"]["schemas"]["SpanJson"].is_object());
-    }
-
-    #[tokio::test]
-    async fn empty_store_and_bad_parameters() {
-        assert_eq!(
-            get("/api/v1/services").await,
-            (200, serde_json::json!({"services": []}))
-        );
-        let (s, body) = get("/api/v1/traces?status=broken").await;
-        assert_eq!(s, 400);
-        assert_eq!(body["error"]["code"], "bad_request");
-        assert!(
-            body["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("expected error, ok or unset")
-        );
-        let (s, _) = get("/api/v1/traces?start=1000&end=10").await;
-        assert_eq!(s, 400);
-        let (s, _) = get("/api/v1/traces?limit=0").await;
-        assert_eq!(s, 400);
-        let (s, body) = get("/api/v1/traces/00000000000000000000000000000001").await;
-        assert_eq!(s, 404);
-        assert_eq!(body["error"]["code"], "not_found");
-        let (s, _) = get("/api/v1/nothing-here").await;
-        assert_eq!(s, 404);
-    }
-}
+#[path = "native_tests.rs"]
+mod tests;

@@ -7,6 +7,7 @@ mod cluster;
 mod deploy;
 mod durability;
 mod full_disk;
+mod grafana_tempo;
 mod harness;
 mod load;
 mod otlp;

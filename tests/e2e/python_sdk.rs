@@ -5,7 +5,7 @@ use std::process::Command;
 
 use crate::harness::{Server, eventually, get_json, python, workspace_root};
 
-fn emit(protocol: &str, endpoint: &str) -> serde_json::Value {
+pub fn emit(protocol: &str, endpoint: &str) -> serde_json::Value {
     let out = Command::new(python())
         .arg(workspace_root().join("tests/python/emit_traces.py"))
         .args([

@@ -418,3 +418,46 @@ async fn tag_names_and_typed_values_for_autocomplete() {
             .any(|t| t == "http.method")
     );
 }
+
+#[tokio::test]
+async fn the_native_api_runs_the_same_traceql() {
+    let app = app().await;
+    let q = urlencode(r#"{ resource.service.name = "frontend" } >> { status = error }"#);
+    let (s, native) = json(&app, &format!("/api/v1/traces?q={q}&start=0&end=10000")).await;
+    assert_eq!(s, 200, "{native}");
+    let (_, tempo) = json(&app, &format!("/tempo/api/search?q={q}&start=0&end=10")).await;
+    let ids = |v: &Value, key: &str| -> Vec<String> {
+        v["traces"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|t| t[key].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(ids(&native, "traceId"), vec![hex::encode([1u8; 16])]);
+    assert_eq!(ids(&native, "traceId"), ids(&tempo, "traceID"));
+    assert_eq!(
+        native["traces"][0]["matchedSpanIds"],
+        serde_json::json!([hex::encode([4u8; 8])])
+    );
+    let (s, body) = json(&app, &format!("/api/v1/traces?q={q}&service=frontend")).await;
+    assert_eq!(s, 400);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("replaces service"),
+        "{body}"
+    );
+    let (s, body) = json(&app, "/api/v1/traces?q=%7B%20.a%20%3D%20%7D").await;
+    assert_eq!(s, 400);
+    assert_eq!(body["error"]["code"], "bad_request");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid TraceQL query")
+    );
+}
