@@ -318,6 +318,44 @@ async fn get_trace(
     Ok(ok(json!([jaeger_trace(&spans)]), 1))
 }
 
+/// `/api/dependencies?endTs=&lookback=` (milliseconds; default now and 24 h): cross-service
+/// parent → child call counts.
+async fn dependencies(
+    State(st): State<QueryState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, JaegerError> {
+    let t = tenant(&st, &headers)?;
+    let (mut end_ms, mut lookback_ms) = (None, 24 * 3_600_000i64);
+    for (k, v) in url::form_urlencoded::parse(q.as_deref().unwrap_or("").as_bytes()) {
+        let ms = |what: &str| {
+            v.trim()
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| {
+                    QueryError::BadRequest(format!(
+                        "invalid {what} {v:?}: expected milliseconds (a non-negative integer)"
+                    ))
+                })
+        };
+        match &*k {
+            "endTs" if !v.is_empty() => end_ms = Some(ms("endTs")?),
+            "lookback" if !v.is_empty() => lookback_ms = ms("lookback")?,
+            _ => {}
+        }
+    }
+    let end = end_ms.map_or_else(crate::params::now_nanos, |m| m.saturating_mul(1_000_000));
+    let start = end.saturating_sub(lookback_ms.saturating_mul(1_000_000));
+    let edges = st.traces.dependencies(&t, start, end).await?;
+    let data: Vec<Value> = edges
+        .into_iter()
+        .map(|((parent, child), n)| json!({"parent": parent, "child": child, "callCount": n}))
+        .collect();
+    let n = data.len();
+    Ok(ok(Value::Array(data), n))
+}
+
 async fn not_found() -> JaegerError {
     JaegerError(QueryError::NotFound("no such Jaeger API endpoint".into()))
 }
@@ -332,6 +370,7 @@ pub fn router(state: QueryState) -> Router {
         .route("/jaeger/api/operations", get(operations))
         .route("/jaeger/api/traces", get(find_traces))
         .route("/jaeger/api/traces/{trace_id}", get(get_trace))
+        .route("/jaeger/api/dependencies", get(dependencies))
         .route("/jaeger/api/{*rest}", get(not_found))
         .with_state(state)
 }

@@ -5,10 +5,12 @@
 //! - [`native`]: the JSON API under `/api/v1` with its OpenAPI document.
 //! - [`jaeger`]: the Jaeger-compatible API under `/jaeger/api`.
 //! - [`tempo`]: Grafana Tempo's API under `/tempo/api`, with [`traceql`] for its searches.
+//! - [`dependencies`]: the service dependency graph, aggregated and cached per hour.
 //! - [`stats`]: what the catalog holds per signal (`/api/v1/stats`).
 //! - [`state`], [`params`], [`error`]: the state and tenant extractor, parameter parsing and
 //!   the error type shared by every adapter.
 
+pub mod dependencies;
 pub mod error;
 pub mod jaeger;
 pub mod native;

@@ -30,10 +30,12 @@ const READ_CONCURRENCY: usize = 8;
 
 pub struct TraceService {
     catalog: Catalog,
-    reader: Arc<SpanReader>,
-    fresh: Arc<dyn Fresh<SpanRecord>>,
+    pub(crate) reader: Arc<SpanReader>,
+    pub(crate) fresh: Arc<dyn Fresh<SpanRecord>>,
     /// How stale the cached catalog may be (commits by this process are seen at once).
     catalog_max_age: Duration,
+    /// Service-graph edges per hour (see [`crate::dependencies`]).
+    pub(crate) edges: crate::dependencies::EdgeCache,
 }
 
 /// A whole trace, spans ordered by start time.
@@ -52,6 +54,7 @@ impl TraceService {
             reader,
             fresh,
             catalog_max_age,
+            edges: Default::default(),
         }
     }
 
@@ -77,7 +80,11 @@ impl TraceService {
 
     /// Runs `op` over the catalog's files; if a file it reads has vanished, reloads the
     /// catalog and runs it once more.
-    async fn with_files<'a, T, F, Fut>(&'a self, tenant: &TenantId, op: F) -> Result<T, QueryError>
+    pub(crate) async fn with_files<'a, T, F, Fut>(
+        &'a self,
+        tenant: &TenantId,
+        op: F,
+    ) -> Result<T, QueryError>
     where
         F: Fn(Vec<Arc<FileEntry>>) -> Fut,
         Fut: std::future::Future<Output = Result<T, StorageError>> + 'a,

@@ -157,6 +157,14 @@ async fn python_sdk_over_grpc_and_http() {
         "{ops:?}"
     );
 
+    // The dependency graph: each checkout crosses web → orders → billing once.
+    let deps = serde_json::json!([
+        {"parent": "orders", "child": "billing", "callCount": 8},
+        {"parent": "web", "child": "orders", "callCount": 8},
+    ]);
+    let (status, found) = get_json(&server.url("/jaeger/api/dependencies"), None).await;
+    assert_eq!((status, &found["data"]), (200, &deps), "{found}");
+
     // After a clean stop (which flushes; SIGKILL would leave the WAL to answer) and a
     // restart, everything comes from the object store: nothing is left to replay.
     assert!(server.stop().success());
@@ -168,4 +176,14 @@ async fn python_sdk_over_grpc_and_http() {
         "nothing was replayed from the write-ahead log"
     );
     check_traces(&server, &grpc).await;
+    // The same edges, now counted from the files alone (with an explicit window).
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let url = format!("/jaeger/api/dependencies?endTs={now_ms}&lookback=3600000");
+    let (_, found) = get_json(&server.url(&url), None).await;
+    assert_eq!(found["data"], deps, "{found}");
+    let (status, _) = get_json(&server.url("/jaeger/api/dependencies?lookback=-5"), None).await;
+    assert_eq!(status, 400);
 }

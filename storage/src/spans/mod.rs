@@ -10,7 +10,8 @@
 //! - [`decode`]: Arrow rows → `SpanRecord`s.
 //! - [`bloom`]: the per-file trace-id filter the catalog keeps.
 //! - [`filter`]: the span predicate used by trace search, on rows and on records.
-//! - [`read`]: pruned reads from the object store with a footer cache.
+//! - [`read`]: pruned reads from the object store with a footer cache; [`links`]: the
+//!   parent/child columns a service graph needs.
 //! - [`format`]: the span format as a [`crate::lifecycle::Format`]: flushes and compaction.
 
 pub mod bloom;
@@ -18,6 +19,7 @@ pub mod decode;
 pub mod encode;
 pub mod filter;
 pub mod format;
+pub mod links;
 pub mod read;
 pub mod schema;
 
@@ -25,4 +27,5 @@ pub use bloom::TraceIdFilter;
 pub use encode::encode_spans;
 pub use filter::SpanFilter;
 pub use format::SpanFormat;
+pub use links::SpanLink;
 pub use read::SpanReader;

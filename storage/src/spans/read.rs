@@ -45,7 +45,7 @@ pub struct SpanReader {
     operations: Mutex<HashMap<String, Arc<Vec<Operation>>>>,
 }
 
-fn column_index(meta: &ArrowReaderMetadata, name: &str) -> Option<usize> {
+pub(super) fn column_index(meta: &ArrowReaderMetadata, name: &str) -> Option<usize> {
     meta.metadata()
         .file_metadata()
         .schema_descr()
@@ -63,7 +63,7 @@ fn fixed_range(rg: &RowGroupMetaData, col: usize) -> Option<(Vec<u8>, Vec<u8>)> 
     }
 }
 
-fn i64_range(rg: &RowGroupMetaData, col: usize) -> Option<(i64, i64)> {
+pub(super) fn i64_range(rg: &RowGroupMetaData, col: usize) -> Option<(i64, i64)> {
     match rg.column(col).statistics()? {
         Statistics::Int64(s) => Some((*s.min_opt()?, *s.max_opt()?)),
         _ => None,
@@ -87,7 +87,10 @@ impl SpanReader {
             .with_file_size(entry.bytes)
     }
 
-    async fn metadata(&self, entry: &FileEntry) -> Result<ArrowReaderMetadata, StorageError> {
+    pub(super) async fn metadata(
+        &self,
+        entry: &FileEntry,
+    ) -> Result<ArrowReaderMetadata, StorageError> {
         if let Some(m) = self
             .footers
             .lock()
@@ -111,7 +114,7 @@ impl SpanReader {
         Ok(meta)
     }
 
-    async fn read(
+    pub(super) async fn read(
         &self,
         entry: &FileEntry,
         meta: ArrowReaderMetadata,
