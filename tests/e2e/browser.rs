@@ -1,5 +1,6 @@
 //! The web UI in headless Chromium against a demo server: search → open a trace → the
-//! waterfall shows its spans; saves a screenshot under target/.
+//! waterfall shows its spans → span search highlights; recent traces on arrival; a TraceQL
+//! query from the query box; a pasted trace id opens it. Saves screenshots under target/.
 
 use std::process::Command;
 
@@ -39,5 +40,7 @@ async fn ui_search_and_trace_view_in_chromium() {
     );
     let png = std::fs::read(&shot).expect("screenshot saved");
     assert!(png.starts_with(b"\x89PNG"), "screenshot is a PNG");
+    let png = std::fs::read(shots.join("trace_view-traceql.png")).expect("TraceQL screenshot");
+    assert!(png.starts_with(b"\x89PNG"), "TraceQL screenshot is a PNG");
     eprintln!("browser: {stdout}screenshot: {}", shot.display());
 }

@@ -17,6 +17,8 @@ export interface TraceSummary {
   spanCount: number;
   errorCount: number;
   services: ServiceSummary[];
+  /** Spans a TraceQL query matched (only for searches with `q`). */
+  matchedSpanIds?: string[];
 }
 
 export type Attributes = Record<string, unknown>;
@@ -66,6 +68,8 @@ export interface Operation {
 }
 
 export interface TraceQuery {
+  /** A TraceQL query; when set, it replaces the form's span conditions. */
+  q?: string;
   service?: string;
   operation?: string;
   tags?: string[];
@@ -151,12 +155,16 @@ export async function listOperations(service: string, signal?: AbortSignal): Pro
 
 export async function searchTraces(q: TraceQuery, signal?: AbortSignal): Promise<TraceSummary[]> {
   const p = new URLSearchParams();
-  if (q.service) p.set('service', q.service);
-  if (q.operation) p.set('operation', q.operation);
-  for (const t of q.tags ?? []) p.append('tags', t);
-  if (q.status) p.set('status', q.status);
-  if (q.minDuration) p.set('minDuration', q.minDuration);
-  if (q.maxDuration) p.set('maxDuration', q.maxDuration);
+  if (q.q) {
+    p.set('q', q.q);
+  } else {
+    if (q.service) p.set('service', q.service);
+    if (q.operation) p.set('operation', q.operation);
+    for (const t of q.tags ?? []) p.append('tags', t);
+    if (q.status) p.set('status', q.status);
+    if (q.minDuration) p.set('minDuration', q.minDuration);
+    if (q.maxDuration) p.set('maxDuration', q.maxDuration);
+  }
   p.set('start', String(Math.floor(q.start)));
   p.set('end', String(Math.ceil(q.end)));
   if (q.limit) p.set('limit', String(q.limit));

@@ -1,5 +1,6 @@
-// App shell: top bar (product name, navigation, time-range picker), the API-token prompt
-// shown after a 401, and the path router that picks the page.
+// App shell: top bar (product name, navigation, trace-id box, time-range picker), the
+// API-token prompt shown after a 401, and the path router that picks the page. A trace id
+// pasted anywhere outside a text field opens that trace.
 import { useEffect, useState } from 'preact/hooks';
 import { UNAUTHORIZED_EVENT, getToken, setToken } from './api';
 import { Link } from './components/common';
@@ -50,6 +51,45 @@ function TokenForm(props: { onSaved: () => void; onCancel: () => void }) {
   );
 }
 
+/** A trace id as people paste it: 16 or 32 hex digits (Jaeger prints 64-bit ids as 16). */
+export function asTraceId(text: string): string | null {
+  const t = text.trim().toLowerCase();
+  return /^(?:[0-9a-f]{16}|[0-9a-f]{32})$/.test(t) ? t : null;
+}
+
+function openTrace(id: string, params: URLSearchParams) {
+  navigate(href(`/traces/${id}`, timeParams(params)));
+}
+
+function TraceIdBox(props: { route: Route }) {
+  const [text, setText] = useState('');
+  const [bad, setBad] = useState(false);
+  const submit = (e: Event) => {
+    e.preventDefault();
+    const id = asTraceId(text);
+    setBad(!id);
+    if (id) {
+      setText('');
+      openTrace(id, props.route.params);
+    }
+  };
+  return (
+    <form class="trace-id-box" onSubmit={submit}>
+      <input
+        class={`mono${bad ? ' invalid' : ''}`}
+        placeholder="Trace ID"
+        title={bad ? 'A trace id is 16 or 32 hex digits' : 'Open a trace by its id (or paste an id anywhere)'}
+        value={text}
+        onInput={(e) => {
+          setText(e.currentTarget.value);
+          setBad(false);
+        }}
+        data-testid="trace-id-input"
+      />
+    </form>
+  );
+}
+
 function Page(props: { route: Route }) {
   const { path } = props.route;
   const trace = /^\/traces\/([^/]+)\/?$/.exec(path);
@@ -85,6 +125,20 @@ export function App() {
     if (route.path === '/' || route.path === '') navigate(href('/traces', Object.fromEntries(route.params)), { replace: true });
   }, [route.path]);
 
+  // Paste a trace id anywhere (outside text fields) to open it.
+  useEffect(() => {
+    const onPaste = (e: ClipboardEvent) => {
+      const t = e.target as HTMLElement | null;
+      if (t && (t.closest('input, textarea, select') || t.isContentEditable)) return;
+      const id = asTraceId(e.clipboardData?.getData('text') ?? '');
+      if (!id) return;
+      e.preventDefault();
+      openTrace(id, new URLSearchParams(window.location.search));
+    };
+    document.addEventListener('paste', onPaste);
+    return () => document.removeEventListener('paste', onPaste);
+  }, []);
+
   useEffect(() => {
     const on401 = () => {
       setNeedToken(true);
@@ -115,6 +169,7 @@ export function App() {
           ))}
         </nav>
         <div class="topbar-right">
+          <TraceIdBox route={route} />
           {showTokenButton && !needToken && (
             <button type="button" class="btn topbar-btn" onClick={() => setNeedToken(true)} title="Change the API token">
               API token

@@ -128,3 +128,19 @@ export function visibleRows(model: TraceModel, collapsed: Set<string>): SpanNode
 export function isError(span: Span): boolean {
   return span.status?.code === 'error';
 }
+
+/**
+ * Whether a span matches the trace view's span search: `text` (case-insensitive) in its
+ * name, service, span id, status message, event names, or any attribute key or value of the
+ * span or its resource.
+ */
+export function spanMatches(span: Span, text: string): boolean {
+  const needle = text.trim().toLowerCase();
+  if (!needle) return false;
+  const has = (v: unknown) => v !== undefined && v !== null && String(typeof v === 'object' ? JSON.stringify(v) : v).toLowerCase().includes(needle);
+  if ([span.name, span.serviceName, span.spanId, span.status?.message].some(has)) return true;
+  for (const attrs of [span.attributes, span.resource]) {
+    for (const [k, v] of Object.entries(attrs ?? {})) if (has(k) || has(v)) return true;
+  }
+  return (span.events ?? []).some((e) => has(e.name));
+}

@@ -1,6 +1,7 @@
 // Trace waterfall: span rows in tree order with indentation and collapse/expand, a service colour
-// bar, and a span bar positioned on a shared time axis; error spans are red with an icon.
-import { formatDuration, niceTicks, serviceColor } from '../format';
+// bar, and a span bar positioned on a shared time axis with its events as marks; error spans are
+// red with an icon; spans matching the span search are highlighted.
+import { formatDuration, nanos, niceTicks, serviceColor } from '../format';
 import { isError, visibleRows, type SpanNode, type TraceModel } from '../trace';
 import { ErrorIcon } from './common';
 
@@ -27,6 +28,7 @@ function Row(props: {
   model: TraceModel;
   ticks: number[];
   selected: boolean;
+  match: boolean;
   collapsed: boolean;
   onSelect: (spanId: string) => void;
   onToggle: (spanId: string) => void;
@@ -42,7 +44,7 @@ function Row(props: {
   const labelPos = left + width < 80 ? 'right' : left > 14 ? 'left' : 'inside';
   return (
     <div
-      class={`wf-row${props.selected ? ' selected' : ''}${err ? ' error' : ''}`}
+      class={`wf-row${props.selected ? ' selected' : ''}${err ? ' error' : ''}${props.match ? ' match' : ''}`}
       data-testid="waterfall-row"
       data-span-id={s.spanId}
       role="row"
@@ -84,6 +86,18 @@ function Row(props: {
           class="wf-bar"
           style={{ left: `${left}%`, width: `${width}%`, background: err ? 'var(--err)' : color }}
         />
+        {(s.events ?? []).map((e, i) => {
+          const at = Number(nanos(e.timeUnixNano) - model.startNanos);
+          return (
+            <span
+              key={i}
+              class={`wf-event${e.name === 'exception' ? ' wf-event-err' : ''}`}
+              style={{ left: `${Math.min(100, Math.max(0, (at / total) * 100))}%` }}
+              title={`${e.name} at ${formatDuration(at)}`}
+              data-testid="span-event"
+            />
+          );
+        })}
         <span
           class={`wf-dur wf-dur-${labelPos}${err ? ' text-err' : ''}`}
           style={
@@ -104,6 +118,7 @@ function Row(props: {
 export function Waterfall(props: {
   model: TraceModel;
   selectedId: string | null;
+  matches: Set<string>;
   collapsed: Set<string>;
   onSelect: (spanId: string) => void;
   onToggle: (spanId: string) => void;
@@ -147,6 +162,7 @@ export function Waterfall(props: {
           model={model}
           ticks={ticks}
           selected={props.selectedId === n.span.spanId}
+          match={props.matches.has(n.span.spanId)}
           collapsed={props.collapsed.has(n.span.spanId)}
           onSelect={props.onSelect}
           onToggle={props.onToggle}

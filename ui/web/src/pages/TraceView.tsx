@@ -1,12 +1,13 @@
-// Trace view page (/traces/:traceId): trace header, waterfall and the details panel of the
-// span selected in the URL's `span` param.
+// Trace view page (/traces/:traceId): trace header, a span search box (the URL's `find`)
+// that highlights matching spans, the waterfall and the details panel of the span selected
+// in the URL's `span` param.
 import { useMemo, useState } from 'preact/hooks';
 import { ApiError, getTrace, useApi } from '../api';
 import { ErrorBanner, ErrorIcon, Link, Loading, ServiceChip } from '../components/common';
 import { SpanDetails } from '../components/SpanDetails';
 import { Waterfall } from '../components/Waterfall';
 import { formatDuration, formatTime, nanosToMs } from '../format';
-import { buildTrace } from '../trace';
+import { buildTrace, spanMatches } from '../trace';
 import { href, navigate, paramsToMap, timeParams, type Route } from '../url';
 
 export function TraceViewPage(props: { route: Route; traceId: string }) {
@@ -15,6 +16,15 @@ export function TraceViewPage(props: { route: Route; traceId: string }) {
   const result = useApi((signal) => getTrace(traceId, signal), [traceId]);
   const model = useMemo(() => (result.data ? buildTrace(traceId, result.data.spans) : null), [result.data, traceId]);
   const [collapsed, setCollapsed] = useState<Set<string>>(new Set());
+
+  const find = params.get('find') ?? '';
+  const matches = useMemo(() => {
+    const out = new Set<string>();
+    if (model && find.trim()) for (const n of model.byId.values()) if (spanMatches(n.span, find)) out.add(n.span.spanId);
+    return out;
+  }, [model, find]);
+  const setFind = (text: string) =>
+    navigate(href(props.route.path, { ...paramsToMap(params), find: text || undefined }), { replace: true });
 
   const selectedId = params.get('span');
   const selected = selectedId && model ? model.byId.get(selectedId)?.span : undefined;
@@ -95,9 +105,24 @@ export function TraceViewPage(props: { route: Route; traceId: string }) {
               </div>
             </dl>
           </header>
+          <div class="span-search">
+            <input
+              type="search"
+              placeholder="Find spans: name, service, attribute, id…"
+              value={find}
+              onInput={(e) => setFind(e.currentTarget.value)}
+              data-testid="span-search"
+            />
+            {find.trim() && (
+              <span class="muted small" data-testid="span-search-count">
+                {matches.size} of {model.spanCount} spans match
+              </span>
+            )}
+          </div>
           <div class={`trace-body${selected ? ' with-details' : ''}`}>
             <Waterfall
               model={model}
+              matches={matches}
               selectedId={selectedId}
               collapsed={collapsed}
               onSelect={(id) => select(id === selectedId ? null : id)}

@@ -1,24 +1,26 @@
-// Traces page (/traces): the search form on the left; the duration scatter and the result list
-// on the right. Filters live in the URL; the search runs whenever the URL holds search params.
+// Traces page (/traces): the search form on the left; a TraceQL box, the duration scatter and
+// the result list on the right. Filters (or the TraceQL query `q`) live in the URL; with none,
+// the page shows the most recent traces of the time range, as Grafana's Explore does.
 import { useMemo, useState } from 'preact/hooks';
 import { searchTraces, useApi } from '../api';
 import { Empty, ErrorBanner, Loading } from '../components/common';
 import { Scatter } from '../components/Scatter';
 import { DEFAULT_LIMIT, SearchForm, filtersFromParams, type SearchFilters } from '../components/SearchForm';
 import { SORTS, TraceList, sortTraces, type SortKey } from '../components/TraceList';
+import { TraceQLBox } from '../components/TraceQLBox';
 import { href, navigate, paramsToMap, resolveRange, timeParams, timeRangeFrom, type Route } from '../url';
 
 export function TracesPage(props: { route: Route }) {
   const { params } = props.route;
   const [nonce, setNonce] = useState(0);
   const filters = filtersFromParams(params);
+  const traceql = params.get('q') ?? '';
   const sort = (params.get('sort') as SortKey) || 'recent';
 
   // Everything but the display-only sort order is part of the query.
   const queryParams = new URLSearchParams(params);
   queryParams.delete('sort');
   const queryKey = queryParams.toString();
-  const hasSearch = queryKey !== '';
 
   // Relative ranges ("now-1h") are resolved when the search runs, so it is recomputed per search.
   const range = useMemo(() => resolveRange(timeRangeFrom(params)), [queryKey, nonce]);
@@ -27,6 +29,7 @@ export function TracesPage(props: { route: Route }) {
     (signal) =>
       searchTraces(
         {
+          q: traceql || undefined,
           service: filters.service,
           operation: filters.operation,
           tags: filters.tags,
@@ -40,7 +43,6 @@ export function TracesPage(props: { route: Route }) {
         signal,
       ),
     [queryKey, nonce],
-    hasSearch,
   );
 
   const onSearch = (f: SearchFilters) => {
@@ -59,6 +61,12 @@ export function TracesPage(props: { route: Route }) {
     setNonce(nonce + 1);
   };
 
+  // A TraceQL query replaces the form's conditions (the limit and time range stay).
+  const onQuery = (q: string) => {
+    navigate(href('/traces', { ...timeRangeFrom(params), q, limit: filters.limit, sort: params.get('sort') }));
+    setNonce(nonce + 1);
+  };
+
   const linkFor = (traceId: string) => href(`/traces/${encodeURIComponent(traceId)}`, timeParams(params));
   const setSort = (key: string) => navigate(href('/traces', { ...paramsToMap(params), sort: key === 'recent' ? undefined : key }), { replace: true });
   const traces = useMemo(() => sortTraces(result.data ?? [], sort), [result.data, sort]);
@@ -67,16 +75,13 @@ export function TracesPage(props: { route: Route }) {
     <div class="page traces-page">
       <aside class="search-panel">
         <h2>Search traces</h2>
+        {traceql && <div class="muted small">A TraceQL query is active; searching with the form replaces it.</div>}
         <SearchForm initial={filters} onSearch={onSearch} busy={result.loading} />
       </aside>
       <section class="results">
-        <ErrorBanner error={result.error} what="Trace search" />
-        {!hasSearch && (
-          <Empty>
-            Pick a service and filters, then press <strong>Find traces</strong>.
-          </Empty>
-        )}
-        {hasSearch && result.loading && !result.data && <Loading what="traces" />}
+        <TraceQLBox initial={traceql} onRun={onQuery} busy={result.loading} />
+        <ErrorBanner error={result.error} what={traceql ? 'TraceQL query' : 'Trace search'} />
+        {result.loading && !result.data && <Loading what="traces" />}
         {result.data && (
           <>
             <Scatter traces={result.data} startMs={range.startMs} endMs={range.endMs} onOpen={(id) => navigate(linkFor(id))} />
