@@ -2,7 +2,7 @@
 //! data, and serves them over HTTP.
 //!
 //! - [`service::TraceService`]: the transport-agnostic domain service.
-//! - [`native`]: the JSON API under `/api/v1` with its OpenAPI document.
+//! - [`native`]: the JSON API under `/api/v1`; [`openapi`]: its OpenAPI document.
 //! - [`jaeger`]: the Jaeger-compatible API under `/jaeger/api`.
 //! - [`tempo`]: Grafana Tempo's API under `/tempo/api`, with [`traceql`] for its searches.
 //! - [`dependencies`]: the service dependency graph, aggregated and cached per hour.
@@ -14,6 +14,7 @@ pub mod dependencies;
 pub mod error;
 pub mod jaeger;
 pub mod native;
+pub mod openapi;
 pub mod params;
 pub mod service;
 pub mod state;

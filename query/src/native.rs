@@ -9,10 +9,10 @@ use axum::{Json, Router};
 use loupe_storage::model::{SpanRecord, StatusCode, parse_trace_id};
 use loupe_storage::spans::SpanFilter;
 use serde::Serialize;
-use utoipa::{OpenApi, ToSchema};
+use utoipa::ToSchema;
 
-use crate::error::{ErrorBody, ErrorDetail, QueryError};
-use crate::params::{finish_filter, parse_duration, parse_limit, parse_tags, parse_time};
+use crate::error::{ErrorBody, QueryError};
+use crate::params::{complete_filter, parse_duration, parse_limit, parse_tags, parse_time};
 pub use crate::state::{QueryState, Tenant};
 
 #[derive(Serialize, ToSchema)]
@@ -204,7 +204,7 @@ pub fn parse_trace_id_param(s: &str) -> Result<[u8; 16], QueryError> {
 
 #[utoipa::path(get, path = "/api/v1/traces/{traceId}", tag = "traces",
     params(("traceId" = String, Path, description = "32 hex digits")),
-    responses((status = 200, body = TraceResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = TraceResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn get_trace(
     State(st): State<QueryState>,
     Tenant(tenant): Tenant,
@@ -222,8 +222,9 @@ async fn get_trace(
     }))
 }
 
-/// Parameters of trace search, from a query string (`tags` may repeat).
-pub fn search_filter(query: &str) -> Result<(SpanFilter, usize), QueryError> {
+/// Parameters of trace search, from a query string (`tags` may repeat). The filter is `None`
+/// when it can match nothing (an inverted time or duration range): the answer is empty.
+pub fn search_filter(query: &str) -> Result<(Option<SpanFilter>, usize), QueryError> {
     let mut f = SpanFilter::default();
     let (mut start, mut end, mut limit) = (None, None, 20usize);
     for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
@@ -250,33 +251,33 @@ pub fn search_filter(query: &str) -> Result<(SpanFilter, usize), QueryError> {
             _ => {}
         }
     }
-    finish_filter(&mut f, start, end, None)?;
-    Ok((f, limit))
+    let possible = complete_filter(&mut f, start, end, None).is_ok();
+    Ok((possible.then_some(f), limit))
 }
 
-/// The TraceQL query of a search, if any; it replaces the form's span conditions.
-fn traceql_param(query: &str) -> Result<Option<String>, QueryError> {
-    let mut q = None;
-    let mut form = Vec::new();
-    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
-        match &*k {
-            "q" if !v.trim().is_empty() => q = Some(v.into_owned()),
-            "service" | "operation" | "name" | "tags" | "tag" | "status" | "minDuration"
-            | "maxDuration"
-                if !v.trim().is_empty() =>
-            {
-                form.push(k.into_owned())
-            }
-            _ => {}
-        }
-    }
-    if q.is_some() && !form.is_empty() {
-        return Err(QueryError::BadRequest(format!(
-            "a TraceQL query (q) replaces {}: put those conditions in the query",
-            form.join(", ")
-        )));
-    }
-    Ok(q)
+/// The TraceQL query of a search, if any.
+fn traceql_param(query: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, v)| k == "q" && !v.trim().is_empty())
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Whether the form sets span conditions (beyond the time range and limit).
+fn has_form_conditions(query: &str) -> bool {
+    url::form_urlencoded::parse(query.as_bytes()).any(|(k, v)| {
+        !v.trim().is_empty()
+            && matches!(
+                &*k,
+                "service"
+                    | "operation"
+                    | "name"
+                    | "tags"
+                    | "tag"
+                    | "status"
+                    | "minDuration"
+                    | "maxDuration"
+            )
+    })
 }
 
 #[utoipa::path(get, path = "/api/v1/traces", tag = "traces",
@@ -290,8 +291,8 @@ fn traceql_param(query: &str) -> Result<Option<String>, QueryError> {
         ("start" = Option<String>, Query, description = "unix milliseconds or RFC 3339; default end - 1h"),
         ("end" = Option<String>, Query, description = "unix milliseconds or RFC 3339; default now"),
         ("limit" = Option<usize>, Query, description = "1 to 1000, default 20"),
-        ("q" = Option<String>, Query, description = "a TraceQL query, e.g. { resource.service.name = \"api\" && status = error }; instead of service, operation, tags, status and the durations")),
-    responses((status = 200, body = SearchResponse), (status = 400, body = ErrorBody)))]
+        ("q" = Option<String>, Query, description = "a TraceQL query, e.g. { resource.service.name = \"api\" && status = error }; with form conditions too, a trace must satisfy both")),
+    responses((status = 200, body = SearchResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn search_traces(
     State(st): State<QueryState>,
     Tenant(tenant): Tenant,
@@ -299,14 +300,24 @@ async fn search_traces(
 ) -> Result<Json<SearchResponse>, QueryError> {
     let query = q.as_deref().unwrap_or("");
     let (filter, limit) = search_filter(query)?;
-    if let Some(traceql) = traceql_param(query)? {
+    let traceql = traceql_param(query);
+    let Some(filter) = filter else {
+        return Ok(Json(SearchResponse {
+            traces: Vec::new(),
+            limit,
+        }));
+    };
+    if let Some(traceql) = traceql {
         let expr = crate::traceql::parse(&traceql)?;
-        let found = crate::traceql::search::search(
+        let range = (filter.start_unix_nano, filter.end_unix_nano);
+        let also = has_form_conditions(query).then_some(filter);
+        let found = crate::traceql::search::search_also(
             &st.traces,
             &tenant,
             std::sync::Arc::new(expr),
-            (filter.start_unix_nano, filter.end_unix_nano),
+            range,
             limit,
+            also,
         )
         .await?;
         let traces = found
@@ -351,8 +362,8 @@ fn range_param(query: &str) -> Result<Option<(i64, i64)>, QueryError> {
 }
 
 #[utoipa::path(get, path = "/api/v1/services", tag = "services",
-    params(("start" = Option<String>, Query), ("end" = Option<String>, Query)),
-    responses((status = 200, body = ServicesResponse)))]
+    params(("start" = Option<String>, Query, description = "unix milliseconds or RFC 3339"), ("end" = Option<String>, Query, description = "unix milliseconds or RFC 3339")),
+    responses((status = 200, body = ServicesResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn list_services(
     State(st): State<QueryState>,
     Tenant(tenant): Tenant,
@@ -365,8 +376,8 @@ async fn list_services(
 }
 
 #[utoipa::path(get, path = "/api/v1/services/{service}/operations", tag = "services",
-    params(("service" = String, Path), ("start" = Option<String>, Query), ("end" = Option<String>, Query)),
-    responses((status = 200, body = OperationsResponse)))]
+    params(("service" = String, Path), ("start" = Option<String>, Query, description = "unix milliseconds or RFC 3339"), ("end" = Option<String>, Query, description = "unix milliseconds or RFC 3339")),
+    responses((status = 200, body = OperationsResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn list_operations(
     State(st): State<QueryState>,
     Tenant(tenant): Tenant,
@@ -386,41 +397,6 @@ async fn list_operations(
     }))
 }
 
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "Loupe query API",
-        description = "Native JSON API of Loupe, used by its web UI."
-    ),
-    paths(
-        get_trace,
-        search_traces,
-        list_services,
-        list_operations,
-        crate::stats::stats
-    ),
-    components(schemas(
-        TraceResponse,
-        SpanJson,
-        SpanStatus,
-        SearchResponse,
-        TraceSummary,
-        ServiceStats,
-        ServicesResponse,
-        OperationsResponse,
-        Operation,
-        ErrorBody,
-        ErrorDetail,
-        crate::stats::StatsResponse,
-        crate::stats::SignalStats
-    ))
-)]
-pub struct ApiDoc;
-
-async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
-}
-
 async fn not_found() -> QueryError {
     QueryError::NotFound("no such API endpoint".into())
 }
@@ -435,7 +411,7 @@ pub fn router(state: QueryState) -> Router {
             get(list_operations),
         )
         .route("/api/v1/stats", get(crate::stats::stats))
-        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/openapi.json", get(crate::openapi::serve))
         .route("/api/{*rest}", get(not_found))
         .with_state(state)
 }

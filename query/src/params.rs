@@ -48,10 +48,12 @@ pub fn parse_duration(s: &str) -> Result<i64, QueryError> {
         total += n * unit;
         rest = &rest[unit_len..];
     }
-    if !total.is_finite() || total > i64::MAX as f64 {
-        return Err(bad());
-    }
-    Ok(total as i64)
+    // Longer than ~292 years saturates: as a bound it means "no span is that long".
+    Ok(if total.is_finite() {
+        total.min(i64::MAX as f64) as i64
+    } else {
+        i64::MAX
+    })
 }
 
 /// Parses `key=value` tag filters: logfmt (`a=1 b="x y"`) or a JSON object of strings.
@@ -115,12 +117,27 @@ pub fn parse_tags(s: &str) -> Result<Vec<(String, String)>, QueryError> {
 
 /// Parses a timestamp given as unix time in `unit_nanos` units or as RFC 3339.
 pub fn parse_time(s: &str, unit_nanos: i64, what: &str) -> Result<i64, QueryError> {
-    if let Ok(n) = s.trim().parse::<i64>() {
+    let t = s.trim();
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        // Digits beyond i64 saturate (a time after 2262 is "the end of time").
+        return Ok(t
+            .parse::<i64>()
+            .unwrap_or(i64::MAX)
+            .saturating_mul(unit_nanos));
+    }
+    if let Ok(n) = t.parse::<i64>() {
         return Ok(n.saturating_mul(unit_nanos));
     }
-    chrono::DateTime::parse_from_rfc3339(s.trim())
+    chrono::DateTime::parse_from_rfc3339(t)
         .ok()
-        .and_then(|t| t.timestamp_nanos_opt())
+        // Dates outside 1677..2262 (i64 nanoseconds) saturate.
+        .map(|d| {
+            d.timestamp_nanos_opt().unwrap_or(if d.timestamp() < 0 {
+                i64::MIN
+            } else {
+                i64::MAX
+            })
+        })
         .ok_or_else(|| {
             QueryError::BadRequest(format!(
                 "invalid {what} {s:?}: expected unix time or RFC 3339"
@@ -130,8 +147,9 @@ pub fn parse_time(s: &str, unit_nanos: i64, what: &str) -> Result<i64, QueryErro
 
 /// Parses a result limit: at least 1; above `max` it is clamped to `max` (as Jaeger does).
 pub fn parse_limit(v: &str, max: usize) -> Result<usize, QueryError> {
-    v.parse::<usize>()
-        .ok()
+    let digits = !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit());
+    digits
+        .then(|| v.parse::<usize>().unwrap_or(usize::MAX))
         .filter(|l| *l >= 1)
         .map(|l| l.min(max))
         .ok_or_else(|| QueryError::BadRequest(format!("invalid limit {v:?}: expected 1 to {max}")))
@@ -140,76 +158,56 @@ pub fn parse_limit(v: &str, max: usize) -> Result<usize, QueryError> {
 /// Without a service, a search looks at most this far back from its end.
 pub const MAX_UNSCOPED_RANGE_NANOS: i64 = 24 * 3_600_000_000_000;
 
-fn set_status(f: &mut SpanFilter, want: StatusCode) -> Result<(), QueryError> {
+/// Adds a status condition. Two different required statuses match no span: the filter then
+/// requires and excludes the first (a search with no results, not an error).
+fn set_status(f: &mut SpanFilter, want: StatusCode) {
     match f.status {
-        Some(s) if s != want => Err(QueryError::BadRequest(format!(
-            "conflicting status conditions: {} and {}",
-            s.as_str(),
-            want.as_str()
-        ))),
-        _ => {
-            f.status = Some(want);
-            Ok(())
-        }
+        Some(s) if s != want => f.status_not = Some(s),
+        _ => f.status = Some(want),
     }
 }
 
 /// Turns the tags our trace views show but that are not attributes into conditions:
 /// `error` (true/false), `otel.status_code` (OK/ERROR/UNSET), `span.kind` and
-/// `otel.status_description`.
-fn synthetic_tags(f: &mut SpanFilter) -> Result<(), QueryError> {
+/// `otel.status_description`. With another value they stay ordinary attribute tags, as
+/// Jaeger treats every tag.
+fn synthetic_tags(f: &mut SpanFilter) {
     let tags = std::mem::take(&mut f.tags);
     for (k, v) in tags {
-        match k.as_str() {
-            "error" => match v.as_str() {
-                "true" => set_status(f, StatusCode::Error)?,
-                "false" => f.status_not = Some(StatusCode::Error),
-                _ => {
-                    return Err(QueryError::BadRequest(format!(
-                        "invalid tag error={v:?}: expected true or false"
-                    )));
-                }
-            },
-            "otel.status_code" => {
-                let status = StatusCode::parse(&v.to_ascii_lowercase()).ok_or_else(|| {
-                    QueryError::BadRequest(format!(
-                        "invalid tag otel.status_code={v:?}: expected OK, ERROR or UNSET"
-                    ))
-                })?;
-                set_status(f, status)?;
+        let lower = v.to_ascii_lowercase();
+        match (k.as_str(), v.as_str()) {
+            ("error", "true") => set_status(f, StatusCode::Error),
+            ("error", "false") => f.status_not = Some(StatusCode::Error),
+            ("otel.status_code", _) if StatusCode::parse(&lower).is_some() => {
+                set_status(f, StatusCode::parse(&lower).unwrap_or_default())
             }
-            "span.kind" => {
-                f.kind = Some(SpanKind::parse(&v.to_ascii_lowercase()).ok_or_else(|| {
-                    QueryError::BadRequest(format!(
-                        "invalid tag span.kind={v:?}: expected server, client, producer, consumer, internal or unspecified"
-                    ))
-                })?);
+            ("span.kind", _) if SpanKind::parse(&lower).is_some() => {
+                f.kind = SpanKind::parse(&lower)
             }
-            "otel.status_description" => f.status_message = Some(v),
+            ("otel.status_description", _) => f.status_message = Some(v),
             _ => f.tags.push((k, v)),
         }
     }
-    Ok(())
 }
 
 /// Completes a search filter the same way for every API: the synthetic tags become
 /// conditions, the time range defaults to `lookback` (1h) before `end` (now) and, without a
-/// service, covers at most the last [`MAX_UNSCOPED_RANGE_NANOS`] of it; inverted ranges are
-/// rejected.
-pub fn finish_filter(
+/// service, covers at most the last [`MAX_UNSCOPED_RANGE_NANOS`] of it. `Err` says why the
+/// filter can match nothing (an inverted time or duration range).
+pub fn complete_filter(
     f: &mut SpanFilter,
     start: Option<i64>,
     end: Option<i64>,
     lookback: Option<i64>,
-) -> Result<(), QueryError> {
-    synthetic_tags(f)?;
+) -> Result<(), &'static str> {
+    synthetic_tags(f);
     f.end_unix_nano = end.unwrap_or_else(now_nanos);
     f.start_unix_nano = start.unwrap_or(
         f.end_unix_nano
             .saturating_sub(lookback.unwrap_or(3_600_000_000_000)),
     );
     if f.start_unix_nano > f.end_unix_nano {
-        return Err(QueryError::BadRequest("start is after end".into()));
+        return Err("start is after end");
     }
     if f.service.is_none() {
         f.start_unix_nano = f
@@ -219,11 +217,19 @@ pub fn finish_filter(
     if let (Some(a), Some(b)) = (f.min_duration_nano, f.max_duration_nano)
         && a > b
     {
-        return Err(QueryError::BadRequest(
-            "minDuration is greater than maxDuration".into(),
-        ));
+        return Err("minDuration is greater than maxDuration");
     }
     Ok(())
+}
+
+/// [`complete_filter`], answering an inverted range with 400 (the Jaeger and Tempo APIs).
+pub fn finish_filter(
+    f: &mut SpanFilter,
+    start: Option<i64>,
+    end: Option<i64>,
+    lookback: Option<i64>,
+) -> Result<(), QueryError> {
+    complete_filter(f, start, end, lookback).map_err(|why| QueryError::BadRequest(why.into()))
 }
 
 pub fn now_nanos() -> i64 {
@@ -278,16 +284,44 @@ mod tests {
         assert_eq!(f.status, Some(StatusCode::Ok));
         assert_eq!(f.kind, Some(SpanKind::Server));
         assert_eq!(f.tags, vec![("x".to_string(), "1".to_string())]);
-        let mut bad = SpanFilter {
-            tags: parse_tags("span.kind=sideways").unwrap(),
+        // Other values stay attribute tags (as Jaeger treats every tag); two different
+        // required statuses match nothing.
+        let mut other = SpanFilter {
+            tags: parse_tags("span.kind=sideways error=maybe").unwrap(),
             ..Default::default()
         };
-        assert!(finish_filter(&mut bad, None, None, None).is_err());
+        finish_filter(&mut other, None, None, None).unwrap();
+        assert_eq!(other.kind, None);
+        assert_eq!(other.tags.len(), 2);
         let mut conflict = SpanFilter {
             tags: parse_tags("error=true otel.status_code=OK").unwrap(),
             ..Default::default()
         };
-        assert!(finish_filter(&mut conflict, None, None, None).is_err());
+        finish_filter(&mut conflict, None, None, None).unwrap();
+        let s = (conflict.status, conflict.status_not);
+        assert!(
+            s.0.is_some() && s.0 == s.1,
+            "requires and excludes one status: {s:?}"
+        );
+    }
+
+    #[test]
+    fn out_of_range_values_saturate() {
+        assert_eq!(parse_duration("99999999999999h").unwrap(), i64::MAX);
+        assert_eq!(parse_limit("99999999999999999999999", 1000).unwrap(), 1000);
+        assert!(parse_limit("0", 1000).is_err());
+        assert_eq!(
+            parse_time("99999999999999999999", 1_000_000, "t").unwrap(),
+            i64::MAX
+        );
+        assert_eq!(
+            parse_time("9999-12-31T23:59:59Z", 1, "t").unwrap(),
+            i64::MAX
+        );
+        assert_eq!(
+            parse_time("0001-01-01T00:00:00Z", 1, "t").unwrap(),
+            i64::MIN
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod full_disk;
 mod grafana_tempo;
 mod harness;
 mod load;
+mod openapi;
 mod otlp;
 mod outage;
 mod overload;

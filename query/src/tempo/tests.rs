@@ -442,15 +442,15 @@ async fn the_native_api_runs_the_same_traceql() {
         native["traces"][0]["matchedSpanIds"],
         serde_json::json!([hex::encode([4u8; 8])])
     );
-    let (s, body) = json(&app, &format!("/api/v1/traces?q={q}&service=frontend")).await;
-    assert_eq!(s, 400);
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("replaces service"),
-        "{body}"
+    // With form conditions too, a trace must satisfy both.
+    let both = |extra: &str| format!("/api/v1/traces?q={q}&start=0&end=10000&{extra}");
+    let (s, body) = json(&app, &both("service=checkout")).await;
+    assert_eq!(
+        (s, ids(&body, "traceId")),
+        (200, vec![hex::encode([1u8; 16])])
     );
+    let (s, body) = json(&app, &both("service=cart")).await;
+    assert_eq!((s, ids(&body, "traceId")), (200, Vec::<String>::new()));
     let (s, body) = json(&app, "/api/v1/traces?q=%7B%20.a%20%3D%20%7D").await;
     assert_eq!(s, 400);
     assert_eq!(body["error"]["code"], "bad_request");

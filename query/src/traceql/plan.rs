@@ -34,30 +34,13 @@ fn must(expr: &SpansetExpr) -> Option<SpanFilter> {
         }
         SpansetExpr::And(a, b) | SpansetExpr::Child(a, b) | SpansetExpr::Descendant(a, b) => {
             match (must(a), must(b)) {
-                (Some(x), Some(y)) => Some(if score(&y) > score(&x) { y } else { x }),
+                (Some(x), Some(y)) => Some(if y.score() > x.score() { y } else { x }),
                 (x, y) => x.or(y),
             }
         }
         SpansetExpr::Or(..) => None,
         SpansetExpr::Pipeline(input, _) => must(input),
     }
-}
-
-fn score(f: &SpanFilter) -> usize {
-    [
-        f.service.is_some(),
-        f.name.is_some(),
-        f.status.is_some(),
-        f.status_not.is_some(),
-        f.status_message.is_some(),
-        f.kind.is_some(),
-        f.min_duration_nano.is_some(),
-        f.max_duration_nano.is_some(),
-    ]
-    .iter()
-    .filter(|b| **b)
-    .count()
-        + f.tags.len() * 2
 }
 
 /// Adds what the top-level `&&` chain of `c` says that a [`SpanFilter`] can express.

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use loupe_storage::TenantId;
 use loupe_storage::model::TraceId;
+use loupe_storage::spans::SpanFilter;
 
 use super::ast::SpansetExpr;
 use super::eval::{Matched, TraceView};
@@ -40,11 +41,37 @@ pub async fn search(
     svc: &TraceService,
     tenant: &TenantId,
     expr: Arc<SpansetExpr>,
-    (start, end): (i64, i64),
+    range: (i64, i64),
     limit: usize,
 ) -> Result<Found, QueryError> {
+    search_also(svc, tenant, expr, range, limit, None).await
+}
+
+/// [`search`], where each trace must also have a span matching `also` (the native API's form
+/// conditions given with a query); `also`'s time range is ignored in favour of `range`.
+pub async fn search_also(
+    svc: &TraceService,
+    tenant: &TenantId,
+    expr: Arc<SpansetExpr>,
+    (start, end): (i64, i64),
+    limit: usize,
+    also: Option<SpanFilter>,
+) -> Result<Found, QueryError> {
     let started = std::time::Instant::now();
-    let filter = candidate_filter(&expr, start, end);
+    let mut filter = candidate_filter(&expr, start, end);
+    let also = also.map(|mut a| {
+        a.start_unix_nano = i64::MIN;
+        a.end_unix_nano = i64::MAX;
+        a
+    });
+    if let Some(a) = also.as_ref().filter(|a| a.score() > filter.score()) {
+        filter = SpanFilter {
+            start_unix_nano: start,
+            end_unix_nano: end,
+            ..a.clone()
+        };
+    }
+    let also = Arc::new(also);
     let batch = limit.clamp(32, 512);
     let mut want = (limit * 4).clamp(64, MAX_CANDIDATES);
     let mut evaluated: HashSet<TraceId> = HashSet::new();
@@ -71,9 +98,15 @@ pub async fn search(
             found.inspected_traces += ordered.len();
             found.inspected_spans += ordered.iter().map(|(_, t)| t.len()).sum::<usize>();
             let expr = expr.clone();
+            let also = also.clone();
             let hits = loupe_core::cpu::run(move || {
                 ordered
                     .into_iter()
+                    .filter(|(_, trace)| {
+                        also.as_ref()
+                            .as_ref()
+                            .is_none_or(|a| trace.iter().any(|s| a.matches(s)))
+                    })
                     .filter_map(|(id, trace)| {
                         let matched = TraceView::new(&trace).eval(&expr)?;
                         Some(Hit { id, trace, matched })

@@ -35,6 +35,25 @@ fn attr_is(v: Option<&AttrValue>, want: &str) -> bool {
 }
 
 impl SpanFilter {
+    /// How selective the filter is, roughly: its number of conditions (a tag counts twice,
+    /// for it usually names few spans). Used to pick the stronger of two filters.
+    pub fn score(&self) -> usize {
+        [
+            self.service.is_some(),
+            self.name.is_some(),
+            self.status.is_some(),
+            self.status_not.is_some(),
+            self.status_message.is_some(),
+            self.kind.is_some(),
+            self.min_duration_nano.is_some(),
+            self.max_duration_nano.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count()
+            + self.tags.len() * 2
+    }
+
     pub fn matches(&self, s: &SpanRecord) -> bool {
         s.start_unix_nano >= self.start_unix_nano
             && s.start_unix_nano <= self.end_unix_nano
