@@ -1,8 +1,10 @@
 """DuckDB baseline: the same lookups Loupe answers, over the very Parquet files Loupe wrote.
 
-Reads a JSON job on stdin: {"files": [...], "trace_ids": [hex...], "searches": [{"sql_where": ..., "start": ns, "end": ns}], "repeat": n}
-and prints {"trace_by_id_ms": [...], "search_ms": [...]}: one warm timing per lookup (each
-lookup runs once untimed first, so both sides are measured warm).
+Reads a JSON job on stdin: {"files": [...], "trace_ids": [hex...],
+"search_lists": [[{"sql_ids": ..., "start": ns, "end": ns}, ...], ...], "repeat": n}, where
+sql_ids selects the ids of the matching traces (two ? for start and end), and prints
+{"trace_by_id_ms": [...], "search_ms": [[...], ...]}: warm timings (each query runs once
+untimed first, so both sides are measured warm); a search reads its traces' spans whole.
 """
 
 import json
@@ -29,19 +31,17 @@ def main():
             print(f"trace {tid} not found by duckdb", file=sys.stderr)
             sys.exit(1)
     search = []
-    for s in job["searches"]:
-        q = (
-            "SELECT * FROM spans WHERE trace_id IN ("
-            " SELECT trace_id FROM spans WHERE " + s["sql_where"] +
-            " AND epoch_ns(start_time) BETWEEN ? AND ?"
-            " GROUP BY trace_id ORDER BY max(start_time) DESC LIMIT 20)"
-        )
-        args = [s["start"], s["end"]]
-        for _ in range(job.get("repeat", 3)):
-            con.execute(q, args).fetchall()
-            t = time.perf_counter()
-            con.execute(q, args).fetchall()
-            search.append((time.perf_counter() - t) * 1000)
+    for searches in job["search_lists"]:
+        timings = []
+        for s in searches:
+            q = "SELECT * FROM spans WHERE trace_id IN (" + s["sql_ids"] + ")"
+            args = [s["start"], s["end"]]
+            for _ in range(job.get("repeat", 3)):
+                con.execute(q, args).fetchall()
+                t = time.perf_counter()
+                con.execute(q, args).fetchall()
+                timings.append((time.perf_counter() - t) * 1000)
+        search.append(timings)
     print(json.dumps({"trace_by_id_ms": by_id, "search_ms": search}))
 
 

@@ -4,11 +4,11 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use bytes::Bytes;
 use loupe_storage::TenantId;
 use loupe_storage::catalog::Catalog;
@@ -20,16 +20,17 @@ use serde_json::json;
 
 use crate::figures::{Figure, percentile};
 use crate::load::{Protocol, send_all};
+use crate::searches::{duckdb, run_searches, searches, traceql_searches};
 use crate::server::{Server, default_binary};
 use crate::tracegen::{Generator, TraceInfo};
 use crate::{Args, Sizes};
 
-struct Ctx<'a> {
-    args: &'a Args,
-    sizes: &'a Sizes,
+pub(crate) struct Ctx<'a> {
+    pub(crate) args: &'a Args,
+    pub(crate) sizes: &'a Sizes,
     bin: PathBuf,
     dir: DataDir,
-    client: reqwest::Client,
+    pub(crate) client: reqwest::Client,
     emitted: std::cell::RefCell<Vec<&'static str>>,
 }
 
@@ -49,6 +50,7 @@ pub const FIGURES: &[&str] = &[
     "trace_by_id_cold_p99_ms",
     "trace_by_id_growth",
     "trace_search_p99_ms",
+    "traceql_search_p99_ms",
     "ack_to_query_p99_ms",
     "server_rss_mib_peak",
 ];
@@ -137,7 +139,7 @@ async fn catalog_stats(dir: &Path) -> anyhow::Result<(u64, u64, usize, Vec<Strin
     Ok((bytes, rows, files.len(), paths))
 }
 
-async fn timed_get(
+pub(crate) async fn timed_get(
     client: &reqwest::Client,
     url: &str,
 ) -> anyhow::Result<(f64, serde_json::Value)> {
@@ -179,110 +181,6 @@ async fn lookups(
         out.push(ms);
     }
     Ok(out)
-}
-
-struct Search {
-    query: String,
-    sql_where: &'static str,
-}
-
-fn searches(start_ns: u64, end_ns: u64) -> Vec<Search> {
-    let range = format!(
-        "start={}&end={}&limit=20",
-        start_ns / 1_000_000,
-        end_ns / 1_000_000 + 1
-    );
-    vec![
-        Search {
-            query: format!("service=checkout&tags=rpc.method%3DPlaceOrder&minDuration=5ms&{range}"),
-            sql_where: "service_name = 'checkout' AND rpc_method = 'PlaceOrder' AND duration_nano >= 5000000",
-        },
-        Search {
-            query: format!("service=catalog&tags=db.system%3Dpostgresql&minDuration=2ms&{range}"),
-            sql_where: "service_name = 'catalog' AND db_system = 'postgresql' AND duration_nano >= 2000000",
-        },
-        Search {
-            query: format!(
-                "service=api-gateway&tags=http.route%3D%2Fapi%2Fv1%2Fcart&minDuration=1ms&{range}"
-            ),
-            sql_where: "service_name = 'api-gateway' AND http_route = '/api/v1/cart' AND duration_nano >= 1000000",
-        },
-        Search {
-            query: format!("service=payment&status=error&{range}"),
-            sql_where: "service_name = 'payment' AND status_code = 2",
-        },
-        Search {
-            query: format!(
-                "service=frontend-web&tags=http.response.status_code%3D500&minDuration=1ms&{range}"
-            ),
-            sql_where: "service_name = 'frontend-web' AND http_response_status_code = 500 AND duration_nano >= 1000000",
-        },
-    ]
-}
-
-async fn run_searches(
-    ctx: &Ctx<'_>,
-    server: &Server,
-    list: &[Search],
-) -> anyhow::Result<(Vec<f64>, Vec<usize>)> {
-    let mut ms = Vec::new();
-    let mut hits = Vec::new();
-    for s in list {
-        let url = server.url(&format!("/api/v1/traces?{}", s.query));
-        let (_, body) = timed_get(&ctx.client, &url).await?; // warm-up
-        hits.push(body["traces"].as_array().map_or(0, |a| a.len()));
-        for _ in 0..ctx.sizes.search_repeat {
-            ms.push(timed_get(&ctx.client, &url).await?.0);
-        }
-    }
-    Ok((ms, hits))
-}
-
-fn python(args: &Args) -> PathBuf {
-    args.python
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python"))
-}
-
-fn duckdb(
-    args: &Args,
-    files: &[String],
-    ids: &[&TraceInfo],
-    list: &[Search],
-    start: u64,
-    end: u64,
-    repeat: usize,
-) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
-    let job = json!({
-        "files": files,
-        "trace_ids": ids.iter().map(|t| hex::encode(t.trace_id)).collect::<Vec<_>>(),
-        "searches": list.iter().map(|s| json!({"sql_where": s.sql_where, "start": start, "end": end})).collect::<Vec<_>>(),
-        "repeat": repeat,
-    });
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("duckdb_baseline.py");
-    let mut child = Command::new(python(args))
-        .arg(&script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("cannot run the DuckDB baseline (run tests/setup.sh for the .venv)")?;
-    child
-        .stdin
-        .take()
-        .context("stdin")?
-        .write_all(job.to_string().as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!("DuckDB baseline failed");
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    let list = |k: &str| {
-        v[k].as_array()
-            .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
-            .unwrap_or_default()
-    };
-    Ok((list("trace_by_id_ms"), list("search_ms")))
 }
 
 /// Waits until compaction stops changing the catalog.
@@ -503,6 +401,7 @@ pub async fn run(args: &Args, sizes: &Sizes) -> anyhow::Result<()> {
         "trace_by_id_p99_ms",
         "jaeger_trace_by_id_p99_ms",
         "trace_search_p99_ms",
+        "traceql_search_p99_ms",
         "trace_by_id_growth",
         "server_rss_mib_peak",
     ];
@@ -542,15 +441,17 @@ pub async fn run(args: &Args, sizes: &Sizes) -> anyhow::Result<()> {
         let jaeger = lookups(&ctx, &server, &sample, true).await?;
         let list = searches(t0, window_end);
         let (search_ms, hits) = run_searches(&ctx, &server, &list).await?;
-        let (duck_id, duck_search) = duckdb(
+        let tql = traceql_searches(t0, window_end);
+        let (tql_ms, tql_hits) = run_searches(&ctx, &server, &tql).await?;
+        let duck = duckdb(
             args,
             &paths,
             &sample,
-            &list,
-            t0,
-            window_end,
+            &[&list, &tql],
+            (t0, window_end),
             sizes.search_repeat,
         )?;
+        let (duck_id, duck_search, duck_tql) = (&duck[0], &duck[1], &duck[2]);
         let p99_1x = percentile(&warm, 0.99);
         ctx.emit(
             Figure::new(
@@ -560,9 +461,9 @@ pub async fn run(args: &Args, sizes: &Sizes) -> anyhow::Result<()> {
                 Some("<= 50"),
                 json!({"lookups": warm.len(), "files": files_after, "spans": rows}),
             )
-            .with_baseline(percentile(&duck_id, 0.5)),
+            .with_baseline(percentile(duck_id, 0.5)),
         );
-        ctx.emit(Figure::new("trace_by_id_p99_ms", p99_1x, "ms", Some("<= 50"), json!({"lookups": warm.len(), "files": files_after, "spans": rows, "baseline_is": "DuckDB over the same Parquet files, warm"})).with_baseline(percentile(&duck_id, 0.99)));
+        ctx.emit(Figure::new("trace_by_id_p99_ms", p99_1x, "ms", Some("<= 50"), json!({"lookups": warm.len(), "files": files_after, "spans": rows, "baseline_is": "DuckDB over the same Parquet files, warm"})).with_baseline(percentile(duck_id, 0.99)));
         ctx.emit(Figure::new(
             "jaeger_trace_by_id_p99_ms",
             percentile(&jaeger, 0.99),
@@ -570,7 +471,8 @@ pub async fn run(args: &Args, sizes: &Sizes) -> anyhow::Result<()> {
             Some("<= 50"),
             json!({"lookups": jaeger.len()}),
         ));
-        ctx.emit(Figure::new("trace_search_p99_ms", percentile(&search_ms, 0.99), "ms", Some("<= 300"), json!({"queries": list.iter().map(|s| s.query.clone()).collect::<Vec<_>>(), "results": hits, "runs": search_ms.len(), "p50_ms": percentile(&search_ms, 0.5)})).with_baseline(percentile(&duck_search, 0.99)));
+        ctx.emit(Figure::new("trace_search_p99_ms", percentile(&search_ms, 0.99), "ms", Some("<= 300"), json!({"queries": list.iter().map(|s| s.query.clone()).collect::<Vec<_>>(), "results": hits, "runs": search_ms.len(), "p50_ms": percentile(&search_ms, 0.5)})).with_baseline(percentile(duck_search, 0.99)));
+        ctx.emit(Figure::new("traceql_search_p99_ms", percentile(&tql_ms, 0.99), "ms", Some("<= 300"), json!({"queries": tql.iter().map(|s| s.query.clone()).collect::<Vec<_>>(), "results": tql_hits, "runs": tql_ms.len(), "p50_ms": percentile(&tql_ms, 0.5), "baseline_is": "DuckDB, the same searches in SQL over the same files"})).with_baseline(percentile(duck_tql, 0.99)));
 
         // Phase 4: grow to N× the data (untimed ingest), compact, look the same ids up again.
         if ctx.wanted("trace_by_id_growth") {
