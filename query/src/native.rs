@@ -336,7 +336,12 @@ async fn search_traces(
             .collect();
         return Ok(Json(SearchResponse { traces, limit }));
     }
-    let traces = st.traces.search(&tenant, &filter, limit).await?;
+    // Summaries need a few columns of each trace, not its attributes.
+    let summary = loupe_storage::spans::Projection::summary();
+    let traces = st
+        .traces
+        .search_projected(&tenant, &filter, limit, Some(&summary))
+        .await?;
     Ok(Json(SearchResponse {
         traces: traces
             .iter()

@@ -19,7 +19,7 @@ use futures::StreamExt;
 use loupe_storage::catalog::{Catalog, FileEntry};
 use loupe_storage::fresh::Fresh;
 use loupe_storage::model::{SpanKind, SpanRecord, TraceId};
-use loupe_storage::spans::{SpanFilter, SpanReader};
+use loupe_storage::spans::{Projection, SpanFilter, SpanReader};
 use loupe_storage::store::Signal;
 use loupe_storage::{StorageError, TenantId};
 
@@ -106,12 +106,23 @@ impl TraceService {
         tenant: &TenantId,
         ids: &[TraceId],
     ) -> Result<HashMap<TraceId, Trace>, QueryError> {
+        self.traces_projected(tenant, ids, None).await
+    }
+
+    /// [`TraceService::traces`] reading only what `projection` names of the files (`None`:
+    /// all); fresh spans come whole.
+    pub async fn traces_projected(
+        &self,
+        tenant: &TenantId,
+        ids: &[TraceId],
+        projection: Option<&Projection>,
+    ) -> Result<HashMap<TraceId, Trace>, QueryError> {
         let started = Instant::now();
         let idset: HashSet<TraceId> = ids.iter().copied().collect();
         let mut out: HashMap<TraceId, Trace> = HashMap::new();
         // Fresh data first: a batch committed after this snapshot is in the catalog read next.
         let chunks = self.fresh.chunks(tenant);
-        for s in self.stored_spans(tenant, &idset).await? {
+        for s in self.stored_spans(tenant, &idset, projection).await? {
             out.entry(s.trace_id).or_default().push(s);
         }
         let wanted: Vec<TraceId> = ids.to_vec();
@@ -149,6 +160,7 @@ impl TraceService {
         &self,
         tenant: &TenantId,
         ids: &HashSet<TraceId>,
+        projection: Option<&Projection>,
     ) -> Result<Vec<SpanRecord>, QueryError> {
         let reader = &self.reader;
         self.with_files(tenant, |files| async move {
@@ -157,7 +169,9 @@ impl TraceService {
                     .any(|id| f.trace_filter.as_ref().is_none_or(|tf| tf.may_contain(id)))
             });
             let mut reads = futures::stream::iter(files)
-                .map(|f: Arc<FileEntry>| async move { reader.read_traces(&f, ids).await })
+                .map(|f: Arc<FileEntry>| async move {
+                    reader.read_traces_projected(&f, ids, projection).await
+                })
                 .buffer_unordered(READ_CONCURRENCY);
             let mut out = Vec::new();
             while let Some(spans) = reads.next().await {
@@ -179,6 +193,17 @@ impl TraceService {
         filter: &SpanFilter,
         limit: usize,
     ) -> Result<Vec<(TraceId, Trace)>, QueryError> {
+        self.search_projected(tenant, filter, limit, None).await
+    }
+
+    /// [`TraceService::search`], reading only what `projection` names of the traces.
+    pub async fn search_projected(
+        &self,
+        tenant: &TenantId,
+        filter: &SpanFilter,
+        limit: usize,
+        projection: Option<&Projection>,
+    ) -> Result<Vec<(TraceId, Trace)>, QueryError> {
         let started = Instant::now();
         let ids: Vec<TraceId> = self
             .ranked_hits(tenant, filter, limit)
@@ -186,7 +211,9 @@ impl TraceService {
             .into_iter()
             .map(|(id, _)| id)
             .collect();
-        let mut traces = self.traces(tenant, &ids).await?;
+        metrics::histogram!("loupe_query_seconds", "op" => "search_scan")
+            .record(started.elapsed().as_secs_f64());
+        let mut traces = self.traces_projected(tenant, &ids, projection).await?;
         let out = ids
             .into_iter()
             .filter_map(|id| traces.remove(&id).map(|t| (id, t)))
@@ -204,10 +231,23 @@ impl TraceService {
         filter: &SpanFilter,
         limit: usize,
     ) -> Result<Vec<(TraceId, i64)>, QueryError> {
+        let (hits, _) = self.counted_hits(tenant, filter, limit).await?;
+        Ok(hits.into_iter().map(|h| (h.id, h.latest)).collect())
+    }
+
+    /// [`TraceService::ranked_hits`] with how many spans of each trace matched. The counts are
+    /// exact (for spans in the range) when the scan read every file of the range, which the
+    /// second value says; when it stopped early, older files were not counted.
+    pub async fn counted_hits(
+        &self,
+        tenant: &TenantId,
+        filter: &SpanFilter,
+        limit: usize,
+    ) -> Result<(Vec<Hit>, bool), QueryError> {
         let chunks = self.fresh.chunks(tenant);
         let f = filter.clone();
         let fresh_hits = loupe_core::cpu::run(move || {
-            let mut hits: HashMap<TraceId, i64> = HashMap::new();
+            let mut hits: HashMap<TraceId, Hit> = HashMap::new();
             for s in chunks.iter().flat_map(|c| c.rows()) {
                 if f.matches(s) {
                     add_hit(&mut hits, s.trace_id, s.start_unix_nano);
@@ -217,10 +257,11 @@ impl TraceService {
         })
         .await?;
         let reader = &self.reader;
-        let hits = self
+        let (hits, complete) = self
             .with_files(tenant, |files| {
                 let mut hits = fresh_hits.clone();
                 async move {
+                    let mut complete = true;
                     let mut files: Vec<Arc<FileEntry>> = files
                         .into_iter()
                         .filter(|f| f.overlaps(filter.start_unix_nano, filter.end_unix_nano))
@@ -236,9 +277,10 @@ impl TraceService {
                         if hits.len() >= limit {
                             // Stop once no remaining file can hold a newer match than the
                             // limit-th hit.
-                            let mut starts: Vec<i64> = hits.values().copied().collect();
+                            let mut starts: Vec<i64> = hits.values().map(|h| h.latest).collect();
                             starts.sort_unstable_by(|a, b| b.cmp(a));
                             if chunk[0].max_time_unix_nano < starts[limit - 1] {
+                                complete = false;
                                 break;
                             }
                         }
@@ -251,14 +293,14 @@ impl TraceService {
                             }
                         }
                     }
-                    Ok(hits)
+                    Ok((hits, complete))
                 }
             })
             .await?;
-        let mut ranked: Vec<(TraceId, i64)> = hits.into_iter().collect();
-        ranked.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let mut ranked: Vec<Hit> = hits.into_values().collect();
+        ranked.sort_unstable_by(|a, b| b.latest.cmp(&a.latest).then(a.id.cmp(&b.id)));
         ranked.truncate(limit);
-        Ok(ranked)
+        Ok((ranked, complete))
     }
 
     /// Services with spans in the time range.
@@ -336,9 +378,24 @@ impl TraceService {
     }
 }
 
-fn add_hit(hits: &mut HashMap<TraceId, i64>, id: TraceId, t: i64) {
-    let e = hits.entry(id).or_insert(t);
-    *e = (*e).max(t);
+/// A trace that a search's span predicate matched.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Hit {
+    pub id: TraceId,
+    /// Start of its newest matching span.
+    pub latest: i64,
+    /// Its matching spans (a span both fresh and flushed may count twice).
+    pub spans: u32,
+}
+
+fn add_hit(hits: &mut HashMap<TraceId, Hit>, id: TraceId, t: i64) {
+    let e = hits.entry(id).or_insert(Hit {
+        id,
+        latest: t,
+        spans: 0,
+    });
+    e.latest = e.latest.max(t);
+    e.spans += 1;
 }
 
 #[cfg(test)]

@@ -344,8 +344,9 @@ async fn sample(
     query: &str,
 ) -> Result<Vec<(Vec<SpanRecord>, Vec<usize>)>, QueryError> {
     let expr = lenient(&param(query, "q").unwrap_or_default());
-    let r = traceql::search::search(&st.traces, t, Arc::new(expr), range(query)?, SAMPLE_TRACES)
-        .await?;
+    let r =
+        traceql::search::search_whole(&st.traces, t, Arc::new(expr), range(query)?, SAMPLE_TRACES)
+            .await?;
     Ok(r.hits
         .into_iter()
         .map(|h| (h.trace, h.matched.spans))

@@ -250,6 +250,35 @@ async fn traceql_search_answers_grafanas_shape() {
             .any(|a| a["key"] == "http.method"),
         "{attrs}"
     );
+    // Attributes in the JSON columns are read when the query names them.
+    let q = urlencode(
+        r#"{ .order.amount > 12 && span."my attr" != "x" } || { ."my attr" = "spaced" }"#,
+    );
+    let (_, body) = json(&app, &format!("/tempo/api/search?q={q}&start=0&end=10")).await;
+    let roots: Vec<&str> = body["traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["rootTraceName"].as_str().unwrap())
+        .collect();
+    assert_eq!(roots, vec!["GET /cart"], "{body}");
+    let q = urlencode(r#"{ .order.amount > 12 }"#);
+    let (_, body) = json(&app, &format!("/tempo/api/search?q={q}&start=0&end=10")).await;
+    let t = &body["traces"][0];
+    assert_eq!(t["rootTraceName"], "GET /checkout", "{body}");
+    assert_eq!(
+        t["spanSets"][0]["spans"][0]["attributes"][0],
+        serde_json::json!({"key": "order.amount", "value": {"doubleValue": 12.5}})
+    );
+    // A count threshold: traces with too few candidate spans are not even read.
+    for (n, want) in [(2, 1), (3, 0)] {
+        let q = urlencode(&format!(
+            r#"{{ resource.service.name = "checkout" }} | count() > {n}"#
+        ));
+        let (_, body) = json(&app, &format!("/tempo/api/search?q={q}&start=0&end=10")).await;
+        let got = body["traces"].as_array().map_or(0, |a| a.len());
+        assert_eq!(got, want, "count() > {n}: {body}");
+    }
     // Nothing found: no `traces` key, as Tempo omits empty lists.
     let q = urlencode(r#"{ name = "nope" }"#);
     let (s, body) = json(&app, &format!("/tempo/api/search?q={q}&start=0&end=10")).await;

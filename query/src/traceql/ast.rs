@@ -161,6 +161,41 @@ impl SpansetExpr {
             }
         }
     }
+
+    /// Every field the expression reads: its conditions, aggregates and `select()`s.
+    pub fn all_fields(&self) -> Vec<Field> {
+        let mut out = self.condition_fields();
+        self.collect_stage_fields(&mut out);
+        out
+    }
+
+    fn collect_stage_fields(&self, out: &mut Vec<Field>) {
+        let mut add = |f: &Field| {
+            if !out.contains(f) {
+                out.push(f.clone());
+            }
+        };
+        match self {
+            SpansetExpr::Filter(_) => {}
+            SpansetExpr::And(a, b)
+            | SpansetExpr::Or(a, b)
+            | SpansetExpr::Child(a, b)
+            | SpansetExpr::Descendant(a, b) => {
+                a.collect_stage_fields(out);
+                b.collect_stage_fields(out);
+            }
+            SpansetExpr::Pipeline(input, stages) => {
+                for s in stages {
+                    match s {
+                        Stage::Aggregate { field: Some(f), .. } => add(f),
+                        Stage::Select(fields) => fields.iter().for_each(&mut add),
+                        _ => {}
+                    }
+                }
+                input.collect_stage_fields(out);
+            }
+        }
+    }
 }
 
 impl Cond {

@@ -6,9 +6,11 @@
 //! The predicate is only ever weaker than the query (conditions it cannot express are left
 //! out), so no matching trace is missed: `{ a && b }` keeps the equalities of `a` and `b`;
 //! `x && y` and the structural operators need both sides, so they keep the stronger side;
-//! `x || y` keeps nothing but the time range.
+//! `x || y` keeps nothing but the time range. [`requirements`] lists every side's predicate:
+//! a matching trace has a span for each, so the search intersects their candidate sets.
 
-use loupe_storage::spans::SpanFilter;
+use loupe_storage::spans::schema::{self, AttrColumn};
+use loupe_storage::spans::{Projection, SpanFilter};
 
 use super::ast::{CmpOp, Cond, Field, Intrinsic, Scope, SpansetExpr, Static};
 
@@ -23,6 +25,104 @@ pub fn candidate_filter(
     f.start_unix_nano = start_unix_nano;
     f.end_unix_nano = end_unix_nano;
     f
+}
+
+/// Every span predicate a matching trace satisfies (each with some span), strongest first;
+/// predicates with no condition are left out.
+pub fn requirements(
+    expr: &SpansetExpr,
+    start_unix_nano: i64,
+    end_unix_nano: i64,
+) -> Vec<SpanFilter> {
+    fn walk(expr: &SpansetExpr, out: &mut Vec<SpanFilter>) {
+        match expr {
+            SpansetExpr::Filter(c) => {
+                let mut f = SpanFilter::default();
+                conjuncts(c, &mut f);
+                if f.score() > 0 {
+                    out.push(f);
+                }
+            }
+            SpansetExpr::And(a, b) | SpansetExpr::Child(a, b) | SpansetExpr::Descendant(a, b) => {
+                walk(a, out);
+                walk(b, out);
+            }
+            SpansetExpr::Or(..) => {}
+            SpansetExpr::Pipeline(input, _) => walk(input, out),
+        }
+    }
+    let mut out = Vec::new();
+    walk(expr, &mut out);
+    for f in &mut out {
+        f.start_unix_nano = start_unix_nano;
+        f.end_unix_nano = end_unix_nano;
+    }
+    out.sort_by_key(|f| std::cmp::Reverse(f.score()));
+    out.dedup();
+    out
+}
+
+/// The columns evaluating `expr` on whole traces reads: the trace structure and summary
+/// columns, and the columns of the fields it uses (an attribute's promoted column and, in
+/// files that hold the key there, the JSON attribute columns).
+pub fn projection(expr: &SpansetExpr) -> Projection {
+    let mut p = Projection::summary();
+    for field in expr.all_fields() {
+        match field {
+            Field::Intrinsic(Intrinsic::StatusMessage) => p.columns.push(schema::STATUS_MESSAGE),
+            Field::Intrinsic(_) => {}
+            Field::Attr {
+                scope: Scope::Event,
+                ..
+            } => p.columns.push(schema::EVENTS),
+            Field::Attr {
+                scope: Scope::Link, ..
+            } => p.columns.push(schema::LINKS),
+            Field::Attr { name, .. } => {
+                if let Some(AttrColumn::Promoted { column, .. }) = schema::column_for_key(&name) {
+                    p.columns.push(column);
+                }
+                if !matches!(schema::column_for_key(&name), Some(AttrColumn::ServiceName)) {
+                    p.json_keys.push(name);
+                }
+            }
+        }
+    }
+    p.columns.sort_unstable();
+    p.columns.dedup();
+    p
+}
+
+/// For `{ cond } | count() > N` (or `>=`): the fewest spans matching the candidate predicate a
+/// trace needs. The predicate is weaker than `cond`, so a trace with fewer cannot match.
+pub fn min_spans(expr: &SpansetExpr) -> Option<u32> {
+    use super::ast::{AggFunc, Stage};
+    let SpansetExpr::Pipeline(input, stages) = expr else {
+        return None;
+    };
+    if !matches!(**input, SpansetExpr::Filter(_)) {
+        return None;
+    }
+    let Some(Stage::Aggregate {
+        func: AggFunc::Count,
+        op,
+        value,
+        ..
+    }) = stages.first()
+    else {
+        return None;
+    };
+    let n = match value {
+        Static::Int(i) => *i as f64,
+        Static::Float(f) => *f,
+        _ => return None,
+    };
+    let min = match op {
+        CmpOp::Gt => n.floor() + 1.0,
+        CmpOp::Ge => n.ceil(),
+        _ => return None,
+    };
+    Some(min.clamp(0.0, u32::MAX as f64) as u32)
 }
 
 fn must(expr: &SpansetExpr) -> Option<SpanFilter> {
@@ -151,6 +251,58 @@ mod tests {
         assert_eq!(plan(r#"{ name = "a" || name = "b" }"#), time_only);
         assert_eq!(plan(r#"{ name =~ "a.*" }"#), time_only);
         assert_eq!(plan(r#"{ .x != "a" }"#), time_only);
+    }
+
+    #[test]
+    fn every_side_of_a_conjunction_is_a_requirement() {
+        let q = parse(r#"({ name = "a" } >> { name = "b" && status = error }) && { .x = 1 } || { kind = client }"#).unwrap();
+        assert!(
+            requirements(&q, 0, 10).is_empty(),
+            "an alternative requires nothing"
+        );
+        let q =
+            parse(r#"{ name = "a" } >> { name = "b" && status = error } | count() > 1"#).unwrap();
+        let r = requirements(&q, 0, 10);
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].name.as_deref(), Some("b"), "strongest first");
+        assert_eq!(r[1].name.as_deref(), Some("a"));
+        assert!(
+            r.iter()
+                .all(|f| (f.start_unix_nano, f.end_unix_nano) == (0, 10))
+        );
+    }
+
+    #[test]
+    fn projections_read_what_the_query_uses() {
+        let p = projection(&parse(r#"{ span.http.route = "/a" && .custom = 1 && resource.service.name = "x" && statusMessage = "m" } | select(event.e)"#).unwrap());
+        for c in [
+            "http_route",
+            schema::STATUS_MESSAGE,
+            schema::EVENTS,
+            schema::TRACE_ID,
+            schema::DURATION,
+        ] {
+            assert!(p.columns.contains(&c), "{c} in {:?}", p.columns);
+        }
+        assert!(!p.columns.contains(&schema::LINKS));
+        assert_eq!(
+            p.json_keys,
+            vec!["http.route".to_string(), "custom".to_string()]
+        );
+        let p = projection(&parse("{ duration > 1s }").unwrap());
+        let mut summary = Projection::summary().columns;
+        summary.sort_unstable();
+        assert_eq!((p.columns, p.json_keys.len()), (summary, 0));
+    }
+
+    #[test]
+    fn a_count_threshold_bounds_the_matching_spans() {
+        let m = |q: &str| min_spans(&parse(q).unwrap());
+        assert_eq!(m("{ .a = 1 } | count() > 2"), Some(3));
+        assert_eq!(m("{ .a = 1 } | count() >= 2.5"), Some(3));
+        assert_eq!(m("{ .a = 1 } | count() < 2"), None);
+        assert_eq!(m("({ .a = 1 } && { .b = 1 }) | count() > 2"), None);
+        assert_eq!(m("{ .a = 1 } | { .b = 2 } | count() > 2"), None);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Runs a TraceQL search. The expression's narrowing predicate ([`super::plan`]) ranks
 //! candidate traces by their most recent qualifying span (the same pruned scan as every other
-//! search); candidates are then read whole, newest first, in batches, and the expression is
-//! evaluated on the CPU pool until `limit` traces match. When the narrowing was too weak to
+//! search); the other sides of `&&`, `>` and `>>` are scanned too and only traces that have a
+//! span for each stay candidates. Candidates are then read whole, newest first, in batches,
+//! and the expression is evaluated on the CPU pool until `limit` traces match. When the narrowing was too weak to
 //! fill the page, the candidate window grows (×4) up to [`MAX_CANDIDATES`] traces per query,
 //! the bound that keeps an unselective query (`{ .x =~ ".*y" }` over a week) from reading
 //! everything; `inspected_traces` says how many were read.
@@ -15,7 +16,7 @@ use loupe_storage::spans::SpanFilter;
 
 use super::ast::SpansetExpr;
 use super::eval::{Matched, TraceView};
-use super::plan::candidate_filter;
+use super::plan::{candidate_filter, min_spans, projection, requirements};
 use crate::error::QueryError;
 use crate::service::{Trace, TraceService};
 
@@ -47,18 +48,46 @@ pub async fn search(
     search_also(svc, tenant, expr, range, limit, None).await
 }
 
+/// [`search`], reading the matching traces whole (all their attributes), as tag
+/// autocomplete needs.
+pub async fn search_whole(
+    svc: &TraceService,
+    tenant: &TenantId,
+    expr: Arc<SpansetExpr>,
+    range: (i64, i64),
+    limit: usize,
+) -> Result<Found, QueryError> {
+    run(svc, tenant, expr, range, limit, None, false).await
+}
+
 /// [`search`], where each trace must also have a span matching `also` (the native API's form
 /// conditions given with a query); `also`'s time range is ignored in favour of `range`.
 pub async fn search_also(
     svc: &TraceService,
     tenant: &TenantId,
     expr: Arc<SpansetExpr>,
-    (start, end): (i64, i64),
+    range: (i64, i64),
     limit: usize,
     also: Option<SpanFilter>,
 ) -> Result<Found, QueryError> {
+    let project = also.is_none();
+    run(svc, tenant, expr, range, limit, also, project).await
+}
+
+async fn run(
+    svc: &TraceService,
+    tenant: &TenantId,
+    expr: Arc<SpansetExpr>,
+    (start, end): (i64, i64),
+    limit: usize,
+    also: Option<SpanFilter>,
+    project: bool,
+) -> Result<Found, QueryError> {
     let started = std::time::Instant::now();
     let mut filter = candidate_filter(&expr, start, end);
+    // `{ cond } | count() > N`: traces with too few candidate spans are dropped unread (the
+    // counts are exact only over a complete scan, so such a query scans its whole range).
+    let mut min = min_spans(&expr);
     let also = also.map(|mut a| {
         a.start_unix_nano = i64::MIN;
         a.end_unix_nano = i64::MAX;
@@ -70,10 +99,34 @@ pub async fn search_also(
             end_unix_nano: end,
             ..a.clone()
         };
+        min = None;
     }
+    // Every other requirement narrows the candidates further: a trace must have a span for
+    // each. A requirement whose hits fill the cap is not exact, so it is not used.
+    let mut narrowing: Vec<HashSet<TraceId>> = Vec::new();
+    for req in requirements(&expr, start, end) {
+        if req == filter {
+            continue;
+        }
+        let hits = svc.ranked_hits(tenant, &req, MAX_CANDIDATES).await?;
+        if hits.len() < MAX_CANDIDATES {
+            narrowing.push(hits.into_iter().map(|(id, _)| id).collect());
+        }
+    }
+    metrics::histogram!("loupe_query_seconds", "op" => "traceql_narrow")
+        .record(started.elapsed().as_secs_f64());
+    // Traces are read with the columns the expression uses (and, with form conditions, all).
+    let columns = project.then(|| projection(&expr));
     let also = Arc::new(also);
-    let batch = limit.clamp(32, 512);
-    let mut want = (limit * 4).clamp(64, MAX_CANDIDATES);
+    // Alone, the predicate ranks as many candidates as the page holds (it matches most of
+    // them) and the window grows ×4 while too few match. With a count threshold or other
+    // requirements, one complete scan gives the exact candidates instead of many growing ones.
+    let batch = limit.clamp(1, 512);
+    let mut want = if min.is_some() || !narrowing.is_empty() {
+        MAX_CANDIDATES
+    } else {
+        limit.clamp(1, MAX_CANDIDATES)
+    };
     let mut evaluated: HashSet<TraceId> = HashSet::new();
     let mut found = Found {
         hits: Vec::new(),
@@ -81,16 +134,19 @@ pub async fn search_also(
         inspected_spans: 0,
     };
     'grow: loop {
-        let ranked = svc.ranked_hits(tenant, &filter, want).await?;
+        let (ranked, complete) = svc.counted_hits(tenant, &filter, want).await?;
         let exhausted = ranked.len() < want;
+        let enough = |spans: u32| !complete || min.is_none_or(|m| spans >= m);
         let new: Vec<TraceId> = ranked
             .into_iter()
-            .map(|(id, _)| id)
+            .filter(|h| enough(h.spans))
+            .map(|h| h.id)
             .filter(|id| !evaluated.contains(id))
+            .filter(|id| narrowing.iter().all(|n| n.contains(id)))
             .collect();
         for ids in new.chunks(batch) {
             evaluated.extend(ids.iter().copied());
-            let mut traces = svc.traces(tenant, ids).await?;
+            let mut traces = svc.traces_projected(tenant, ids, columns.as_ref()).await?;
             let ordered: Vec<(TraceId, Trace)> = ids
                 .iter()
                 .filter_map(|id| traces.remove(id).map(|t| (*id, t)))

@@ -28,4 +28,4 @@ pub use encode::encode_spans;
 pub use filter::SpanFilter;
 pub use format::SpanFormat;
 pub use links::SpanLink;
-pub use read::SpanReader;
+pub use read::{Projection, SpanReader};

@@ -36,6 +36,37 @@ use crate::store::Storage;
 
 const FOOTER_CACHE_ENTRIES: usize = 8192;
 
+/// The columns a read needs: `columns`, plus the JSON attribute columns in files whose JSON
+/// keys (unknown: all) include one of `json_keys` (a promoted key whose value had another type
+/// is there too).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Projection {
+    pub columns: Vec<&'static str>,
+    pub json_keys: Vec<String>,
+}
+
+impl Projection {
+    /// What a trace summary (root, duration, per-service counts) needs.
+    pub fn summary() -> Self {
+        Projection {
+            columns: schema::SUMMARY_COLUMNS.to_vec(),
+            json_keys: Vec::new(),
+        }
+    }
+
+    fn columns_for(&self, file_keys: Option<&HashSet<String>>) -> Vec<&'static str> {
+        let mut cols = self.columns.clone();
+        let json = self
+            .json_keys
+            .iter()
+            .any(|k| file_keys.is_none_or(|keys| keys.contains(k)));
+        if json {
+            cols.extend([schema::ATTRIBUTES, schema::RESOURCE_ATTRIBUTES]);
+        }
+        cols
+    }
+}
+
 /// An operation: (service, span name, kind).
 pub type Operation = (String, String, SpanKind);
 
@@ -174,13 +205,25 @@ impl SpanReader {
         entry: &FileEntry,
         ids: &HashSet<TraceId>,
     ) -> Result<Vec<SpanRecord>, StorageError> {
+        self.read_traces_projected(entry, ids, None).await
+    }
+
+    /// [`SpanReader::read_traces`] reading only what `projection` names (`None`: all); spans
+    /// come back with what those columns hold.
+    pub async fn read_traces_projected(
+        &self,
+        entry: &FileEntry,
+        ids: &HashSet<TraceId>,
+        projection: Option<&Projection>,
+    ) -> Result<Vec<SpanRecord>, StorageError> {
         let meta = self.metadata(entry).await?;
         let (row_groups, selection) = match column_index(&meta, schema::TRACE_ID) {
             Some(col) => plan_lookup(&meta, col, ids),
             None => ((0..meta.metadata().num_row_groups()).collect(), None),
         };
+        let columns = projection.map(|p| p.columns_for(json_keys_of(&meta).as_ref()));
         let batches = self
-            .read(entry, meta, row_groups, selection, None, None)
+            .read(entry, meta, row_groups, selection, columns.as_deref(), None)
             .await?;
         let ids = ids.clone();
         let path = entry.path.clone();

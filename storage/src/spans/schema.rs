@@ -148,3 +148,16 @@ pub static SPAN_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     fields.push(utf8(LINKS));
     Arc::new(Schema::new(fields))
 });
+
+/// The columns a trace summary (root, duration, per-service span and error counts) needs.
+pub const SUMMARY_COLUMNS: &[&str] = &[
+    TRACE_ID,
+    SPAN_ID,
+    PARENT_SPAN_ID,
+    NAME,
+    START,
+    DURATION,
+    SERVICE_NAME,
+    KIND,
+    STATUS_CODE,
+];
