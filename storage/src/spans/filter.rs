@@ -82,14 +82,20 @@ impl SpanFilter {
     /// `json_keys` (`None`: unknown). `None` when the file cannot match: a wanted key that
     /// has no column of its own is absent from its JSON columns.
     pub fn columns(&self, json_keys: Option<&HashSet<String>>) -> Option<Vec<&'static str>> {
-        let mut cols = vec![
-            schema::TRACE_ID,
-            schema::START,
-            schema::DURATION,
-            schema::SERVICE_NAME,
-            schema::NAME,
-            schema::STATUS_CODE,
-        ];
+        // Only what the conditions read: on wide files the other columns are most of a scan.
+        let mut cols = vec![schema::TRACE_ID, schema::START];
+        if self.min_duration_nano.is_some() || self.max_duration_nano.is_some() {
+            cols.push(schema::DURATION);
+        }
+        if self.service.is_some() || self.tags.iter().any(|(k, _)| k == "service.name") {
+            cols.push(schema::SERVICE_NAME);
+        }
+        if self.name.is_some() {
+            cols.push(schema::NAME);
+        }
+        if self.status.is_some() || self.status_not.is_some() {
+            cols.push(schema::STATUS_CODE);
+        }
         if self.kind.is_some() {
             cols.push(schema::KIND);
         }
@@ -122,16 +128,15 @@ impl SpanFilter {
     /// (trace id, span start) of every row of `batch` that matches.
     pub fn matching_rows(&self, batch: &RecordBatch) -> Vec<(TraceId, i64)> {
         let c = Columns::new(batch);
-        let (Some(trace), Some(start), Some(dur), Some(service), Some(name), Some(status)) = (
-            c.fixed(schema::TRACE_ID),
-            c.timestamp(schema::START),
-            c.i64(schema::DURATION),
-            c.string(schema::SERVICE_NAME),
-            c.string(schema::NAME),
-            c.i8(schema::STATUS_CODE),
-        ) else {
+        let (Some(trace), Some(start)) = (c.fixed(schema::TRACE_ID), c.timestamp(schema::START))
+        else {
             return Vec::new();
         };
+        // Read when a condition needs them (see `columns`); absent, such a condition fails.
+        let dur = c.i64(schema::DURATION);
+        let service = c.string(schema::SERVICE_NAME);
+        let name = c.string(schema::NAME);
+        let status = c.i8(schema::STATUS_CODE);
         let attrs = c.string(schema::ATTRIBUTES);
         let res_attrs = c.string(schema::RESOURCE_ATTRIBUTES);
         let kind = c.i8(schema::KIND);
@@ -139,13 +144,20 @@ impl SpanFilter {
         let mut out = Vec::new();
         for i in 0..batch.num_rows() {
             let t = start.value(i);
-            let d = dur.value(i);
+            let d = || dur.map(|a| a.value(i));
+            let st = || status.map(|a| a.value(i));
             if t < self.start_unix_nano
                 || t > self.end_unix_nano
-                || self.min_duration_nano.is_some_and(|v| d < v)
-                || self.max_duration_nano.is_some_and(|v| d > v)
-                || self.status.is_some_and(|v| v as i8 != status.value(i))
-                || self.status_not.is_some_and(|v| v as i8 == status.value(i))
+                || self
+                    .min_duration_nano
+                    .is_some_and(|v| d().is_none_or(|d| d < v))
+                || self
+                    .max_duration_nano
+                    .is_some_and(|v| d().is_none_or(|d| d > v))
+                || self.status.is_some_and(|v| st() != Some(v as i8))
+                || self
+                    .status_not
+                    .is_some_and(|v| st().is_none_or(|s| s == v as i8))
                 || self
                     .kind
                     .is_some_and(|v| kind.is_none_or(|k| k.value(i) != v as i8))
@@ -156,16 +168,17 @@ impl SpanFilter {
                 || self
                     .service
                     .as_deref()
-                    .is_some_and(|v| v != service.get(i).unwrap_or_default())
+                    .is_some_and(|v| service.and_then(|s| s.get(i)) != Some(v))
                 || self
                     .name
                     .as_deref()
-                    .is_some_and(|v| v != name.get(i).unwrap_or_default())
+                    .is_some_and(|v| name.and_then(|n| n.get(i)) != Some(v))
             {
                 continue;
             }
+            let svc = service.and_then(|s| s.get(i)).unwrap_or_default();
             let tags_ok = self.tags.iter().all(|(k, v)| {
-                tag_matches(&c, i, k, v, service.get(i).unwrap_or_default())
+                tag_matches(&c, i, k, v, svc)
                     || json_tag_matches(str_at(attrs, i), k, v)
                     || json_tag_matches(str_at(res_attrs, i), k, v)
             });
