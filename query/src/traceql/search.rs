@@ -103,30 +103,39 @@ async fn run(
     }
     // Every other requirement narrows the candidates further: a trace must have a span for
     // each. A requirement whose hits fill the cap is not exact, so it is not used.
-    let mut narrowing: Vec<HashSet<TraceId>> = Vec::new();
-    for req in requirements(&expr, start, end) {
-        if req == filter {
-            continue;
-        }
-        let hits = svc.ranked_hits(tenant, &req, MAX_CANDIDATES).await?;
-        if hits.len() < MAX_CANDIDATES {
-            narrowing.push(hits.into_iter().map(|(id, _)| id).collect());
-        }
-    }
+    let others: Vec<SpanFilter> = requirements(&expr, start, end)
+        .into_iter()
+        .filter(|r| *r != filter)
+        .collect();
+    // Alone, the predicate ranks as many candidates as the page holds (it matches most of
+    // them) and the window grows ×4 while too few match. With a count threshold or other
+    // requirements, one complete scan gives the exact candidates instead of many growing ones.
+    let batch = limit.clamp(1, 512);
+    let mut want = if min.is_some() || !others.is_empty() {
+        MAX_CANDIDATES
+    } else {
+        limit.clamp(1, MAX_CANDIDATES)
+    };
+    // The requirements' scans and the first ranking scan run at once.
+    let (narrowing, first) = futures::try_join!(
+        futures::future::try_join_all(others.iter().map(|r| svc.ranked_hits(
+            tenant,
+            r,
+            MAX_CANDIDATES
+        ))),
+        svc.counted_hits(tenant, &filter, want),
+    )?;
+    let narrowing: Vec<HashSet<TraceId>> = narrowing
+        .into_iter()
+        .filter(|hits| hits.len() < MAX_CANDIDATES)
+        .map(|hits| hits.into_iter().map(|(id, _)| id).collect())
+        .collect();
+    let mut first = Some(first);
     metrics::histogram!("loupe_query_seconds", "op" => "traceql_narrow")
         .record(started.elapsed().as_secs_f64());
     // Traces are read with the columns the expression uses (and, with form conditions, all).
     let columns = project.then(|| projection(&expr));
     let also = Arc::new(also);
-    // Alone, the predicate ranks as many candidates as the page holds (it matches most of
-    // them) and the window grows ×4 while too few match. With a count threshold or other
-    // requirements, one complete scan gives the exact candidates instead of many growing ones.
-    let batch = limit.clamp(1, 512);
-    let mut want = if min.is_some() || !narrowing.is_empty() {
-        MAX_CANDIDATES
-    } else {
-        limit.clamp(1, MAX_CANDIDATES)
-    };
     let mut evaluated: HashSet<TraceId> = HashSet::new();
     let mut found = Found {
         hits: Vec::new(),
@@ -134,7 +143,10 @@ async fn run(
         inspected_spans: 0,
     };
     'grow: loop {
-        let (ranked, complete) = svc.counted_hits(tenant, &filter, want).await?;
+        let (ranked, complete) = match first.take() {
+            Some(r) => r,
+            None => svc.counted_hits(tenant, &filter, want).await?,
+        };
         let exhausted = ranked.len() < want;
         let enough = |spans: u32| !complete || min.is_none_or(|m| spans >= m);
         let new: Vec<TraceId> = ranked

@@ -271,13 +271,35 @@ impl SpanReader {
             // A wanted attribute key that this file does not have at all.
             return Ok(Vec::new());
         };
-        let row_filter = filter.service.clone().and_then(|want| {
-            let idx = column_index(&meta, schema::SERVICE_NAME)?;
+        // Decode the other columns only for rows whose cheapest condition holds: the service,
+        // else a string tag whose key lives only in its promoted column in this file, else
+        // the span name. (A key also in the JSON columns can match there too, so it cannot
+        // filter rows on its column alone.)
+        let only_promoted = |k: &str| json_keys.as_ref().is_some_and(|keys| !keys.contains(k));
+        let first_cut: Option<(&'static str, String)> = filter
+            .service
+            .clone()
+            .map(|v| (schema::SERVICE_NAME, v))
+            .or_else(|| {
+                filter
+                    .tags
+                    .iter()
+                    .find_map(|(k, v)| match schema::column_for_key(k) {
+                        Some(schema::AttrColumn::Promoted {
+                            column,
+                            is_int: false,
+                            ..
+                        }) if only_promoted(k) => Some((column, v.clone())),
+                        _ => None,
+                    })
+            })
+            .or_else(|| filter.name.clone().map(|v| (schema::NAME, v)));
+        let row_filter = first_cut.and_then(|(column, want)| {
+            let idx = column_index(&meta, column)?;
             let mask =
                 ProjectionMask::leaves(meta.metadata().file_metadata().schema_descr(), [idx]);
-            // Decode the other columns only for rows of the wanted service.
             let pred = ArrowPredicateFn::new(mask, move |batch: RecordBatch| {
-                let col = Columns::new(&batch).string(schema::SERVICE_NAME);
+                let col = Columns::new(&batch).string(column);
                 Ok(BooleanArray::from_iter((0..batch.num_rows()).map(|i| {
                     Some(col.and_then(|c| c.get(i)) == Some(want.as_str()))
                 })))
