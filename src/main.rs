@@ -13,7 +13,7 @@ use clap::Parser;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Options in mimalloc v3's option enum (`mi_option_t`; libmimalloc-sys exports neither).
+/// `mi_option_purge_delay` in mimalloc's option enum (libmimalloc-sys does not export it).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// Keeps freed pages for half a second before returning them to the OS. With mimalloc's 10 ms
@@ -31,14 +31,13 @@ fn tune_allocator() {
         // SAFETY: sets a plain integer option; mimalloc reads options atomically.
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 500) };
     }
-    if std::env::var_os("LOUPE_ALLOW_THP").is_none_or(|v| v != "1") {
+    #[cfg(target_os = "linux")]
+    {
         // SAFETY: prctl with PR_SET_THP_DISABLE only sets a flag on this process.
         let rc = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
         if rc != 0 {
-            eprintln!(
-                "loupe: cannot disable transparent huge pages: {}",
-                std::io::Error::last_os_error()
-            );
+            let e = std::io::Error::last_os_error();
+            eprintln!("loupe: cannot disable transparent huge pages: {e}");
         }
     }
 }
