@@ -5,10 +5,11 @@
 //! are plain text with the HTTP status, as Tempo writes them.
 //!
 //! - [`otlp`]: spans back to OTLP (protobuf and Tempo's JSON).
-//! - [`search`]: `/api/search` and the tag endpoints.
+//! - [`search`]: `/api/search`; [`tags`]: tag names and values for autocomplete.
 
 pub mod otlp;
 pub mod search;
+pub mod tags;
 
 use axum::Router;
 use axum::body::Body;
@@ -107,6 +108,19 @@ fn trace_id(id: &str) -> Result<loupe_storage::model::TraceId, QueryError> {
     })
 }
 
+/// A trace by id for the tenant of `headers`; `start`/`end` in `query` are validated.
+async fn lookup(
+    st: &QueryState,
+    headers: &HeaderMap,
+    id: &str,
+    query: Option<&str>,
+) -> Result<Option<Vec<loupe_storage::model::SpanRecord>>, TempoError> {
+    let t = tenant(st, headers)?;
+    seconds_range(query.unwrap_or(""))?;
+    let id = trace_id(id)?;
+    Ok(st.traces.trace(&t, id).await?)
+}
+
 async fn echo() -> &'static str {
     "echo"
 }
@@ -129,10 +143,7 @@ async fn trace_v1(
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, TempoError> {
-    let t = tenant(&st, &headers)?;
-    seconds_range(q.as_deref().unwrap_or(""))?;
-    let id = trace_id(&id)?;
-    let Some(spans) = st.traces.trace(&t, id).await? else {
+    let Some(spans) = lookup(&st, &headers, &id, q.as_deref()).await? else {
         return Ok(StatusCode::NOT_FOUND.into_response());
     };
     Ok(if wants_protobuf(&headers) {
@@ -150,10 +161,9 @@ async fn trace_v2(
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, TempoError> {
-    let t = tenant(&st, &headers)?;
-    seconds_range(q.as_deref().unwrap_or(""))?;
-    let id = trace_id(&id)?;
-    let spans = st.traces.trace(&t, id).await?.unwrap_or_default();
+    let spans = lookup(&st, &headers, &id, q.as_deref())
+        .await?
+        .unwrap_or_default();
     Ok(if wants_protobuf(&headers) {
         let trace = otlp::traces_data(&spans).encode_to_vec();
         // TraceByIDResponse { trace = 1 }: the embedded message, length-delimited.
@@ -183,15 +193,15 @@ pub fn router(state: QueryState) -> Router {
         .route("/tempo/api/traces/{trace_id}", get(trace_v1))
         .route("/tempo/api/v2/traces/{trace_id}", get(trace_v2))
         .route("/tempo/api/search", get(search::search))
-        .route("/tempo/api/search/tags", get(search::tags_v1))
-        .route("/tempo/api/v2/search/tags", get(search::tags_v2))
+        .route("/tempo/api/search/tags", get(tags::tags_v1))
+        .route("/tempo/api/v2/search/tags", get(tags::tags_v2))
         .route(
             "/tempo/api/search/tag/{tag}/values",
-            get(search::tag_values_v1),
+            get(tags::tag_values_v1),
         )
         .route(
             "/tempo/api/v2/search/tag/{tag}/values",
-            get(search::tag_values_v2),
+            get(tags::tag_values_v2),
         )
         .route("/tempo/{*rest}", get(not_found))
         .with_state(state)

@@ -1,8 +1,8 @@
 //! TraceQL, Tempo's trace query language, written from its documentation (Tempo's grammar is
 //! AGPL and no maintained Rust crate parses it).
 //!
-//! - [`lexer`] and [`parser`]: text → [`ast::SpansetExpr`], with type checks; what we do not
-//!   support answers a [`TraceQlError`] naming it (HTTP 400).
+//! - [`lexer`] and [`parser`]: text → [`ast::SpansetExpr`], with type checks (`check.rs`); what
+//!   we do not support answers a [`TraceQlError`] naming it (HTTP 400).
 //! - [`eval`]: the expression on one whole trace → the matched spanset.
 //! - [`plan`]: the span predicate that narrows a search to candidate traces before they are
 //!   read whole; [`search`] runs a search with it.
@@ -12,6 +12,7 @@
 //! nextest run -p loupe-query traceql` rewrites the expected halves after a deliberate change.
 
 pub mod ast;
+mod check;
 pub mod eval;
 pub mod lexer;
 pub mod parser;
