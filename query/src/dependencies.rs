@@ -9,8 +9,8 @@
 //! starts at most [`PARENT_LOOKBACK`] before its child's hour in a file that overlaps that hour,
 //! or in the fresh buffer; a span whose parent is elsewhere is not counted.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use futures::StreamExt;
 use loupe_storage::TenantId;
@@ -19,45 +19,15 @@ use loupe_storage::model::{SpanId, TraceId};
 use loupe_storage::spans::SpanLink;
 
 use crate::error::QueryError;
+pub use crate::service::EdgeCounts;
 use crate::service::TraceService;
-
-/// (parent service, child service) → calls.
-pub type EdgeCounts = BTreeMap<(String, String), u64>;
 
 const HOUR: i64 = 3_600_000_000_000;
 /// How long before its child's hour a parent may start and still be found.
 pub const PARENT_LOOKBACK: i64 = HOUR;
 /// The longest range one request aggregates (30 days).
 pub const MAX_RANGE: i64 = 30 * 24 * HOUR;
-const CACHE_ENTRIES: usize = 8192;
 const READ_CONCURRENCY: usize = 8;
-
-/// A whole hour's edges and the ids of the files they were counted from.
-type CountedHour = (Vec<String>, Arc<EdgeCounts>);
-
-/// Whole hours already counted, per tenant and hour start.
-#[derive(Default)]
-pub struct EdgeCache {
-    hours: Mutex<HashMap<(TenantId, i64), CountedHour>>,
-}
-
-impl EdgeCache {
-    fn get(&self, tenant: &TenantId, hour: i64, files: &[String]) -> Option<Arc<EdgeCounts>> {
-        let hours = self.hours.lock().unwrap_or_else(|e| e.into_inner());
-        hours
-            .get(&(tenant.clone(), hour))
-            .filter(|(ids, _)| ids == files)
-            .map(|(_, e)| e.clone())
-    }
-
-    fn put(&self, tenant: &TenantId, hour: i64, files: Vec<String>, edges: Arc<EdgeCounts>) {
-        let mut hours = self.hours.lock().unwrap_or_else(|e| e.into_inner());
-        if hours.len() >= CACHE_ENTRIES {
-            hours.clear();
-        }
-        hours.insert((tenant.clone(), hour), (files, edges));
-    }
-}
 
 impl TraceService {
     /// Cross-service parent → child span counts for children starting in `[start, end]`.
@@ -219,11 +189,7 @@ mod tests {
         let all = (t0, t0 + 2 * HOUR - 1);
         let want = edges(&[("api", "db", 1), ("web", "api", 3)]);
         assert_eq!(svc.dependencies(&tenant, all.0, all.1).await.unwrap(), want);
-        assert_eq!(
-            svc.edges.hours.lock().unwrap().len(),
-            2,
-            "two whole hours cached"
-        );
+        assert_eq!(svc.edges.len(), 2, "two whole hours cached");
         // Served from the cache the second time, with the same answer.
         assert_eq!(svc.dependencies(&tenant, all.0, all.1).await.unwrap(), want);
         // A range that ends inside the second hour counts only children in it.

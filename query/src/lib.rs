@@ -27,6 +27,7 @@ pub use state::QueryState;
 /// Every query route (native, Jaeger and Tempo APIs), merged.
 pub fn router(state: QueryState) -> axum::Router {
     native::router(state.clone())
+        .route("/api/v1/openapi.json", axum::routing::get(openapi::serve))
         .merge(jaeger::router(state.clone()))
         .merge(tempo::router(state))
 }

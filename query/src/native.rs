@@ -416,7 +416,6 @@ pub fn router(state: QueryState) -> Router {
             get(list_operations),
         )
         .route("/api/v1/stats", get(crate::stats::stats))
-        .route("/api/v1/openapi.json", get(crate::openapi::serve))
         .route("/api/{*rest}", get(not_found))
         .with_state(state)
 }

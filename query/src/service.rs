@@ -11,8 +11,8 @@
 //!   removed it) makes the query reload the catalog and run once more, so it answers from the
 //!   files that replaced it instead of failing.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -35,7 +35,7 @@ pub struct TraceService {
     /// How stale the cached catalog may be (commits by this process are seen at once).
     catalog_max_age: Duration,
     /// Service-graph edges per hour (see [`crate::dependencies`]).
-    pub(crate) edges: crate::dependencies::EdgeCache,
+    pub(crate) edges: EdgeCache,
 }
 
 /// A whole trace, spans ordered by start time.
@@ -396,6 +396,61 @@ fn add_hit(hits: &mut HashMap<TraceId, Hit>, id: TraceId, t: i64) {
     });
     e.latest = e.latest.max(t);
     e.spans += 1;
+}
+
+/// Service-graph edges: (parent service, child service) → calls (see [`crate::dependencies`]).
+pub type EdgeCounts = BTreeMap<(String, String), u64>;
+
+/// Whole hours of edges kept at most (per process).
+const EDGE_CACHE_ENTRIES: usize = 8192;
+
+/// A whole hour's edges and the ids of the files they were counted from.
+type CountedHour = (Vec<String>, Arc<EdgeCounts>);
+
+/// Whole hours already counted, per tenant and hour start.
+#[derive(Default)]
+pub struct EdgeCache {
+    hours: Mutex<HashMap<(TenantId, i64), CountedHour>>,
+}
+
+impl EdgeCache {
+    /// Whole hours cached.
+    pub fn len(&self) -> usize {
+        self.hours.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl EdgeCache {
+    pub(crate) fn get(
+        &self,
+        tenant: &TenantId,
+        hour: i64,
+        files: &[String],
+    ) -> Option<Arc<EdgeCounts>> {
+        let hours = self.hours.lock().unwrap_or_else(|e| e.into_inner());
+        hours
+            .get(&(tenant.clone(), hour))
+            .filter(|(ids, _)| ids == files)
+            .map(|(_, e)| e.clone())
+    }
+
+    pub(crate) fn put(
+        &self,
+        tenant: &TenantId,
+        hour: i64,
+        files: Vec<String>,
+        edges: Arc<EdgeCounts>,
+    ) {
+        let mut hours = self.hours.lock().unwrap_or_else(|e| e.into_inner());
+        if hours.len() >= EDGE_CACHE_ENTRIES {
+            hours.clear();
+        }
+        hours.insert((tenant.clone(), hour), (files, edges));
+    }
 }
 
 #[cfg(test)]
