@@ -44,7 +44,7 @@ pub fn decode_request(
     } else {
         Bytes::from(req.encode_to_vec())
     };
-    let rows = to_span_records(&req);
+    let rows = to_span_records(req);
     let chunk = Chunk::new(rows, payload.len() as u64);
     Ok(DecodedTraces {
         validated,

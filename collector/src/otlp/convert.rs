@@ -153,17 +153,17 @@ pub fn validate_traces(req: &mut ExportTraceServiceRequest, window: &TimeWindow)
     v
 }
 
-fn any_value(v: &AnyValue) -> AttrValue {
-    match &v.value {
-        Some(any_value::Value::StringValue(s)) => AttrValue::Str(s.clone()),
-        Some(any_value::Value::BoolValue(b)) => AttrValue::Bool(*b),
-        Some(any_value::Value::IntValue(i)) => AttrValue::Int(*i),
-        Some(any_value::Value::DoubleValue(d)) => AttrValue::Double(*d),
-        Some(any_value::Value::BytesValue(b)) => AttrValue::Bytes(b.clone()),
+fn any_value(v: AnyValue) -> AttrValue {
+    match v.value {
+        Some(any_value::Value::StringValue(s)) => AttrValue::Str(s),
+        Some(any_value::Value::BoolValue(b)) => AttrValue::Bool(b),
+        Some(any_value::Value::IntValue(i)) => AttrValue::Int(i),
+        Some(any_value::Value::DoubleValue(d)) => AttrValue::Double(d),
+        Some(any_value::Value::BytesValue(b)) => AttrValue::Bytes(b),
         Some(any_value::Value::ArrayValue(a)) => {
-            AttrValue::Array(a.values.iter().map(any_value).collect())
+            AttrValue::Array(a.values.into_iter().map(any_value).collect())
         }
-        Some(any_value::Value::KvlistValue(kv)) => AttrValue::Map(attrs(&kv.values)),
+        Some(any_value::Value::KvlistValue(kv)) => AttrValue::Map(attrs(kv.values)),
         // An empty value is valid OTLP; keep the key.
         None => AttrValue::Str(String::new()),
         #[allow(unreachable_patterns)]
@@ -171,15 +171,13 @@ fn any_value(v: &AnyValue) -> AttrValue {
     }
 }
 
-fn attrs(kvs: &[KeyValue]) -> Attrs {
+fn attrs(kvs: Vec<KeyValue>) -> Attrs {
     Attrs(
-        kvs.iter()
+        kvs.into_iter()
             .map(|kv| {
                 (
-                    kv.key.clone(),
-                    kv.value
-                        .as_ref()
-                        .map_or(AttrValue::Str(String::new()), any_value),
+                    kv.key,
+                    kv.value.map_or(AttrValue::Str(String::new()), any_value),
                 )
             })
             .collect(),
@@ -194,15 +192,12 @@ fn id<const N: usize>(b: &[u8]) -> [u8; N] {
     out
 }
 
-/// Converts a validated request into span records.
-pub fn to_span_records(req: &ExportTraceServiceRequest) -> Vec<SpanRecord> {
+/// Converts a validated request into span records, moving its strings and values (no copies:
+/// they were most of the conversion's allocations).
+pub fn to_span_records(req: ExportTraceServiceRequest) -> Vec<SpanRecord> {
     let mut out = Vec::new();
-    for rs in &req.resource_spans {
-        let res_attrs = rs
-            .resource
-            .as_ref()
-            .map(|r| attrs(&r.attributes))
-            .unwrap_or_default();
+    for rs in req.resource_spans {
+        let res_attrs = rs.resource.map(|r| attrs(r.attributes)).unwrap_or_default();
         let service_name = match res_attrs.get("service.name") {
             Some(AttrValue::Str(s)) if !s.is_empty() => s.clone(),
             _ => "unknown_service".to_string(),
@@ -211,51 +206,53 @@ pub fn to_span_records(req: &ExportTraceServiceRequest) -> Vec<SpanRecord> {
             service_name,
             attributes: res_attrs,
         });
-        for ss in &rs.scope_spans {
+        for ss in rs.scope_spans {
             let scope = Arc::new(
                 ss.scope
-                    .as_ref()
                     .map(|s| Scope {
-                        name: s.name.clone(),
-                        version: s.version.clone(),
+                        name: s.name,
+                        version: s.version,
                     })
                     .unwrap_or_default(),
             );
-            for s in &ss.spans {
+            out.reserve(ss.spans.len());
+            for s in ss.spans {
                 let start = s.start_time_unix_nano as i64;
-                let status = s.status.as_ref();
+                let (status_code, status_message) = s
+                    .status
+                    .map_or((0, String::new()), |st| (st.code, st.message));
                 out.push(SpanRecord {
                     trace_id: id(&s.trace_id),
                     span_id: id(&s.span_id),
                     parent_span_id: (s.parent_span_id.len() == 8).then(|| id(&s.parent_span_id)),
-                    trace_state: s.trace_state.clone(),
-                    name: s.name.clone(),
+                    trace_state: s.trace_state,
+                    name: s.name,
                     kind: SpanKind::from_i32(s.kind),
                     start_unix_nano: start,
                     duration_nano: (s.end_time_unix_nano as i64).saturating_sub(start),
-                    status_code: StatusCode::from_i32(status.map_or(0, |st| st.code)),
-                    status_message: status.map(|st| st.message.clone()).unwrap_or_default(),
+                    status_code: StatusCode::from_i32(status_code),
+                    status_message,
                     resource: resource.clone(),
                     scope: scope.clone(),
-                    attributes: attrs(&s.attributes),
+                    attributes: attrs(s.attributes),
                     events: s
                         .events
-                        .iter()
+                        .into_iter()
                         .map(|e| Event {
                             time_unix_nano: e.time_unix_nano.min(i64::MAX as u64) as i64,
-                            name: e.name.clone(),
-                            attributes: attrs(&e.attributes),
+                            name: e.name,
+                            attributes: attrs(e.attributes),
                         })
                         .collect(),
                     links: s
                         .links
-                        .iter()
+                        .into_iter()
                         .filter(|l| l.trace_id.len() == 16 && l.span_id.len() == 8)
                         .map(|l| Link {
                             trace_id: id(&l.trace_id),
                             span_id: id(&l.span_id),
-                            trace_state: l.trace_state.clone(),
-                            attributes: attrs(&l.attributes),
+                            trace_state: l.trace_state,
+                            attributes: attrs(l.attributes),
                         })
                         .collect(),
                 });
@@ -325,7 +322,7 @@ mod tests {
             "{}",
             v.message
         );
-        let recs = to_span_records(&req);
+        let recs = to_span_records(req);
         assert_eq!(recs.len(), 1);
         assert_eq!(recs[0].service_name(), "svc");
         assert_eq!(recs[0].duration_nano, 10);

@@ -17,5 +17,5 @@ pub fn decode_trace_payload(
         payload,
     )
     .map_err(|e| format!("invalid ExportTraceServiceRequest: {e}"))?;
-    Ok(to_span_records(&req))
+    Ok(to_span_records(req))
 }
