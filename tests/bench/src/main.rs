@@ -10,6 +10,7 @@
 mod figures;
 mod load;
 mod phases;
+mod pipeline;
 mod searches;
 mod server;
 mod tracegen;

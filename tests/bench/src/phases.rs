@@ -39,6 +39,7 @@ const INGEST_ROUNDS: usize = 3;
 
 /// Every figure a full run produces; a run fails if one is missing.
 pub const FIGURES: &[&str] = &[
+    "ingest_pipeline_spans_per_cpu_s",
     "spans_ingest_per_cpu_s",
     "spans_ingest_http_per_cpu_s",
     "span_stored_bytes",
@@ -267,6 +268,25 @@ pub async fn run(args: &Args, sizes: &Sizes) -> anyhow::Result<()> {
         total_spans,
         raw as f64 / 1e6
     );
+
+    // The ingest path's CPU work in-process, on the same requests (see `pipeline`).
+    if ctx.wanted("ingest_pipeline_spans_per_cpu_s") {
+        let all_requests: Vec<Bytes> = grpc_bytes
+            .iter()
+            .chain(http_bytes.iter())
+            .cloned()
+            .collect();
+        let cost = crate::pipeline::measure(&all_requests)?;
+        let cpu = cost.decode_convert_s + cost.encode_s;
+        ctx.emit(Figure::new(
+            "ingest_pipeline_spans_per_cpu_s",
+            cost.spans as f64 / cpu.max(1e-9),
+            "spans/cpu_s",
+            None,
+            json!({"spans": cost.spans, "decode_convert_cpu_s": cost.decode_convert_s, "encode_cpu_s": cost.encode_s,
+                "measures": "in-process decode + conversion + Parquet encoding, no server, WAL or upload"}),
+        ));
+    }
 
     // Phase 1: ingest on a fresh server (no compaction while measuring).
     let no_compaction = [("LOUPE_COMPACTION_INTERVAL", "1h".to_string())];
