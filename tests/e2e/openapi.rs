@@ -23,6 +23,8 @@ async fn schemathesis_finds_the_openapi_document_exact() {
         "schemathesis is missing: run tests/setup.sh first"
     );
     let out = Command::new(st)
+        // Schemathesis keeps a cache in its working directory: keep it out of the repository.
+        .current_dir(dir.path())
         .env("SCHEMATHESIS_HOOKS", "schemathesis_hooks")
         .env("PYTHONPATH", workspace_root().join("tests/python"))
         .args(["run", &server.url("/api/v1/openapi.json")])
