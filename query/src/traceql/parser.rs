@@ -18,6 +18,8 @@ pub fn parse(src: &str) -> Result<SpansetExpr, TraceQlError> {
         toks,
         i: 0,
         end: src.len(),
+        nodes: 0,
+        depth: 0,
     };
     let expr = p.pipeline()?;
     if let Some((tok, at)) = p.toks.get(p.i) {
@@ -36,6 +38,8 @@ pub fn parse_field(src: &str) -> Result<Field, TraceQlError> {
         toks: lex(src)?,
         i: 0,
         end: src.len(),
+        nodes: 0,
+        depth: 0,
     };
     let field = p.field()?;
     if let Some((tok, at)) = p.toks.get(p.i) {
@@ -51,7 +55,18 @@ struct Parser {
     toks: Vec<Spanned>,
     i: usize,
     end: usize,
+    /// Operators, filters, comparisons and parentheses seen (see [`MAX_NODES`]).
+    nodes: usize,
+    /// Parentheses open now (see [`MAX_DEPTH`]).
+    depth: usize,
 }
+
+/// The deepest nesting of parentheses one query may have.
+pub const MAX_DEPTH: usize = 32;
+
+/// The most operators, filters, comparisons and parentheses one query may have. Parsing,
+/// printing and evaluation recurse along the tree, so this also bounds their stack depth.
+pub const MAX_NODES: usize = 512;
 
 fn describe(t: &Tok) -> String {
     match t {
@@ -85,6 +100,35 @@ fn describe(t: &Tok) -> String {
 }
 
 impl Parser {
+    fn node(&mut self) -> Result<(), TraceQlError> {
+        self.nodes += 1;
+        if self.nodes > MAX_NODES {
+            return Err(TraceQlError::at(
+                self.pos(),
+                format!(
+                    "the query is too complex (more than {MAX_NODES} operators, filters and parentheses)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Enters a parenthesis; [`Parser::leave`] leaves it.
+    fn enter(&mut self) -> Result<(), TraceQlError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(TraceQlError::at(
+                self.pos(),
+                format!("the query nests parentheses more than {MAX_DEPTH} deep"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn leave(&mut self) {
+        self.depth -= 1;
+    }
+
     fn peek(&self) -> Option<&Tok> {
         self.toks.get(self.i).map(|(t, _)| t)
     }
@@ -143,6 +187,7 @@ impl Parser {
     fn or_expr(&mut self) -> Result<SpansetExpr, TraceQlError> {
         let mut left = self.and_expr()?;
         while self.eat(&Tok::OrOr) {
+            self.node()?;
             let right = self.and_expr()?;
             left = SpansetExpr::Or(Box::new(left), Box::new(right));
         }
@@ -152,6 +197,7 @@ impl Parser {
     fn and_expr(&mut self) -> Result<SpansetExpr, TraceQlError> {
         let mut left = self.structural()?;
         while self.eat(&Tok::AndAnd) {
+            self.node()?;
             let right = self.structural()?;
             left = SpansetExpr::And(Box::new(left), Box::new(right));
         }
@@ -162,6 +208,7 @@ impl Parser {
         let mut left = self.primary()?;
         loop {
             let at = self.pos();
+            self.node()?;
             match self.peek() {
                 Some(Tok::Gt) => {
                     self.i += 1;
@@ -200,12 +247,15 @@ impl Parser {
     }
 
     fn primary(&mut self) -> Result<SpansetExpr, TraceQlError> {
+        self.node()?;
         match self.peek() {
             Some(Tok::LBrace) => Ok(SpansetExpr::Filter(self.braced()?)),
             Some(Tok::LParen) => {
                 self.i += 1;
+                self.enter()?;
                 let inner = self.pipeline()?;
                 self.expect(&Tok::RParen, "`)`")?;
+                self.leave();
                 Ok(inner)
             }
             Some(Tok::Word(w)) if is_function(w) => Err(TraceQlError::unsupported(
@@ -228,6 +278,7 @@ impl Parser {
     }
 
     fn stage(&mut self) -> Result<Stage, TraceQlError> {
+        self.node()?;
         let at = self.pos();
         match self.peek().cloned() {
             Some(Tok::LBrace) => Ok(Stage::Filter(self.braced()?)),
@@ -299,6 +350,7 @@ impl Parser {
     fn cond(&mut self) -> Result<Cond, TraceQlError> {
         let mut left = self.cond_and()?;
         while self.eat(&Tok::OrOr) {
+            self.node()?;
             let right = self.cond_and()?;
             left = Cond::Or(Box::new(left), Box::new(right));
         }
@@ -308,6 +360,7 @@ impl Parser {
     fn cond_and(&mut self) -> Result<Cond, TraceQlError> {
         let mut left = self.cond_atom()?;
         while self.eat(&Tok::AndAnd) {
+            self.node()?;
             let right = self.cond_atom()?;
             left = Cond::And(Box::new(left), Box::new(right));
         }
@@ -315,12 +368,15 @@ impl Parser {
     }
 
     fn cond_atom(&mut self) -> Result<Cond, TraceQlError> {
+        self.node()?;
         let at = self.pos();
         match self.peek() {
             Some(Tok::LParen) => {
                 self.i += 1;
+                self.enter()?;
                 let c = self.cond()?;
                 self.expect(&Tok::RParen, "`)`")?;
+                self.leave();
                 Ok(c)
             }
             Some(Tok::Word(w)) if w == "true" && self.peek_at(1) == Some(&Tok::RBrace) => {

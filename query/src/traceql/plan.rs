@@ -296,6 +296,21 @@ mod tests {
     }
 
     #[test]
+    fn deep_or_long_queries_are_refused_not_a_stack_overflow() {
+        let deep = format!("{}{{}}{}", "(".repeat(100_000), ")".repeat(100_000));
+        let e = parse(&deep).unwrap_err();
+        assert!(e.message.contains("more than 32 deep"), "{e}");
+        let long = vec!["{}"; 2000].join(" > ");
+        assert!(parse(&long).unwrap_err().message.contains("too complex"));
+        let nested = format!("{{ {}.a = 1{} }}", "(".repeat(100_000), ")".repeat(100_000));
+        assert!(parse(&nested).unwrap_err().message.contains("deep"));
+        let ok = format!("{}{{}}{}", "(".repeat(32), ")".repeat(32));
+        assert!(parse(&ok).is_ok());
+        let fine = vec!["{ .a = 1 }"; 100].join(" && ");
+        assert!(parse(&fine).is_ok());
+    }
+
+    #[test]
     fn a_count_threshold_bounds_the_matching_spans() {
         let m = |q: &str| min_spans(&parse(q).unwrap());
         assert_eq!(m("{ .a = 1 } | count() > 2"), Some(3));
