@@ -11,7 +11,7 @@ use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use http::HeaderMap;
 use loupe_storage::TenantId;
-use loupe_storage::model::{AttrValue, SpanRecord, StatusCode as SpanStatus, TraceId};
+use loupe_storage::model::{AttrValue, StatusCode as SpanStatus};
 use loupe_storage::spans::SpanFilter;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -22,6 +22,7 @@ use crate::params::{finish_filter, now_nanos, parse_duration, parse_tags};
 use crate::state::QueryState;
 use crate::tempo::otlp::any_value_json;
 use crate::traceql::ast::{Field, Intrinsic, Scope, Static};
+use crate::traceql::search::Hit;
 use crate::traceql::{self, Matched, TraceView, parse};
 
 const DEFAULT_RANGE_NANOS: i64 = 3_600_000_000_000;
@@ -138,13 +139,6 @@ impl SearchParams {
     }
 }
 
-/// One search result before rendering.
-struct Found {
-    id: TraceId,
-    trace: Vec<SpanRecord>,
-    matched: Matched,
-}
-
 pub async fn search(
     State(st): State<QueryState>,
     headers: HeaderMap,
@@ -159,16 +153,7 @@ pub async fn search(
             let fields = expr.condition_fields();
             let r =
                 traceql::search::search(&st.traces, &t, Arc::new(expr), p.range, p.limit).await?;
-            let found = r
-                .hits
-                .into_iter()
-                .map(|h| Found {
-                    id: h.id,
-                    trace: h.trace,
-                    matched: h.matched,
-                })
-                .collect::<Vec<_>>();
-            (found, fields, r.inspected_traces)
+            (r.hits, fields, r.inspected_traces)
         }
         None => legacy_search(&st, &t, &p).await?,
     };
@@ -190,7 +175,7 @@ async fn legacy_search(
     st: &QueryState,
     t: &TenantId,
     p: &SearchParams,
-) -> Result<(Vec<Found>, Vec<Field>, usize), QueryError> {
+) -> Result<(Vec<Hit>, Vec<Field>, usize), QueryError> {
     let mut f = SpanFilter {
         tags: p.tags.clone(),
         min_duration_nano: p.min_duration,
@@ -204,7 +189,7 @@ async fn legacy_search(
         .into_iter()
         .map(|(id, trace)| {
             let spans = (0..trace.len()).filter(|&i| f.matches(&trace[i])).collect();
-            Found {
+            Hit {
                 id,
                 trace,
                 matched: Matched {
@@ -225,7 +210,7 @@ async fn legacy_search(
     Ok((found, fields, inspected))
 }
 
-fn trace_meta(f: &Found, fields: &[Field], spss: usize) -> TraceMeta {
+fn trace_meta(f: &Hit, fields: &[Field], spss: usize) -> TraceMeta {
     let view = TraceView::new(&f.trace);
     let start = f.trace.iter().map(|s| s.start_unix_nano).min().unwrap_or(0);
     let mut stats: BTreeMap<String, ServiceStats> = BTreeMap::new();

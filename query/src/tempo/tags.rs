@@ -111,45 +111,49 @@ fn scope_param(query: &str) -> Result<Option<String>, QueryError> {
     }
 }
 
+/// The `scope` asked for (`None`: all) and the attribute names per scope in the sample that
+/// it covers (none for `intrinsic`).
+async fn scoped_names(
+    st: &QueryState,
+    headers: &HeaderMap,
+    query: &str,
+) -> Result<(Option<String>, BTreeMap<&'static str, BTreeSet<String>>), TempoError> {
+    let t = tenant(st, headers)?;
+    let scope = scope_param(query)?;
+    if scope.as_deref() == Some("intrinsic") {
+        return Ok((scope, BTreeMap::new()));
+    }
+    let mut by_scope = names(&sample(st, &t, query).await?);
+    by_scope.retain(|name, _| scope.as_deref().is_none_or(|s| s == *name));
+    Ok((scope, by_scope))
+}
+
 pub async fn tags_v2(
     State(st): State<QueryState>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, TempoError> {
-    let t = tenant(&st, &headers)?;
-    let query = query.unwrap_or_default();
-    let scope = scope_param(&query)?;
-    let mut scopes = Vec::new();
-    if scope.as_deref() != Some("intrinsic") {
-        for (name, tags) in names(&sample(&st, &t, &query).await?) {
-            if scope.as_deref().is_none_or(|s| s == name) {
-                scopes.push(json!({"name": name, "tags": tags}));
-            }
-        }
-    }
+    let (scope, by_scope) = scoped_names(&st, &headers, &query.unwrap_or_default()).await?;
+    let mut scopes: Vec<_> = by_scope
+        .into_iter()
+        .map(|(name, tags)| json!({"name": name, "tags": tags}))
+        .collect();
     if scope.as_deref().is_none_or(|s| s == "intrinsic") {
         scopes.push(json!({"name": "intrinsic", "tags": INTRINSICS}));
     }
     Ok(json_response(&json!({"scopes": scopes, "metrics": {}})))
 }
 
+/// v1 lists names without scopes; intrinsics only when asked for with `scope=intrinsic`.
 pub async fn tags_v1(
     State(st): State<QueryState>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, TempoError> {
-    let t = tenant(&st, &headers)?;
-    let query = query.unwrap_or_default();
-    let scope = scope_param(&query)?;
-    let mut all: BTreeSet<String> = BTreeSet::new();
+    let (scope, by_scope) = scoped_names(&st, &headers, &query.unwrap_or_default()).await?;
+    let mut all: BTreeSet<String> = by_scope.into_values().flatten().collect();
     if scope.as_deref() == Some("intrinsic") {
         all.extend(INTRINSICS.iter().map(|s| s.to_string()));
-    } else {
-        for (name, tags) in names(&sample(&st, &t, &query).await?) {
-            if scope.as_deref().is_none_or(|s| s == name) {
-                all.extend(tags);
-            }
-        }
     }
     Ok(json_response(&json!({"tagNames": all, "metrics": {}})))
 }

@@ -21,10 +21,15 @@ pub fn candidate_filter(
     start_unix_nano: i64,
     end_unix_nano: i64,
 ) -> SpanFilter {
-    let mut f = must(expr).unwrap_or_default();
-    f.start_unix_nano = start_unix_nano;
-    f.end_unix_nano = end_unix_nano;
-    f
+    // The strongest requirement; with none, only the time range.
+    requirements(expr, start_unix_nano, end_unix_nano)
+        .into_iter()
+        .next()
+        .unwrap_or(SpanFilter {
+            start_unix_nano,
+            end_unix_nano,
+            ..Default::default()
+        })
 }
 
 /// Every span predicate a matching trace satisfies (each with some span), strongest first;
@@ -123,24 +128,6 @@ pub fn min_spans(expr: &SpansetExpr) -> Option<u32> {
         _ => return None,
     };
     Some(min.clamp(0.0, u32::MAX as f64) as u32)
-}
-
-fn must(expr: &SpansetExpr) -> Option<SpanFilter> {
-    match expr {
-        SpansetExpr::Filter(c) => {
-            let mut f = SpanFilter::default();
-            conjuncts(c, &mut f);
-            Some(f)
-        }
-        SpansetExpr::And(a, b) | SpansetExpr::Child(a, b) | SpansetExpr::Descendant(a, b) => {
-            match (must(a), must(b)) {
-                (Some(x), Some(y)) => Some(if y.score() > x.score() { y } else { x }),
-                (x, y) => x.or(y),
-            }
-        }
-        SpansetExpr::Or(..) => None,
-        SpansetExpr::Pipeline(input, _) => must(input),
-    }
 }
 
 /// Adds what the top-level `&&` chain of `c` says that a [`SpanFilter`] can express.

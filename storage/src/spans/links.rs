@@ -10,7 +10,7 @@ use crate::catalog::FileEntry;
 use crate::error::StorageError;
 use crate::model::{SpanId, SpanRecord, TraceId};
 use crate::spans::decode::Columns;
-use crate::spans::read::{SpanReader, column_index, i64_range};
+use crate::spans::read::{SpanReader, row_groups_starting_in};
 use crate::spans::schema;
 
 /// What a service graph needs of a span: where it sits in its trace and which service ran it.
@@ -44,18 +44,7 @@ impl SpanReader {
         (start, end): (i64, i64),
     ) -> Result<Vec<SpanLink>, StorageError> {
         let meta = self.metadata(entry).await?;
-        let col = column_index(&meta, schema::START);
-        let row_groups: Vec<usize> = meta
-            .metadata()
-            .row_groups()
-            .iter()
-            .enumerate()
-            .filter(|(_, rg)| {
-                col.and_then(|c| i64_range(rg, c))
-                    .is_none_or(|(min, max)| max >= start && min <= end)
-            })
-            .map(|(i, _)| i)
-            .collect();
+        let row_groups = row_groups_starting_in(&meta, start, end);
         let cols = [
             schema::TRACE_ID,
             schema::SPAN_ID,

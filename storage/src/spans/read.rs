@@ -94,7 +94,27 @@ fn fixed_range(rg: &RowGroupMetaData, col: usize) -> Option<(Vec<u8>, Vec<u8>)> 
     }
 }
 
-pub(super) fn i64_range(rg: &RowGroupMetaData, col: usize) -> Option<(i64, i64)> {
+/// The row groups whose span starts may fall in `[start, end]` (by their statistics; all when
+/// a file has none).
+pub(super) fn row_groups_starting_in(
+    meta: &ArrowReaderMetadata,
+    start: i64,
+    end: i64,
+) -> Vec<usize> {
+    let col = column_index(meta, schema::START);
+    meta.metadata()
+        .row_groups()
+        .iter()
+        .enumerate()
+        .filter(|(_, rg)| {
+            col.and_then(|c| i64_range(rg, c))
+                .is_none_or(|(min, max)| max >= start && min <= end)
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+fn i64_range(rg: &RowGroupMetaData, col: usize) -> Option<(i64, i64)> {
     match rg.column(col).statistics()? {
         Statistics::Int64(s) => Some((*s.min_opt()?, *s.max_opt()?)),
         _ => None,
@@ -254,18 +274,8 @@ impl SpanReader {
         filter: &SpanFilter,
     ) -> Result<Vec<(TraceId, i64)>, StorageError> {
         let meta = self.metadata(entry).await?;
-        let col = column_index(&meta, schema::START);
-        let row_groups: Vec<usize> = meta
-            .metadata()
-            .row_groups()
-            .iter()
-            .enumerate()
-            .filter(|(_, rg)| match col.and_then(|c| i64_range(rg, c)) {
-                Some((min, max)) => max >= filter.start_unix_nano && min <= filter.end_unix_nano,
-                None => true,
-            })
-            .map(|(i, _)| i)
-            .collect();
+        let row_groups =
+            row_groups_starting_in(&meta, filter.start_unix_nano, filter.end_unix_nano);
         let json_keys = json_keys_of(&meta);
         let Some(cols) = filter.columns(json_keys.as_ref()) else {
             // A wanted attribute key that this file does not have at all.
