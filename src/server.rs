@@ -20,7 +20,7 @@ use loupe_storage::catalog::Catalog;
 use loupe_storage::fresh::{Fresh, NoFresh};
 use loupe_storage::lifecycle::lease::Leases;
 use loupe_storage::lifecycle::runner::{self, FormatLifecycle, LifecycleConfig, SignalLifecycle};
-use loupe_storage::model::SpanRecord;
+use loupe_storage::spans::SpanRows;
 use loupe_storage::spans::{SpanFormat, SpanReader};
 use loupe_storage::store::Storage;
 use loupe_wal::{Wal, WalConfig};
@@ -140,7 +140,7 @@ pub async fn run(role: Role) -> anyhow::Result<()> {
     let mut tasks = Vec::new();
 
     let reader = Arc::new(SpanReader::new(storage.clone()));
-    type FreshSpans = Arc<dyn Fresh<SpanRecord>>;
+    type FreshSpans = Arc<dyn Fresh<SpanRows>>;
     let (catalog, ingester, fresh): (Catalog, Option<Arc<Ingester>>, FreshSpans) = if collector {
         let id = node_id(&common)?;
         let catalog = Catalog::new(storage.clone(), id.clone());

@@ -83,7 +83,7 @@ pub struct Batcher<R> {
     limits: BatchLimits,
 }
 
-impl<R> Batcher<R> {
+impl<R: loupe_storage::fresh::Rows> Batcher<R> {
     pub fn new(limits: BatchLimits) -> Self {
         Batcher {
             state: Mutex::new(State {
@@ -170,7 +170,7 @@ impl<R> Batcher<R> {
     }
 }
 
-impl<R: Send + Sync + 'static> Fresh<R> for Batcher<R> {
+impl<R: loupe_storage::fresh::Rows> Fresh<R> for Batcher<R> {
     fn chunks(&self, tenant: &TenantId) -> Vec<Arc<Chunk<R>>> {
         let st = self.lock();
         let mut out: Vec<Arc<Chunk<R>>> = st
@@ -203,13 +203,13 @@ mod tests {
         TenantId::new(n).unwrap()
     }
 
-    fn chunk(ids: &[u8]) -> Arc<Chunk<R>> {
+    fn chunk(ids: &[u8]) -> Arc<Chunk<Vec<R>>> {
         Arc::new(Chunk::new(ids.iter().map(|&i| R(i)).collect(), 10))
     }
 
     #[test]
     fn failed_flushes_hold_back_and_the_bound_follows_the_oldest_unflushed() {
-        let b: Batcher<R> = Batcher::new(BatchLimits::default());
+        let b: Batcher<Vec<R>> = Batcher::new(BatchLimits::default());
         assert_eq!(b.lowest_unflushed_seq(), None);
         b.push(&t("a"), 3, chunk(&[1]));
         b.push(&t("b"), 4, chunk(&[2]));
@@ -237,7 +237,7 @@ mod tests {
 
     #[test]
     fn a_batch_is_sealed_at_its_limits() {
-        let b: Batcher<R> = Batcher::new(BatchLimits {
+        let b: Batcher<Vec<R>> = Batcher::new(BatchLimits {
             max_rows: 3,
             max_bytes: 1 << 20,
         });
@@ -245,7 +245,7 @@ mod tests {
         assert_eq!(b.lock().in_flight.len(), 0);
         b.push(&t("a"), 2, chunk(&[3, 4]));
         assert_eq!(b.lock().in_flight.len(), 1, "4 rows ≥ 3: sealed");
-        let bytes: Batcher<R> = Batcher::new(BatchLimits {
+        let bytes: Batcher<Vec<R>> = Batcher::new(BatchLimits {
             max_rows: 1000,
             max_bytes: 15,
         });
@@ -256,7 +256,7 @@ mod tests {
 
     #[test]
     fn fresh_snapshots_are_per_tenant_and_skip_by_trace_id() {
-        let b: Batcher<R> = Batcher::new(BatchLimits::default());
+        let b: Batcher<Vec<R>> = Batcher::new(BatchLimits::default());
         b.push(&t("a"), 1, chunk(&[1, 2]));
         b.push(&t("b"), 2, chunk(&[9]));
         let _ = b.take_all();

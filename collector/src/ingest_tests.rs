@@ -98,7 +98,7 @@ fn fresh_traces(ing: &Ingester, t: &TenantId) -> Vec<u8> {
         .batcher()
         .chunks(t)
         .iter()
-        .flat_map(|c| c.rows().iter().map(|s| s.trace_id[0]))
+        .flat_map(|c| c.rows().trace_id_column().map(|t| t[0]).collect::<Vec<_>>())
         .collect();
     ids.sort_unstable();
     ids.dedup();

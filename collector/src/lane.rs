@@ -26,7 +26,7 @@ use loupe_wal::OnDurable;
 use crate::batcher::{BatchLimits, Batcher, Sealed};
 
 /// Decodes a WAL payload (the export as acknowledged) into rows.
-pub type PayloadDecoder<R> = fn(&[u8]) -> Result<Vec<R>, String>;
+pub type PayloadDecoder<R> = fn(&[u8]) -> Result<R, String>;
 
 /// A signal's lane, with its row type erased.
 pub trait Lane: Send + Sync {
@@ -44,12 +44,12 @@ pub trait Lane: Send + Sync {
 
 pub struct SignalLane<F: Format> {
     format: Arc<F>,
-    batcher: Arc<Batcher<F::Row>>,
-    decoder: PayloadDecoder<F::Row>,
+    batcher: Arc<Batcher<F::Rows>>,
+    decoder: PayloadDecoder<F::Rows>,
 }
 
 impl<F: Format> SignalLane<F> {
-    pub fn new(format: Arc<F>, limits: BatchLimits, decoder: PayloadDecoder<F::Row>) -> Self {
+    pub fn new(format: Arc<F>, limits: BatchLimits, decoder: PayloadDecoder<F::Rows>) -> Self {
         SignalLane {
             format,
             batcher: Arc::new(Batcher::new(limits)),
@@ -57,12 +57,12 @@ impl<F: Format> SignalLane<F> {
         }
     }
 
-    pub fn batcher(&self) -> &Arc<Batcher<F::Row>> {
+    pub fn batcher(&self) -> &Arc<Batcher<F::Rows>> {
         &self.batcher
     }
 
     /// The hand-over of one export: run by the WAL writer, in sequence order, once durable.
-    pub fn stage(&self, tenant: &TenantId, chunk: Chunk<F::Row>) -> OnDurable {
+    pub fn stage(&self, tenant: &TenantId, chunk: Chunk<F::Rows>) -> OnDurable {
         let (batcher, tenant, chunk) = (self.batcher.clone(), tenant.clone(), Arc::new(chunk));
         Box::new(move |seq| batcher.push(&tenant, seq, chunk))
     }
@@ -70,7 +70,7 @@ impl<F: Format> SignalLane<F> {
     async fn flush_batch(
         &self,
         catalog: &Catalog,
-        batch: &Sealed<F::Row>,
+        batch: &Sealed<F::Rows>,
     ) -> Result<(), StorageError> {
         let started = std::time::Instant::now();
         if batch

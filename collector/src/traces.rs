@@ -1,11 +1,11 @@
-//! Traces at the edge: a request body (decompressed) becomes validated spans, the WAL payload
+//! Traces at the edge: a request body (decompressed) becomes validated span rows, the WAL payload
 //! and the chunk its lane will buffer — all CPU work, run on the CPU pool by the edges — and
 //! is then made durable through the ingest core.
 
 use bytes::Bytes;
 use loupe_core::{Signal, TenantId};
 use loupe_storage::fresh::Chunk;
-use loupe_storage::model::SpanRecord;
+use loupe_storage::spans::SpanRows;
 use prost::Message;
 
 use crate::error::IngestError;
@@ -20,7 +20,7 @@ pub struct DecodedTraces {
     /// What goes to the WAL: the request as received when every span was valid (no
     /// re-encoding), else the valid spans re-encoded.
     payload: Bytes,
-    chunk: Option<Chunk<SpanRecord>>,
+    chunk: Option<Chunk<SpanRows>>,
 }
 
 /// Decodes, validates (spans outside `window` are rejected) and converts one request.
@@ -30,6 +30,27 @@ pub fn decode_request(
     enc: Encoding,
     window: TimeWindow,
 ) -> Result<DecodedTraces, IngestError> {
+    if enc == Encoding::Protobuf
+        && let Some((rows, spans)) = crate::otlp::wire::rows_from_wire(&plain, &window)
+    {
+        let validated = Validated {
+            accepted: spans,
+            ..Validated::default()
+        };
+        if spans == 0 {
+            return Ok(DecodedTraces {
+                validated,
+                payload: Bytes::new(),
+                chunk: None,
+            });
+        }
+        let chunk = Chunk::new(rows, plain.len() as u64);
+        return Ok(DecodedTraces {
+            validated,
+            payload: plain,
+            chunk: Some(chunk),
+        });
+    }
     let mut req = decode_traces(&plain, enc)?;
     let validated = validate_traces(&mut req, &window);
     if validated.accepted == 0 {
@@ -44,7 +65,8 @@ pub fn decode_request(
     } else {
         Bytes::from(req.encode_to_vec())
     };
-    let rows = to_span_records(req);
+    let rows = SpanRows::from_records(&to_span_records(req))
+        .map_err(|e| IngestError::Internal(e.to_string()))?;
     let chunk = Chunk::new(rows, payload.len() as u64);
     Ok(DecodedTraces {
         validated,

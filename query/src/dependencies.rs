@@ -46,12 +46,10 @@ impl TraceService {
         let chunks = self.fresh.chunks(tenant);
         let from = start.saturating_sub(PARENT_LOOKBACK);
         let fresh: Vec<SpanLink> = loupe_core::cpu::run(move || {
-            chunks
-                .iter()
-                .flat_map(|c| c.rows())
-                .filter(|s| s.start_unix_nano >= from && s.start_unix_nano <= end)
-                .map(SpanLink::of)
-                .collect()
+            loupe_storage::spans::links::links_in(
+                chunks.iter().map(|c| c.rows().batch()),
+                (from, end),
+            )
         })
         .await?;
         let mut total = EdgeCounts::new();

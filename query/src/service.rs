@@ -19,7 +19,8 @@ use futures::StreamExt;
 use loupe_storage::catalog::{Catalog, FileEntry};
 use loupe_storage::fresh::Fresh;
 use loupe_storage::model::{SpanKind, SpanRecord, TraceId};
-use loupe_storage::spans::{Projection, SpanFilter, SpanReader};
+use loupe_storage::spans::decode::Columns;
+use loupe_storage::spans::{Projection, SpanFilter, SpanReader, SpanRows, schema};
 use loupe_storage::store::Signal;
 use loupe_storage::{StorageError, TenantId};
 
@@ -31,7 +32,7 @@ const READ_CONCURRENCY: usize = 8;
 pub struct TraceService {
     catalog: Catalog,
     pub(crate) reader: Arc<SpanReader>,
-    pub(crate) fresh: Arc<dyn Fresh<SpanRecord>>,
+    pub(crate) fresh: Arc<dyn Fresh<SpanRows>>,
     /// How stale the cached catalog may be (commits by this process are seen at once).
     catalog_max_age: Duration,
     /// Service-graph edges per hour (see [`crate::dependencies`]).
@@ -46,7 +47,7 @@ impl TraceService {
     pub fn new(
         catalog: Catalog,
         reader: Arc<SpanReader>,
-        fresh: Arc<dyn Fresh<SpanRecord>>,
+        fresh: Arc<dyn Fresh<SpanRows>>,
         catalog_max_age: Duration,
     ) -> Self {
         TraceService {
@@ -129,16 +130,12 @@ impl TraceService {
         let fresh = loupe_core::cpu::run(move || {
             let mut spans = Vec::new();
             for c in chunks.iter().filter(|c| c.mentions_any(&wanted)) {
-                spans.extend(
-                    c.rows()
-                        .iter()
-                        .filter(|s| wanted.contains(&s.trace_id))
-                        .cloned(),
-                );
+                let ids: Vec<TraceId> = c.rows().trace_id_column().collect();
+                spans.extend(c.rows().decode(|i| wanted.contains(&ids[i]))?);
             }
-            spans
+            Ok::<_, StorageError>(spans)
         })
-        .await?;
+        .await??;
         for s in fresh {
             out.entry(s.trace_id).or_default().push(s);
         }
@@ -248,9 +245,10 @@ impl TraceService {
         let f = filter.clone();
         let fresh_hits = loupe_core::cpu::run(move || {
             let mut hits: HashMap<TraceId, Hit> = HashMap::new();
-            for s in chunks.iter().flat_map(|c| c.rows()) {
-                if f.matches(s) {
-                    add_hit(&mut hits, s.trace_id, s.start_unix_nano);
+            // The file predicate on the fresh rows: one code path for both.
+            for c in &chunks {
+                for (trace_id, start) in f.matching_rows(c.rows().batch()) {
+                    add_hit(&mut hits, trace_id, start);
                 }
             }
             hits
@@ -318,9 +316,16 @@ impl TraceService {
         }
         let fresh = loupe_core::cpu::run(move || {
             let mut names: BTreeSet<String> = BTreeSet::new();
-            for s in chunks.iter().flat_map(|c| c.rows()) {
-                if !names.contains(s.service_name()) {
-                    names.insert(s.service_name().to_string());
+            for c in &chunks {
+                let batch = c.rows().batch();
+                let Some(col) = Columns::new(batch).string(schema::SERVICE_NAME) else {
+                    continue;
+                };
+                for i in 0..batch.num_rows() {
+                    let name = col.get(i).unwrap_or_default();
+                    if !names.contains(name) {
+                        names.insert(name.to_string());
+                    }
                 }
             }
             names
@@ -362,9 +367,21 @@ impl TraceService {
         let svc = service.to_string();
         let fresh = loupe_core::cpu::run(move || {
             let mut ops: BTreeSet<(String, u8)> = BTreeSet::new();
-            for s in chunks.iter().flat_map(|c| c.rows()) {
-                if s.service_name() == svc {
-                    ops.insert((s.name.clone(), s.kind as u8));
+            for c in &chunks {
+                let batch = c.rows().batch();
+                let cols = Columns::new(batch);
+                let (Some(service), Some(name), Some(kind)) = (
+                    cols.string(schema::SERVICE_NAME),
+                    cols.string(schema::NAME),
+                    cols.i8(schema::KIND),
+                ) else {
+                    continue;
+                };
+                for i in 0..batch.num_rows() {
+                    if service.get(i) == Some(svc.as_str()) {
+                        let name = name.get(i).unwrap_or_default();
+                        ops.insert((name.to_string(), kind.value(i) as u8));
+                    }
                 }
             }
             ops

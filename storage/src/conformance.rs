@@ -15,7 +15,7 @@ use crate::lifecycle::{
     CompactionPolicy, apply_retention, collect_garbage, compact, sweep_orphans, write_file,
 };
 use crate::model::{AttrValue, Attrs, Event, Resource, Scope, SpanKind, SpanRecord, StatusCode};
-use crate::spans::{SpanFilter, SpanFormat, SpanReader};
+use crate::spans::{SpanFilter, SpanFormat, SpanReader, SpanRows};
 use crate::store::{Signal, Storage};
 use loupe_core::TenantId;
 
@@ -45,8 +45,9 @@ pub async fn compact_spans(catalog: &Catalog, format: &SpanFormat, tenant: &Tena
 }
 
 /// Spans as one chunk, as a flush receives them.
-pub fn chunks(spans: Vec<SpanRecord>) -> Vec<Arc<Chunk<SpanRecord>>> {
-    vec![Arc::new(Chunk::new(spans, 0))]
+pub fn chunks(spans: Vec<SpanRecord>) -> Vec<Arc<Chunk<SpanRows>>> {
+    let rows = SpanRows::from_records(&spans).expect("span rows from records");
+    vec![Arc::new(Chunk::new(rows, 0))]
 }
 
 pub fn entry(id: &str) -> FileEntry {

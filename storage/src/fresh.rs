@@ -21,18 +21,37 @@ pub trait Row: Send + Sync + 'static {
     fn trace_id(&self) -> Option<TraceId>;
 }
 
+/// The rows of one export as a signal buffers them: a list of rows, or a columnar batch.
+pub trait Rows: Send + Sync + 'static {
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The trace ids the rows mention, in any order, repeats allowed.
+    fn trace_ids(&self) -> Vec<TraceId>;
+}
+
+impl<R: Row> Rows for Vec<R> {
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+    fn trace_ids(&self) -> Vec<TraceId> {
+        self.iter().filter_map(Row::trace_id).collect()
+    }
+}
+
 /// The rows of one acknowledged export.
 #[derive(Debug)]
 pub struct Chunk<R> {
-    rows: Vec<R>,
+    rows: R,
     trace_ids: Vec<TraceId>,
     bytes: u64,
 }
 
-impl<R: Row> Chunk<R> {
+impl<R: Rows> Chunk<R> {
     /// `bytes`: the export's encoded size, which the memory budget counts.
-    pub fn new(rows: Vec<R>, bytes: u64) -> Self {
-        let mut trace_ids: Vec<TraceId> = rows.iter().filter_map(Row::trace_id).collect();
+    pub fn new(rows: R, bytes: u64) -> Self {
+        let mut trace_ids = rows.trace_ids();
         trace_ids.sort_unstable();
         trace_ids.dedup();
         Chunk {
@@ -41,12 +60,6 @@ impl<R: Row> Chunk<R> {
             bytes,
         }
     }
-}
-
-impl<R> Chunk<R> {
-    pub fn rows(&self) -> &[R] {
-        &self.rows
-    }
 
     pub fn len(&self) -> usize {
         self.rows.len()
@@ -54,6 +67,12 @@ impl<R> Chunk<R> {
 
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
+    }
+}
+
+impl<R> Chunk<R> {
+    pub fn rows(&self) -> &R {
+        &self.rows
     }
 
     pub fn bytes(&self) -> u64 {

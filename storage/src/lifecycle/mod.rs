@@ -33,7 +33,7 @@ pub use retention::{apply_retention, collect_garbage, sweep_orphans};
 
 use crate::catalog::{Catalog, FileEntry, FileFormat, WalSource, now_unix_ms};
 use crate::error::StorageError;
-use crate::fresh::{Chunk, Row};
+use crate::fresh::{Chunk, Rows};
 use crate::spans::TraceIdFilter;
 use crate::store::{Signal, data_file_path};
 use loupe_core::TenantId;
@@ -51,7 +51,7 @@ pub struct EncodedFile {
 
 /// A signal's data files: how a batch of rows becomes a file and how files merge.
 pub trait Format: Send + Sync + 'static {
-    type Row: Row;
+    type Rows: Rows;
     const SIGNAL: Signal;
     const FILE_FORMAT: FileFormat;
     const EXTENSION: &'static str;
@@ -59,7 +59,7 @@ pub trait Format: Send + Sync + 'static {
 
     /// Encodes the rows of `chunks` (in write-ahead-log order) into one file. CPU-heavy: runs
     /// on a blocking thread.
-    fn encode(&self, chunks: &[Arc<Chunk<Self::Row>>]) -> Result<EncodedFile, StorageError>;
+    fn encode(&self, chunks: &[Arc<Chunk<Self::Rows>>]) -> Result<EncodedFile, StorageError>;
 
     /// Reads `files` (one compaction group) and merges them into one file.
     fn merge(
@@ -81,7 +81,7 @@ pub async fn write_file<F: Format>(
     catalog: &Catalog,
     format: &Arc<F>,
     tenant: &TenantId,
-    chunks: Vec<Arc<Chunk<F::Row>>>,
+    chunks: Vec<Arc<Chunk<F::Rows>>>,
     sources: Vec<WalSource>,
 ) -> Result<FileEntry, StorageError> {
     let f = format.clone();

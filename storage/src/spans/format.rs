@@ -11,17 +11,11 @@ use crate::catalog::{FileEntry, FileFormat};
 use crate::error::StorageError;
 use crate::fresh::Chunk;
 use crate::lifecycle::{EncodedFile, Format};
-use crate::model::SpanRecord;
 use crate::spans::decode::Columns;
+use crate::spans::rows::SpanRows;
 use crate::spans::schema::{SCHEMA_VERSION, SERVICE_NAME, START, TRACE_ID};
-use crate::spans::{SpanReader, TraceIdFilter, encode_spans};
+use crate::spans::{SpanReader, TraceIdFilter, encode_rows};
 use crate::store::Signal;
-
-impl crate::fresh::Row for SpanRecord {
-    fn trace_id(&self) -> Option<crate::model::TraceId> {
-        Some(self.trace_id)
-    }
-}
 
 /// Spans as Parquet files; shares the query side's reader (and its footer cache).
 pub struct SpanFormat {
@@ -35,15 +29,15 @@ impl SpanFormat {
 }
 
 impl Format for SpanFormat {
-    type Row = SpanRecord;
+    type Rows = SpanRows;
     const SIGNAL: Signal = Signal::Traces;
     const FILE_FORMAT: FileFormat = FileFormat::Parquet;
     const EXTENSION: &'static str = "parquet";
     const SCHEMA_VERSION: u32 = SCHEMA_VERSION;
 
-    fn encode(&self, chunks: &[Arc<Chunk<SpanRecord>>]) -> Result<EncodedFile, StorageError> {
-        let spans: Vec<&SpanRecord> = chunks.iter().flat_map(|c| c.rows()).collect();
-        encode_spans(spans)
+    fn encode(&self, chunks: &[Arc<Chunk<SpanRows>>]) -> Result<EncodedFile, StorageError> {
+        let rows: Vec<&SpanRows> = chunks.iter().map(|c| c.rows()).collect();
+        encode_rows(&rows)
     }
 
     async fn merge(&self, files: &[Arc<FileEntry>]) -> Result<EncodedFile, StorageError> {
@@ -154,6 +148,7 @@ mod tests {
     use crate::catalog::Catalog;
     use crate::conformance::{add, chunks, compact_spans, span};
     use crate::lifecycle::{EncodedFile, upload, write_file};
+    use crate::model::SpanRecord;
     use crate::model::{AttrValue, TraceId};
     use crate::spans::SpanFilter;
     use crate::store::Storage;
@@ -216,7 +211,8 @@ mod tests {
         old.attributes
             .0
             .push(("legacy.key".into(), AttrValue::Str("v".into())));
-        let encoded = crate::spans::encode_spans(vec![&old]).unwrap();
+        let rows = SpanRows::from_records(&[old]).unwrap();
+        let encoded = crate::spans::encode_rows(&[&rows]).unwrap();
         let batch = {
             let file = bytes::Bytes::from(encoded.bytes);
             let builder =
@@ -342,9 +338,13 @@ mod tests {
                 ..base.clone()
             },
         ];
+        // Fresh rows as the collector buffers them, matched by the file predicate.
+        let rows = SpanRows::from_records(std::slice::from_ref(&s)).unwrap();
         for f in cases {
-            let fresh = f.matches(&s);
+            let record = f.matches(&s);
+            let fresh = !f.matching_rows(rows.batch()).is_empty();
             let stored = !reader.scan(&entry, &f).await.unwrap().is_empty();
+            assert_eq!(record, stored, "{f:?}");
             assert_eq!(fresh, stored, "{f:?}");
         }
         assert!(

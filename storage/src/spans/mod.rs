@@ -6,7 +6,8 @@
 //! have columns of their own (see [`schema`]); the rest are a JSON object per span.
 //!
 //! - [`schema`]: the Arrow schema and the promoted attribute columns.
-//! - [`encode`]: `SpanRecord`s → sorted Parquet bytes plus the file's catalog statistics.
+//! - [`rows`]: one export's spans as a columnar batch, the form the collector buffers.
+//! - [`encode`]: a flush's rows → sorted Parquet bytes plus the file's catalog statistics.
 //! - [`decode`]: Arrow rows → `SpanRecord`s.
 //! - [`bloom`]: the per-file trace-id filter the catalog keeps.
 //! - [`filter`]: the span predicate used by trace search, on rows and on records.
@@ -21,11 +22,13 @@ pub mod filter;
 pub mod format;
 pub mod links;
 pub mod read;
+pub mod rows;
 pub mod schema;
 
 pub use bloom::TraceIdFilter;
-pub use encode::encode_spans;
+pub use encode::encode_rows;
 pub use filter::SpanFilter;
 pub use format::SpanFormat;
 pub use links::SpanLink;
 pub use read::{Projection, SpanReader};
+pub use rows::{RowsBuilder, SpanIn, SpanRows, Value};

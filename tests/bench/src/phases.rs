@@ -269,6 +269,7 @@ pub async fn run(args: &Args, sizes: &Sizes) -> anyhow::Result<()> {
         raw as f64 / 1e6
     );
 
+    const PIPELINE_PASSES: usize = 3;
     // The ingest path's CPU work in-process, on the same requests (see `pipeline`).
     if ctx.wanted("ingest_pipeline_spans_per_cpu_s") {
         let all_requests: Vec<Bytes> = grpc_bytes
@@ -276,7 +277,18 @@ pub async fn run(args: &Args, sizes: &Sizes) -> anyhow::Result<()> {
             .chain(http_bytes.iter())
             .cloned()
             .collect();
-        let cost = crate::pipeline::measure(&all_requests)?;
+        // Best of three passes per stage: the least disturbed pass is the cost of the code.
+        let passes = (0..PIPELINE_PASSES)
+            .map(|_| crate::pipeline::measure(&all_requests))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let best = |f: fn(&crate::pipeline::Cost) -> f64| {
+            passes.iter().map(f).fold(f64::INFINITY, f64::min)
+        };
+        let cost = crate::pipeline::Cost {
+            spans: passes[0].spans,
+            decode_convert_s: best(|c| c.decode_convert_s),
+            encode_s: best(|c| c.encode_s),
+        };
         let cpu = cost.decode_convert_s + cost.encode_s;
         ctx.emit(Figure::new(
             "ingest_pipeline_spans_per_cpu_s",
@@ -284,7 +296,8 @@ pub async fn run(args: &Args, sizes: &Sizes) -> anyhow::Result<()> {
             "spans/cpu_s",
             None,
             json!({"spans": cost.spans, "decode_convert_cpu_s": cost.decode_convert_s, "encode_cpu_s": cost.encode_s,
-                "measures": "in-process decode + conversion + Parquet encoding, no server, WAL or upload"}),
+                "measures": "in-process decode + conversion + Parquet encoding, no server, WAL or upload",
+                "value_is": "best of three passes per stage"}),
         ));
     }
 

@@ -1,12 +1,13 @@
 //! The ingest path's CPU work measured in-process, without the server, the network or the
-//! load generator: the collector's payload decoding and conversion to span records, then
-//! the span Parquet encoding in 64k-span batches, on this process's CPU clock. It leaves out
-//! validation, the WAL and the upload, and it is far steadier than the server figures (which
-//! share two cores with the load generator), so changes to conversion and encoding show here.
+//! load generator: the collector's payload decoding into span rows, then the span Parquet
+//! encoding of 64k-span flushes (freeing the buffered rows included), on this process's CPU
+//! clock. It leaves out the WAL and the upload, and it is far steadier than the server
+//! figures (which share two cores with the load generator), so changes to conversion and
+//! encoding show here.
 
 use bytes::Bytes;
-use loupe_storage::model::SpanRecord;
-use loupe_storage::spans::encode_spans;
+use loupe_storage::fresh::Rows;
+use loupe_storage::spans::{SpanRows, encode_rows};
 
 pub struct Cost {
     pub spans: usize,
@@ -33,12 +34,14 @@ pub fn measure(requests: &[Bytes]) -> anyhow::Result<Cost> {
         decode_convert_s: 0.0,
         encode_s: 0.0,
     };
-    let mut batch: Vec<SpanRecord> = Vec::with_capacity(BATCH_SPANS);
-    let encode = |batch: &mut Vec<SpanRecord>, cost: &mut Cost| -> anyhow::Result<()> {
+    // The chunks of one flush, as the collector buffers them.
+    let mut batch: Vec<SpanRows> = Vec::new();
+    let mut buffered = 0;
+    let encode = |batch: &mut Vec<SpanRows>, cost: &mut Cost| -> anyhow::Result<()> {
         let t = cpu_s();
-        encode_spans(batch.iter().collect())?;
-        cost.encode_s += cpu_s() - t;
+        encode_rows(&batch.iter().collect::<Vec<_>>())?;
         batch.clear();
+        cost.encode_s += cpu_s() - t;
         Ok(())
     };
     for r in requests {
@@ -46,9 +49,11 @@ pub fn measure(requests: &[Bytes]) -> anyhow::Result<Cost> {
         let rows = loupe_collector::otlp::decode_trace_payload(r).map_err(anyhow::Error::msg)?;
         cost.decode_convert_s += cpu_s() - t;
         cost.spans += rows.len();
-        batch.extend(rows);
-        if batch.len() >= BATCH_SPANS {
+        buffered += rows.len();
+        batch.push(rows);
+        if buffered >= BATCH_SPANS {
             encode(&mut batch, &mut cost)?;
+            buffered = 0;
         }
     }
     if !batch.is_empty() {

@@ -1,0 +1,497 @@
+//! One export's spans as a columnar Arrow batch: what the collector buffers between the ack
+//! and the flush, built once at ingest straight from the export (no per-span records).
+//!
+//! The batch has the span file's columns in export order, with every string column plain
+//! (`PLAIN_SPAN_SCHEMA`): building it copies bytes and hashes nothing. A flush sorts and
+//! gathers the rows of its chunks ([`super::encode`]) and Parquet's own dictionary encoding
+//! dedups the values once. Queries over fresh data use the same row filter and decoder as
+//! over files, so a fresh span and a stored one answer every query alike.
+//!
+//! [`RowsBuilder`] is the one place spans become columns: the collector drives it from the
+//! OTLP wire format, and [`SpanRows::from_records`] from `SpanRecord`s (JSON exports, tests).
+
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, LazyLock};
+
+use arrow_array::builder::{
+    FixedSizeBinaryBuilder, Int8Builder, Int64Builder, StringBuilder, TimestampNanosecondBuilder,
+};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+
+use crate::error::StorageError;
+use crate::model::{AttrValue, SpanKind, SpanRecord, StatusCode, TraceId};
+use crate::spans::decode::{Columns, decode_rows};
+use crate::spans::schema::{
+    self, RESOURCE_STR_COLUMNS, SPAN_INT_COLUMNS, SPAN_SCHEMA, SPAN_STR_COLUMNS,
+};
+
+/// The span schema with every dictionary-typed string column plain.
+pub static PLAIN_SPAN_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let fields: Vec<Field> = SPAN_SCHEMA
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Dictionary(_, v) => f.as_ref().clone().with_data_type(v.as_ref().clone()),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+});
+
+/// An attribute value as the builder receives it: strings and integers borrowed (the common
+/// cases, no copies), anything else as a model value.
+#[derive(Debug, Clone)]
+pub enum Value<'a> {
+    Str(&'a str),
+    Int(i64),
+    Other(Cow<'a, AttrValue>),
+}
+
+impl<'a> Value<'a> {
+    pub fn of(v: &'a AttrValue) -> Self {
+        match v {
+            AttrValue::Str(s) => Value::Str(s),
+            AttrValue::Int(n) => Value::Int(*n),
+            other => Value::Other(Cow::Borrowed(other)),
+        }
+    }
+}
+
+/// The same JSON as `AttrValue` (so a JSON column reads back into the same attributes).
+impl serde::Serialize for Value<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Value::Str(v) => s.serialize_str(v),
+            Value::Int(n) => s.serialize_i64(*n),
+            Value::Other(v) => v.serialize(s),
+        }
+    }
+}
+
+/// One span as the builder receives it. `'k`: the attribute keys, which the builder keeps
+/// (they outlive it); `'s`: everything else, read during the call.
+pub struct SpanIn<'k, 's> {
+    pub trace_id: TraceId,
+    pub span_id: [u8; 8],
+    pub parent_span_id: Option<[u8; 8]>,
+    pub trace_state: &'s str,
+    pub name: &'s str,
+    pub kind: SpanKind,
+    pub start_unix_nano: i64,
+    pub duration_nano: i64,
+    pub status_code: StatusCode,
+    pub status_message: &'s str,
+    pub attributes: &'s [(&'k str, Value<'s>)],
+    /// The events and links as their JSON column holds them (`None`: none).
+    pub events_json: Option<&'s str>,
+    pub links_json: Option<&'s str>,
+}
+
+/// Where a span attribute goes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Slot {
+    Str(usize),
+    Int(usize),
+    Rest,
+}
+
+fn span_slot(key: &str) -> Slot {
+    if let Some(i) = SPAN_STR_COLUMNS.iter().position(|(k, _)| *k == key) {
+        return Slot::Str(i);
+    }
+    if let Some(i) = SPAN_INT_COLUMNS.iter().position(|(k, _)| *k == key) {
+        return Slot::Int(i);
+    }
+    Slot::Rest
+}
+
+/// The current resource, split once into its columns.
+#[derive(Default)]
+struct ResourceCols {
+    service: String,
+    promoted: Vec<Option<String>>,
+    json: Option<String>,
+    /// The keys in `json`, listed for the file once the resource has a span.
+    json_keys: Vec<String>,
+}
+
+/// Builds the [`SpanRows`] of one export: call [`resource`](Self::resource) and
+/// [`scope`](Self::scope) before the spans they own.
+pub struct RowsBuilder<'k> {
+    trace_id: FixedSizeBinaryBuilder,
+    span_id: FixedSizeBinaryBuilder,
+    parent: FixedSizeBinaryBuilder,
+    trace_state: StringBuilder,
+    name: StringBuilder,
+    kind: Int8Builder,
+    start: TimestampNanosecondBuilder,
+    duration: Int64Builder,
+    status_code: Int8Builder,
+    status_message: StringBuilder,
+    service: StringBuilder,
+    res_cols: Vec<StringBuilder>,
+    res_json: StringBuilder,
+    scope_name: StringBuilder,
+    scope_version: StringBuilder,
+    span_cols: Vec<StringBuilder>,
+    int_cols: Vec<Int64Builder>,
+    attrs_json: StringBuilder,
+    events: StringBuilder,
+    links: StringBuilder,
+    resource: ResourceCols,
+    scope: (String, String),
+    /// Every span attribute key seen, with where it went: one hash per attribute decides
+    /// both its column and whether the file's key list must name it.
+    keys: HashMap<&'k str, Slot, foldhash::fast::RandomState>,
+    /// Keys in the JSON columns that `keys` does not mark `Rest` (resource attributes, and
+    /// promoted keys whose value had another type).
+    other_json_keys: BTreeSet<String>,
+    str_at: Vec<Option<usize>>,
+    int_at: Vec<Option<i64>>,
+    rest: Vec<usize>,
+    json: Vec<u8>,
+}
+
+fn bad(e: impl std::fmt::Display) -> StorageError {
+    StorageError::Internal(format!("building span rows: {e}"))
+}
+
+impl<'k> RowsBuilder<'k> {
+    /// `spans`: a capacity hint.
+    pub fn new(spans: usize) -> Self {
+        let strings = || StringBuilder::with_capacity(spans, 0);
+        RowsBuilder {
+            trace_id: FixedSizeBinaryBuilder::with_capacity(spans, 16),
+            span_id: FixedSizeBinaryBuilder::with_capacity(spans, 8),
+            parent: FixedSizeBinaryBuilder::with_capacity(spans, 8),
+            trace_state: strings(),
+            name: StringBuilder::with_capacity(spans, spans * 24),
+            kind: Int8Builder::with_capacity(spans),
+            start: TimestampNanosecondBuilder::with_capacity(spans).with_timezone("UTC"),
+            duration: Int64Builder::with_capacity(spans),
+            status_code: Int8Builder::with_capacity(spans),
+            status_message: strings(),
+            service: StringBuilder::with_capacity(spans, spans * 16),
+            res_cols: RESOURCE_STR_COLUMNS.iter().map(|_| strings()).collect(),
+            res_json: strings(),
+            scope_name: strings(),
+            scope_version: strings(),
+            span_cols: SPAN_STR_COLUMNS.iter().map(|_| strings()).collect(),
+            int_cols: SPAN_INT_COLUMNS
+                .iter()
+                .map(|_| Int64Builder::with_capacity(spans))
+                .collect(),
+            attrs_json: StringBuilder::with_capacity(spans, spans * 64),
+            events: strings(),
+            links: strings(),
+            resource: ResourceCols::default(),
+            scope: Default::default(),
+            keys: HashMap::default(),
+            other_json_keys: BTreeSet::new(),
+            str_at: vec![None; SPAN_STR_COLUMNS.len()],
+            int_at: vec![None; SPAN_INT_COLUMNS.len()],
+            rest: Vec::new(),
+            json: Vec::new(),
+        }
+    }
+
+    /// The resource of the spans that follow. `service.name` goes to its column (a missing,
+    /// empty or non-string one reads `unknown_service`), promoted string attributes to theirs,
+    /// the rest to the resource's JSON.
+    pub fn resource(&mut self, attrs: &[(&str, Value<'_>)]) {
+        let service = attrs
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == "service.name")
+            .and_then(|(_, v)| match v {
+                Value::Str(s) if !s.is_empty() => Some(*s),
+                _ => None,
+            })
+            .unwrap_or("unknown_service");
+        let mut promoted = vec![None; RESOURCE_STR_COLUMNS.len()];
+        let mut rest = Vec::new();
+        for (k, v) in attrs {
+            if *k == "service.name" {
+                continue;
+            }
+            if let Value::Str(s) = v
+                && let Some(i) = RESOURCE_STR_COLUMNS.iter().position(|(key, _)| key == k)
+            {
+                promoted[i] = Some(s.to_string());
+                continue;
+            }
+            rest.push((*k, v));
+        }
+        let json = (!rest.is_empty()).then(|| {
+            serde_json::to_string(&JsonMap(rest.iter().map(|(k, v)| (*k, *v))))
+                .unwrap_or_else(|_| "{}".to_string())
+        });
+        self.resource = ResourceCols {
+            service: service.to_string(),
+            promoted,
+            json,
+            json_keys: rest.iter().map(|(k, _)| k.to_string()).collect(),
+        };
+    }
+
+    /// The instrumentation scope of the spans that follow.
+    pub fn scope(&mut self, name: &str, version: &str) {
+        self.scope = (name.to_string(), version.to_string());
+    }
+
+    pub fn span(&mut self, s: &SpanIn<'k, '_>) -> Result<(), StorageError> {
+        self.trace_id.append_value(s.trace_id).map_err(bad)?;
+        self.span_id.append_value(s.span_id).map_err(bad)?;
+        match &s.parent_span_id {
+            Some(p) => self.parent.append_value(p).map_err(bad)?,
+            None => self.parent.append_null(),
+        }
+        non_empty(&mut self.trace_state, s.trace_state);
+        self.name.append_value(s.name);
+        self.kind.append_value(s.kind as i8);
+        self.start.append_value(s.start_unix_nano);
+        self.duration.append_value(s.duration_nano);
+        self.status_code.append_value(s.status_code as i8);
+        non_empty(&mut self.status_message, s.status_message);
+        self.service.append_value(&self.resource.service);
+        for (b, v) in self.res_cols.iter_mut().zip(&self.resource.promoted) {
+            b.append_option(v.as_deref());
+        }
+        self.res_json.append_option(self.resource.json.as_deref());
+        for k in self.resource.json_keys.drain(..) {
+            self.other_json_keys.insert(k);
+        }
+        non_empty(&mut self.scope_name, &self.scope.0);
+        non_empty(&mut self.scope_version, &self.scope.1);
+
+        self.str_at.iter_mut().for_each(|v| *v = None);
+        self.int_at.iter_mut().for_each(|v| *v = None);
+        self.rest.clear();
+        for (i, (k, v)) in s.attributes.iter().enumerate() {
+            let slot = match self.keys.get(k) {
+                Some(slot) => *slot,
+                None => {
+                    let slot = span_slot(k);
+                    self.keys.insert(k, slot);
+                    slot
+                }
+            };
+            match (slot, v) {
+                (Slot::Str(c), Value::Str(_)) => self.str_at[c] = Some(i),
+                (Slot::Int(c), Value::Int(n)) => self.int_at[c] = Some(*n),
+                (Slot::Rest, _) => self.rest.push(i),
+                _ => {
+                    if !self.other_json_keys.contains(*k) {
+                        self.other_json_keys.insert(k.to_string());
+                    }
+                    self.rest.push(i)
+                }
+            }
+        }
+        for (b, at) in self.span_cols.iter_mut().zip(&self.str_at) {
+            match at.map(|i| &s.attributes[i].1) {
+                Some(Value::Str(v)) => b.append_value(v),
+                _ => b.append_null(),
+            }
+        }
+        for (b, v) in self.int_cols.iter_mut().zip(&self.int_at) {
+            b.append_option(*v);
+        }
+        if self.rest.is_empty() {
+            self.attrs_json.append_null();
+        } else {
+            self.json.clear();
+            let entries = self.rest.iter().map(|i| {
+                let (k, v) = &s.attributes[*i];
+                (*k, v)
+            });
+            serde_json::to_writer(&mut self.json, &JsonMap(entries)).map_err(bad)?;
+            self.attrs_json
+                .append_value(std::str::from_utf8(&self.json).map_err(bad)?);
+        }
+        self.events.append_option(s.events_json);
+        self.links.append_option(s.links_json);
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> Result<SpanRows, StorageError> {
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(self.trace_id.finish()),
+            Arc::new(self.span_id.finish()),
+            Arc::new(self.parent.finish()),
+            Arc::new(self.trace_state.finish()),
+            Arc::new(self.name.finish()),
+            Arc::new(self.kind.finish()),
+            Arc::new(self.start.finish()),
+            Arc::new(self.duration.finish()),
+            Arc::new(self.status_code.finish()),
+            Arc::new(self.status_message.finish()),
+            Arc::new(self.service.finish()),
+        ];
+        columns.extend(
+            self.res_cols
+                .iter_mut()
+                .map(|b| Arc::new(b.finish()) as ArrayRef),
+        );
+        columns.push(Arc::new(self.res_json.finish()));
+        columns.push(Arc::new(self.scope_name.finish()));
+        columns.push(Arc::new(self.scope_version.finish()));
+        columns.extend(
+            self.span_cols
+                .iter_mut()
+                .map(|b| Arc::new(b.finish()) as ArrayRef),
+        );
+        columns.extend(
+            self.int_cols
+                .iter_mut()
+                .map(|b| Arc::new(b.finish()) as ArrayRef),
+        );
+        columns.push(Arc::new(self.attrs_json.finish()));
+        columns.push(Arc::new(self.events.finish()));
+        columns.push(Arc::new(self.links.finish()));
+        let batch = RecordBatch::try_new(PLAIN_SPAN_SCHEMA.clone(), columns).map_err(bad)?;
+        let mut json_keys = self.other_json_keys;
+        json_keys.extend(
+            self.keys
+                .iter()
+                .filter(|(_, slot)| **slot == Slot::Rest)
+                .map(|(k, _)| k.to_string()),
+        );
+        Ok(SpanRows {
+            batch,
+            json_keys: json_keys.into_iter().collect(),
+        })
+    }
+}
+
+fn non_empty(b: &mut StringBuilder, v: &str) {
+    if v.is_empty() {
+        b.append_null()
+    } else {
+        b.append_value(v)
+    }
+}
+
+/// Serializes borrowed (key, value) pairs as one JSON object.
+struct JsonMap<I>(I);
+
+impl<'a, 'v, I> serde::Serialize for JsonMap<I>
+where
+    I: Iterator<Item = (&'a str, &'v Value<'v>)> + Clone,
+{
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        for (k, v) in self.0.clone() {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+/// The spans of one export, columnar, in export order (see the module docs).
+#[derive(Debug)]
+pub struct SpanRows {
+    batch: RecordBatch,
+    /// The attribute keys in the JSON columns, sorted.
+    json_keys: Vec<String>,
+}
+
+impl SpanRows {
+    /// The same rows from records (as the wire path would build them from their export).
+    pub fn from_records(spans: &[SpanRecord]) -> Result<Self, StorageError> {
+        let mut b = RowsBuilder::new(spans.len());
+        let (mut resource, mut scope) = (None, None);
+        let mut attrs: Vec<(&str, Value)> = Vec::new();
+        for s in spans {
+            if resource != Some(Arc::as_ptr(&s.resource)) {
+                resource = Some(Arc::as_ptr(&s.resource));
+                let res: Vec<(&str, Value)> = s
+                    .resource
+                    .attributes
+                    .0
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), Value::of(v)))
+                    .collect();
+                b.resource(&res);
+            }
+            if scope != Some(Arc::as_ptr(&s.scope)) {
+                scope = Some(Arc::as_ptr(&s.scope));
+                b.scope(&s.scope.name, &s.scope.version);
+            }
+            attrs.clear();
+            attrs.extend(
+                s.attributes
+                    .0
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), Value::of(v))),
+            );
+            let events = (!s.events.is_empty())
+                .then(|| serde_json::to_string(&s.events))
+                .transpose()
+                .map_err(bad)?;
+            let links = (!s.links.is_empty())
+                .then(|| serde_json::to_string(&s.links))
+                .transpose()
+                .map_err(bad)?;
+            b.span(&SpanIn {
+                trace_id: s.trace_id,
+                span_id: s.span_id,
+                parent_span_id: s.parent_span_id,
+                trace_state: &s.trace_state,
+                name: &s.name,
+                kind: s.kind,
+                start_unix_nano: s.start_unix_nano,
+                duration_nano: s.duration_nano,
+                status_code: s.status_code,
+                status_message: &s.status_message,
+                attributes: &attrs,
+                events_json: events.as_deref(),
+                links_json: links.as_deref(),
+            })?;
+        }
+        b.finish()
+    }
+
+    /// The rows (plain schema, export order).
+    pub fn batch(&self) -> &RecordBatch {
+        &self.batch
+    }
+
+    pub fn json_keys(&self) -> &[String] {
+        &self.json_keys
+    }
+
+    /// The rows for which `keep(row)` holds, as records.
+    pub fn decode(&self, keep: impl FnMut(usize) -> bool) -> Result<Vec<SpanRecord>, StorageError> {
+        decode_rows(&self.batch, keep)
+    }
+
+    /// Every row as a record.
+    pub fn records(&self) -> Result<Vec<SpanRecord>, StorageError> {
+        self.decode(|_| true)
+    }
+
+    /// The trace id of every row, in row order.
+    pub fn trace_id_column(&self) -> impl Iterator<Item = TraceId> + '_ {
+        let col = Columns::new(&self.batch).fixed(schema::TRACE_ID);
+        (0..self.batch.num_rows()).map(move |i| {
+            let mut id = [0u8; 16];
+            if let Some(c) = col {
+                id.copy_from_slice(c.value(i));
+            }
+            id
+        })
+    }
+}
+
+impl crate::fresh::Rows for SpanRows {
+    fn len(&self) -> usize {
+        self.batch.num_rows()
+    }
+    fn trace_ids(&self) -> Vec<TraceId> {
+        self.trace_id_column().collect()
+    }
+}
