@@ -1,6 +1,6 @@
 //! The fast path of trace ingest: an `ExportTraceServiceRequest` read straight from its
-//! protobuf bytes into span rows, with no message structs and no per-string allocation
-//! (strings are borrowed from the request until the builder copies them into columns).
+//! protobuf bytes into span rows, with no message structs and no per-string allocation (the
+//! rows' strings are views into the request's bytes).
 //!
 //! It handles exactly the requests the general path (prost decoding,
 //! [`super::validate_traces`], [`super::to_span_records`]) would accept whole, and gives up —
@@ -11,6 +11,8 @@
 //! the same rows.
 
 use std::borrow::Cow;
+
+use bytes::Bytes;
 
 use loupe_storage::model::{AttrValue, Attrs, Event, Link, SpanKind, StatusCode};
 use loupe_storage::spans::{RowsBuilder, SpanIn, SpanRows, Value};
@@ -149,12 +151,13 @@ fn check_ignored(w: Wire<'_>, is_string: bool) -> Option<()> {
 
 /// Reads an export into span rows, or `None` when the general path must handle it (see the
 /// module docs). Also returns the number of spans.
-pub fn rows_from_wire(payload: &[u8], window: &TimeWindow) -> Option<(SpanRows, u64)> {
+pub fn rows_from_wire(export: &Bytes, window: &TimeWindow) -> Option<(SpanRows, u64)> {
     // An empty body is valid protobuf, but the general path refuses it.
-    if payload.is_empty() {
+    if export.is_empty() {
         return None;
     }
-    let mut b = RowsBuilder::new(payload.len() / 256 + 1);
+    let payload: &[u8] = export;
+    let mut b = RowsBuilder::new(payload.len() / 256 + 1, Some(export));
     let mut spans = 0u64;
     let mut fields = Fields::new(payload);
     for (f, w) in fields.by_ref() {

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int8Type, Int32Type, Int64Type, TimestampNanosecondType};
-use arrow_array::{Array, DictionaryArray, FixedSizeBinaryArray, RecordBatch, StringArray};
+use arrow_array::{
+    Array, DictionaryArray, FixedSizeBinaryArray, RecordBatch, StringArray, StringViewArray,
+};
 
 use crate::error::StorageError;
 use crate::model::{AttrValue, Attrs, Resource, Scope, SpanKind, SpanRecord, StatusCode};
@@ -22,11 +24,14 @@ impl<'a> Columns<'a> {
     pub fn fixed(&self, name: &str) -> Option<&'a FixedSizeBinaryArray> {
         self.batch.column_by_name(name)?.as_fixed_size_binary_opt()
     }
-    /// A string column, plain or dictionary-encoded.
+    /// A string column: plain, views (fresh rows) or dictionary-encoded (files).
     pub fn string(&self, name: &str) -> Option<StrCol<'a>> {
         let col = self.batch.column_by_name(name)?;
         if let Some(a) = col.as_string_opt::<i32>() {
             return Some(StrCol::Plain(a));
+        }
+        if let Some(a) = col.as_string_view_opt() {
+            return Some(StrCol::View(a));
         }
         let d = col.as_dictionary_opt::<Int32Type>()?;
         Some(StrCol::Dict(d, d.values().as_string_opt::<i32>()?))
@@ -51,10 +56,11 @@ impl<'a> Columns<'a> {
     }
 }
 
-/// A string column as read: plain, or dictionary keys with their values.
+/// A string column as read: plain, views, or dictionary keys with their values.
 #[derive(Clone, Copy)]
 pub enum StrCol<'a> {
     Plain(&'a StringArray),
+    View(&'a StringViewArray),
     Dict(&'a DictionaryArray<Int32Type>, &'a StringArray),
 }
 
@@ -63,6 +69,7 @@ impl<'a> StrCol<'a> {
     pub fn get(&self, i: usize) -> Option<&'a str> {
         match self {
             StrCol::Plain(a) => a.is_valid(i).then(|| a.value(i)),
+            StrCol::View(a) => a.is_valid(i).then(|| a.value(i)),
             StrCol::Dict(d, values) => d
                 .is_valid(i)
                 .then(|| values.value(d.keys().value(i) as usize)),

@@ -1,9 +1,12 @@
 //! One export's spans as a columnar Arrow batch: what the collector buffers between the ack
 //! and the flush, built once at ingest straight from the export (no per-span records).
 //!
-//! The batch has the span file's columns in export order, with every string column plain
-//! (`PLAIN_SPAN_SCHEMA`): building it copies bytes and hashes nothing. A flush sorts and
-//! gathers the rows of its chunks ([`super::encode`]) and Parquet's own dictionary encoding
+//! The batch has the span file's columns in export order, with every string column a string
+//! view (`PLAIN_SPAN_SCHEMA`): a value that is in the export's bytes is a view into them (the
+//! batch keeps the export alive; nothing is copied), a resource's JSON is one buffer that its
+//! spans' views share, and only what is built here (attribute, event and link JSON) is
+//! written out. Building hashes nothing. A flush sorts and gathers the rows of its chunks
+//! ([`super::encode`], which moves views, not bytes) and Parquet's own dictionary encoding
 //! dedups the values once. Queries over fresh data use the same row filter and decoder as
 //! over files, so a fresh span and a stored one answer every query alike.
 //!
@@ -15,9 +18,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, LazyLock};
 
 use arrow_array::builder::{
-    FixedSizeBinaryBuilder, Int8Builder, Int64Builder, StringBuilder, TimestampNanosecondBuilder,
+    FixedSizeBinaryBuilder, Int8Builder, Int64Builder, StringBuilder, StringViewBuilder,
+    TimestampNanosecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
+use arrow_buffer::Buffer;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use crate::error::StorageError;
@@ -27,13 +32,28 @@ use crate::spans::schema::{
     self, RESOURCE_STR_COLUMNS, SPAN_INT_COLUMNS, SPAN_SCHEMA, SPAN_STR_COLUMNS,
 };
 
-/// The span schema with every dictionary-typed string column plain.
+/// Whether a string column of the span schema is mostly null, and its values short: such a
+/// column is plain in the rows (a null costs 4 bytes there, 16 as a view).
+fn sparse(column: &str) -> bool {
+    column == schema::TRACE_STATE
+        || column == schema::STATUS_MESSAGE
+        || SPAN_STR_COLUMNS.iter().any(|(_, c)| *c == column)
+}
+
+/// The span schema as the rows hold it: sparse string columns plain, the others views.
 pub static PLAIN_SPAN_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let fields: Vec<Field> = SPAN_SCHEMA
         .fields()
         .iter()
         .map(|f| match f.data_type() {
-            DataType::Dictionary(_, v) => f.as_ref().clone().with_data_type(v.as_ref().clone()),
+            DataType::Dictionary(..) | DataType::Utf8 => {
+                let t = if sparse(f.name()) {
+                    DataType::Utf8
+                } else {
+                    DataType::Utf8View
+                };
+                f.as_ref().clone().with_data_type(t)
+            }
             _ => f.as_ref().clone(),
         })
         .collect();
@@ -109,39 +129,74 @@ fn span_slot(key: &str) -> Slot {
 
 /// The current resource, split once into its columns.
 #[derive(Default)]
-struct ResourceCols {
-    service: String,
-    promoted: Vec<Option<String>>,
-    json: Option<String>,
+struct ResourceCols<'k> {
+    service: &'k str,
+    promoted: Vec<Option<&'k str>>,
+    /// Its JSON: (block of the `resource_attributes` builder, length).
+    json: Option<(u32, u32)>,
     /// The keys in `json`, listed for the file once the resource has a span.
     json_keys: Vec<String>,
+}
+
+/// Where the export's bytes are: (address, length), the block 0 of every string builder.
+type Payload = Option<(usize, usize)>;
+
+/// Appends `v`: a view into the export when it lies there, else a copy (values of up to 12
+/// bytes live in the view itself either way).
+fn put(b: &mut StringViewBuilder, payload: Payload, v: &str) {
+    let (at, len) = (v.as_ptr() as usize, v.len());
+    if len > 12
+        && let Some((start, n)) = payload
+        && at >= start
+        && at + len <= start + n
+    {
+        // SAFETY: block 0 is the payload (`RowsBuilder::new` appends it first whenever
+        // `payload` is set), the range lies within it (checked above), and its bytes are
+        // exactly those of `v`, a `str`, hence valid UTF-8.
+        unsafe { b.append_view_unchecked(0, (at - start) as u32, len as u32) };
+        return;
+    }
+    b.append_value(v)
+}
+
+fn put_opt(b: &mut StringViewBuilder, payload: Payload, v: Option<&str>) {
+    match v {
+        Some(v) => put(b, payload, v),
+        None => b.append_null(),
+    }
+}
+
+/// An empty string is stored as null (as OTLP has no null strings).
+fn non_empty(b: &mut StringBuilder, v: &str) {
+    b.append_option((!v.is_empty()).then_some(v))
 }
 
 /// Builds the [`SpanRows`] of one export: call [`resource`](Self::resource) and
 /// [`scope`](Self::scope) before the spans they own.
 pub struct RowsBuilder<'k> {
+    payload: Payload,
     trace_id: FixedSizeBinaryBuilder,
     span_id: FixedSizeBinaryBuilder,
     parent: FixedSizeBinaryBuilder,
     trace_state: StringBuilder,
-    name: StringBuilder,
+    name: StringViewBuilder,
     kind: Int8Builder,
     start: TimestampNanosecondBuilder,
     duration: Int64Builder,
     status_code: Int8Builder,
     status_message: StringBuilder,
-    service: StringBuilder,
-    res_cols: Vec<StringBuilder>,
-    res_json: StringBuilder,
-    scope_name: StringBuilder,
-    scope_version: StringBuilder,
+    service: StringViewBuilder,
+    res_cols: Vec<StringViewBuilder>,
+    res_json: StringViewBuilder,
+    scope_name: StringViewBuilder,
+    scope_version: StringViewBuilder,
     span_cols: Vec<StringBuilder>,
     int_cols: Vec<Int64Builder>,
-    attrs_json: StringBuilder,
-    events: StringBuilder,
-    links: StringBuilder,
-    resource: ResourceCols,
-    scope: (String, String),
+    attrs_json: StringViewBuilder,
+    events: StringViewBuilder,
+    links: StringViewBuilder,
+    resource: ResourceCols<'k>,
+    scope: (&'k str, &'k str),
     /// Every span attribute key seen, with where it went: one hash per attribute decides
     /// both its column and whether the file's key list must name it.
     keys: HashMap<&'k str, Slot, foldhash::fast::RandomState>,
@@ -159,35 +214,51 @@ fn bad(e: impl std::fmt::Display) -> StorageError {
 }
 
 impl<'k> RowsBuilder<'k> {
-    /// `spans`: a capacity hint.
-    pub fn new(spans: usize) -> Self {
-        let strings = || StringBuilder::with_capacity(spans, 0);
+    /// `spans`: a capacity hint. `payload`: the export the strings given to this builder
+    /// are borrowed from, if any (they become views into it).
+    pub fn new(spans: usize, payload: Option<&bytes::Bytes>) -> Self {
+        let payload_buffer = payload
+            .filter(|p| p.len() < u32::MAX as usize)
+            .map(|p| Buffer::from(p.clone()));
+        let strings = || {
+            let mut b = StringViewBuilder::with_capacity(spans);
+            if let Some(p) = &payload_buffer {
+                b.append_block(p.clone());
+            }
+            b
+        };
         RowsBuilder {
+            payload: payload_buffer
+                .as_ref()
+                .map(|p| (p.as_ptr() as usize, p.len())),
             trace_id: FixedSizeBinaryBuilder::with_capacity(spans, 16),
             span_id: FixedSizeBinaryBuilder::with_capacity(spans, 8),
             parent: FixedSizeBinaryBuilder::with_capacity(spans, 8),
-            trace_state: strings(),
-            name: StringBuilder::with_capacity(spans, spans * 24),
+            trace_state: StringBuilder::with_capacity(spans, 0),
+            name: strings(),
             kind: Int8Builder::with_capacity(spans),
             start: TimestampNanosecondBuilder::with_capacity(spans).with_timezone("UTC"),
             duration: Int64Builder::with_capacity(spans),
             status_code: Int8Builder::with_capacity(spans),
-            status_message: strings(),
-            service: StringBuilder::with_capacity(spans, spans * 16),
+            status_message: StringBuilder::with_capacity(spans, 0),
+            service: strings(),
             res_cols: RESOURCE_STR_COLUMNS.iter().map(|_| strings()).collect(),
             res_json: strings(),
             scope_name: strings(),
             scope_version: strings(),
-            span_cols: SPAN_STR_COLUMNS.iter().map(|_| strings()).collect(),
+            span_cols: SPAN_STR_COLUMNS
+                .iter()
+                .map(|_| StringBuilder::with_capacity(spans, 0))
+                .collect(),
             int_cols: SPAN_INT_COLUMNS
                 .iter()
                 .map(|_| Int64Builder::with_capacity(spans))
                 .collect(),
-            attrs_json: StringBuilder::with_capacity(spans, spans * 64),
+            attrs_json: strings(),
             events: strings(),
             links: strings(),
             resource: ResourceCols::default(),
-            scope: Default::default(),
+            scope: ("", ""),
             keys: HashMap::default(),
             other_json_keys: BTreeSet::new(),
             str_at: vec![None; SPAN_STR_COLUMNS.len()],
@@ -200,7 +271,7 @@ impl<'k> RowsBuilder<'k> {
     /// The resource of the spans that follow. `service.name` goes to its column (a missing,
     /// empty or non-string one reads `unknown_service`), promoted string attributes to theirs,
     /// the rest to the resource's JSON.
-    pub fn resource(&mut self, attrs: &[(&str, Value<'_>)]) {
+    pub fn resource(&mut self, attrs: &[(&'k str, Value<'k>)]) {
         let service = attrs
             .iter()
             .rev()
@@ -219,17 +290,20 @@ impl<'k> RowsBuilder<'k> {
             if let Value::Str(s) = v
                 && let Some(i) = RESOURCE_STR_COLUMNS.iter().position(|(key, _)| key == k)
             {
-                promoted[i] = Some(s.to_string());
+                promoted[i] = Some(*s);
                 continue;
             }
             rest.push((*k, v));
         }
+        // One buffer of its own, which the views of all its spans share.
         let json = (!rest.is_empty()).then(|| {
-            serde_json::to_string(&JsonMap(rest.iter().map(|(k, v)| (*k, *v))))
-                .unwrap_or_else(|_| "{}".to_string())
+            let json = serde_json::to_string(&JsonMap(rest.iter().map(|(k, v)| (*k, *v))))
+                .unwrap_or_else(|_| "{}".to_string());
+            let len = json.len() as u32;
+            (self.res_json.append_block(Buffer::from_vec(json.into_bytes())), len)
         });
         self.resource = ResourceCols {
-            service: service.to_string(),
+            service,
             promoted,
             json,
             json_keys: rest.iter().map(|(k, _)| k.to_string()).collect(),
@@ -237,8 +311,8 @@ impl<'k> RowsBuilder<'k> {
     }
 
     /// The instrumentation scope of the spans that follow.
-    pub fn scope(&mut self, name: &str, version: &str) {
-        self.scope = (name.to_string(), version.to_string());
+    pub fn scope(&mut self, name: &'k str, version: &'k str) {
+        self.scope = (name, version);
     }
 
     pub fn span(&mut self, s: &SpanIn<'k, '_>) -> Result<(), StorageError> {
@@ -248,23 +322,29 @@ impl<'k> RowsBuilder<'k> {
             Some(p) => self.parent.append_value(p).map_err(bad)?,
             None => self.parent.append_null(),
         }
+        let p = self.payload;
         non_empty(&mut self.trace_state, s.trace_state);
-        self.name.append_value(s.name);
+        put(&mut self.name, p, s.name);
         self.kind.append_value(s.kind as i8);
         self.start.append_value(s.start_unix_nano);
         self.duration.append_value(s.duration_nano);
         self.status_code.append_value(s.status_code as i8);
         non_empty(&mut self.status_message, s.status_message);
-        self.service.append_value(&self.resource.service);
+        put(&mut self.service, p, self.resource.service);
         for (b, v) in self.res_cols.iter_mut().zip(&self.resource.promoted) {
-            b.append_option(v.as_deref());
+            put_opt(b, p, *v);
         }
-        self.res_json.append_option(self.resource.json.as_deref());
+        match self.resource.json {
+            // SAFETY: `block` was appended by `resource` from a `String` of `len` bytes.
+            Some((block, len)) => unsafe { self.res_json.append_view_unchecked(block, 0, len) },
+            None => self.res_json.append_null(),
+        }
         for k in self.resource.json_keys.drain(..) {
             self.other_json_keys.insert(k);
         }
-        non_empty(&mut self.scope_name, &self.scope.0);
-        non_empty(&mut self.scope_version, &self.scope.1);
+        let (name, version) = self.scope;
+        put_opt(&mut self.scope_name, p, (!name.is_empty()).then_some(name));
+        put_opt(&mut self.scope_version, p, (!version.is_empty()).then_some(version));
 
         self.str_at.iter_mut().for_each(|v| *v = None);
         self.int_at.iter_mut().for_each(|v| *v = None);
@@ -311,8 +391,8 @@ impl<'k> RowsBuilder<'k> {
             self.attrs_json
                 .append_value(std::str::from_utf8(&self.json).map_err(bad)?);
         }
-        self.events.append_option(s.events_json);
-        self.links.append_option(s.links_json);
+        put_opt(&mut self.events, None, s.events_json);
+        put_opt(&mut self.links, None, s.links_json);
         Ok(())
     }
 
@@ -366,14 +446,6 @@ impl<'k> RowsBuilder<'k> {
     }
 }
 
-fn non_empty(b: &mut StringBuilder, v: &str) {
-    if v.is_empty() {
-        b.append_null()
-    } else {
-        b.append_value(v)
-    }
-}
-
 /// Serializes borrowed (key, value) pairs as one JSON object.
 struct JsonMap<I>(I);
 
@@ -402,7 +474,7 @@ pub struct SpanRows {
 impl SpanRows {
     /// The same rows from records (as the wire path would build them from their export).
     pub fn from_records(spans: &[SpanRecord]) -> Result<Self, StorageError> {
-        let mut b = RowsBuilder::new(spans.len());
+        let mut b = RowsBuilder::new(spans.len(), None);
         let (mut resource, mut scope) = (None, None);
         let mut attrs: Vec<(&str, Value)> = Vec::new();
         for s in spans {
