@@ -44,7 +44,15 @@ impl<'a> Fields<'a> {
         Fields { buf, fail: false }
     }
 
+    #[inline]
     fn varint(&mut self) -> Option<u64> {
+        // Most varints here (tags, lengths, enums) are one byte.
+        if let Some((&b, rest)) = self.buf.split_first()
+            && b < 0x80
+        {
+            self.buf = rest;
+            return Some(u64::from(b));
+        }
         let mut v = 0u64;
         for i in 0..10 {
             let (&b, rest) = self.buf.split_first()?;
@@ -57,6 +65,7 @@ impl<'a> Fields<'a> {
         None
     }
 
+    #[inline]
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         if self.buf.len() < n {
             return None;
@@ -66,6 +75,7 @@ impl<'a> Fields<'a> {
         Some(head)
     }
 
+    #[inline]
     fn read(&mut self) -> Option<(u32, Wire<'a>)> {
         let key = self.varint()?;
         let field = u32::try_from(key >> 3).ok().filter(|f| *f > 0)?;
@@ -88,6 +98,7 @@ impl<'a> Fields<'a> {
 
 impl<'a> Iterator for Fields<'a> {
     type Item = (u32, Wire<'a>);
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.buf.is_empty() || self.fail {
             return None;

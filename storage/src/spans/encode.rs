@@ -1,18 +1,24 @@
 //! A flush's chunks of span rows → one Parquet file sorted by (trace id, start), and the
 //! statistics its catalog entry carries (time range, services, trace-id filter, JSON keys).
 //!
-//! The chunks hold plain columns (see [`super::rows`]); this sorts their rows, gathers them
-//! into one batch and lets Parquet dictionary-encode the repetitive columns, so each value
-//! is hashed once, by the writer. The batch is written under the file schema, whose Arrow
-//! types are dictionaries for those columns: Parquet stores both alike, and readers get
-//! dictionary arrays back (tested in `format`).
+//! The chunks hold columns shaped for ingest (see [`super::rows`]); this sorts their rows,
+//! gathers them into one batch and lets Parquet dictionary-encode the repetitive columns, so
+//! each value is hashed once, by the writer. The batch is written under the file schema,
+//! whose Arrow types are plain strings and dictionaries where the batch may have views or
+//! plain strings: Parquet stores them alike, and readers get the file schema's types back
+//! (tested below).
 
 use std::collections::BTreeSet;
 
-use arrow_array::RecordBatch;
+use std::sync::Arc;
+
+use arrow_array::builder::Int32Builder;
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Int64Type, TimestampNanosecondType};
-use arrow_select::interleave::interleave_record_batch;
+use arrow_array::types::{Int32Type, Int64Type, TimestampNanosecondType};
+use arrow_array::{Array, ArrayRef, DictionaryArray, RecordBatch};
+use arrow_schema::DataType;
+use arrow_select::concat::concat;
+use arrow_select::interleave::interleave;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::{KeyValue, SortingColumn};
@@ -24,7 +30,7 @@ use crate::lifecycle::EncodedFile;
 use crate::model::TraceId;
 use crate::spans::bloom::TraceIdFilter;
 use crate::spans::decode::Columns;
-use crate::spans::rows::SpanRows;
+use crate::spans::rows::{ROWS_SCHEMA, SpanRows};
 use crate::spans::schema::{self, SPAN_ID, SPAN_SCHEMA};
 
 /// Rows per row group. Lookups prune to pages (column and offset index), so row groups can be
@@ -100,11 +106,9 @@ pub fn encode_rows(chunks: &[&SpanRows]) -> Result<EncodedFile, StorageError> {
         .iter()
         .map(|(.., c, r)| (*c as usize, *r as usize))
         .collect();
-    let batches: Vec<&RecordBatch> = chunks.iter().map(|c| c.batch()).collect();
-    // (`interleave_record_batch` wants at least one batch.)
-    let sorted = match batches.is_empty() {
+    let sorted = match chunks.is_empty() {
         true => None,
-        false => Some(interleave_record_batch(&batches, &indices).map_err(err)?),
+        false => Some(gather(chunks, &indices).map_err(err)?),
     };
     let bytes = write_parquet_batches(
         sorted.into_iter().map(Ok),
@@ -120,6 +124,61 @@ pub fn encode_rows(chunks: &[&SpanRows]) -> Result<EncodedFile, StorageError> {
         services: services.into_iter().collect(),
         trace_filter: Some(filter),
     })
+}
+
+/// The rows at `indices` ((chunk, row) pairs) as one batch of the rows schema. Dictionary
+/// columns (the owner columns) keep their chunks' values side by side and only remap keys;
+/// the others are interleaved.
+fn gather(
+    chunks: &[&SpanRows],
+    indices: &[(usize, usize)],
+) -> Result<RecordBatch, arrow_schema::ArrowError> {
+    let schema = ROWS_SCHEMA.clone();
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for (i, field) in schema.fields().iter().enumerate() {
+        let arrays: Vec<&dyn Array> = chunks
+            .iter()
+            .map(|c| c.batch().column(i).as_ref())
+            .collect();
+        let column = match field.data_type() {
+            DataType::Dictionary(..) => gather_dictionary(&arrays, indices)?,
+            _ => interleave(&arrays, indices)?,
+        };
+        columns.push(column);
+    }
+    RecordBatch::try_new(schema, columns)
+}
+
+fn gather_dictionary(
+    arrays: &[&dyn Array],
+    indices: &[(usize, usize)],
+) -> Result<ArrayRef, arrow_schema::ArrowError> {
+    let dicts: Vec<&DictionaryArray<Int32Type>> = arrays
+        .iter()
+        .map(|a| {
+            a.as_dictionary_opt::<Int32Type>().ok_or_else(|| {
+                arrow_schema::ArrowError::InvalidArgumentError("not a dictionary".into())
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let mut offsets = Vec::with_capacity(dicts.len());
+    let mut total = 0i32;
+    for d in &dicts {
+        offsets.push(total);
+        total += d.values().len() as i32;
+    }
+    let values: Vec<&dyn Array> = dicts.iter().map(|d| d.values().as_ref()).collect();
+    let values = concat(&values)?;
+    let mut keys = Int32Builder::with_capacity(indices.len());
+    for &(c, r) in indices {
+        let k = dicts[c].keys();
+        if k.is_valid(r) {
+            keys.append_value(offsets[c] + k.value(r));
+        } else {
+            keys.append_null();
+        }
+    }
+    Ok(Arc::new(DictionaryArray::try_new(keys.finish(), values)?))
 }
 
 /// Writer settings shared by flushes and compaction.

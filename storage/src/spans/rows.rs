@@ -1,13 +1,18 @@
 //! One export's spans as a columnar Arrow batch: what the collector buffers between the ack
 //! and the flush, built once at ingest straight from the export (no per-span records).
 //!
-//! The batch has the span file's columns in export order, with every string column a string
-//! view (`PLAIN_SPAN_SCHEMA`): a value that is in the export's bytes is a view into them (the
-//! batch keeps the export alive; nothing is copied), a resource's JSON is one buffer that its
-//! spans' views share, and only what is built here (attribute, event and link JSON) is
-//! written out. Building hashes nothing. A flush sorts and gathers the rows of its chunks
-//! ([`super::encode`], which moves views, not bytes) and Parquet's own dictionary encoding
-//! dedups the values once. Queries over fresh data use the same row filter and decoder as
+//! The batch has the span file's columns in export order (`ROWS_SCHEMA`), shaped so that
+//! building it and a flush's gather move as few bytes as they can:
+//! - the columns of a span's resource and scope (service, promoted resource attributes, the
+//!   resource's JSON, scope name and version) are dictionaries whose values are written once
+//!   per resource and scope of the export: a span costs a 4-byte key in each;
+//! - the name and the attributes' JSON are string views: a name is a view into the export's
+//!   bytes (the batch keeps the export alive; nothing is copied);
+//! - sparse columns (trace state, status message, promoted span attributes, events, links)
+//!   are plain, where a null costs 4 bytes.
+//!
+//! Building hashes nothing. A flush sorts and gathers the rows of its chunks
+//! ([`super::encode`]) and Parquet's own dictionary encoding dedups the values once. Queries over fresh data use the same row filter and decoder as
 //! over files, so a fresh span and a stored one answer every query alike.
 //!
 //! [`RowsBuilder`] is the one place spans become columns: the collector drives it from the
@@ -18,10 +23,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, LazyLock};
 
 use arrow_array::builder::{
-    FixedSizeBinaryBuilder, Int8Builder, Int64Builder, StringBuilder, StringViewBuilder,
-    TimestampNanosecondBuilder,
+    FixedSizeBinaryBuilder, Int8Builder, Int32Builder, Int64Builder, StringBuilder,
+    StringViewBuilder, TimestampNanosecondBuilder,
 };
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::types::Int32Type;
+use arrow_array::{ArrayRef, DictionaryArray, RecordBatch};
 use arrow_buffer::Buffer;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
@@ -32,29 +38,36 @@ use crate::spans::schema::{
     self, RESOURCE_STR_COLUMNS, SPAN_INT_COLUMNS, SPAN_SCHEMA, SPAN_STR_COLUMNS,
 };
 
-/// Whether a string column of the span schema is mostly null, and its values short: such a
-/// column is plain in the rows (a null costs 4 bytes there, 16 as a view).
-fn sparse(column: &str) -> bool {
-    column == schema::TRACE_STATE
-        || column == schema::STATUS_MESSAGE
-        || SPAN_STR_COLUMNS.iter().any(|(_, c)| *c == column)
-}
+/// The columns a span's resource and scope decide, in schema order.
+pub const OWNER_COLUMNS: [&str; 8] = [
+    schema::SERVICE_NAME,
+    RESOURCE_STR_COLUMNS[0].1,
+    RESOURCE_STR_COLUMNS[1].1,
+    RESOURCE_STR_COLUMNS[2].1,
+    RESOURCE_STR_COLUMNS[3].1,
+    schema::RESOURCE_ATTRIBUTES,
+    schema::SCOPE_NAME,
+    schema::SCOPE_VERSION,
+];
 
-/// The span schema as the rows hold it: sparse string columns plain, the others views.
-pub static PLAIN_SPAN_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+/// The span schema as the rows hold it (see the module docs).
+pub static ROWS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let dict = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
     let fields: Vec<Field> = SPAN_SCHEMA
         .fields()
         .iter()
-        .map(|f| match f.data_type() {
-            DataType::Dictionary(..) | DataType::Utf8 => {
-                let t = if sparse(f.name()) {
-                    DataType::Utf8
-                } else {
-                    DataType::Utf8View
-                };
-                f.as_ref().clone().with_data_type(t)
-            }
-            _ => f.as_ref().clone(),
+        .map(|f| {
+            let name = f.name().as_str();
+            let t = if OWNER_COLUMNS.contains(&name) {
+                dict.clone()
+            } else if name == schema::NAME || name == schema::ATTRIBUTES {
+                DataType::Utf8View
+            } else if matches!(f.data_type(), DataType::Dictionary(..)) {
+                DataType::Utf8
+            } else {
+                f.data_type().clone()
+            };
+            f.as_ref().clone().with_data_type(t)
         })
         .collect();
     Arc::new(Schema::new(fields))
@@ -132,10 +145,19 @@ fn span_slot(key: &str) -> Slot {
 struct ResourceCols<'k> {
     service: &'k str,
     promoted: Vec<Option<&'k str>>,
-    /// Its JSON: (block of the `resource_attributes` builder, length).
-    json: Option<(u32, u32)>,
+    json: Option<String>,
     /// The keys in `json`, listed for the file once the resource has a span.
     json_keys: Vec<String>,
+}
+
+/// The dictionaries of the owner columns: each (resource, scope) pair that has spans adds
+/// its values once; its spans add keys.
+struct Owners {
+    keys: Vec<Int32Builder>,
+    values: Vec<StringBuilder>,
+    /// The current pair's key in each column (null: no value); `None` once the resource or
+    /// scope changed, until the next span.
+    current: Option<[Option<i32>; OWNER_COLUMNS.len()]>,
 }
 
 /// Where the export's bytes are: (address, length), the block 0 of every string builder.
@@ -159,13 +181,6 @@ fn put(b: &mut StringViewBuilder, payload: Payload, v: &str) {
     b.append_value(v)
 }
 
-fn put_opt(b: &mut StringViewBuilder, payload: Payload, v: Option<&str>) {
-    match v {
-        Some(v) => put(b, payload, v),
-        None => b.append_null(),
-    }
-}
-
 /// An empty string is stored as null (as OTLP has no null strings).
 fn non_empty(b: &mut StringBuilder, v: &str) {
     b.append_option((!v.is_empty()).then_some(v))
@@ -185,16 +200,12 @@ pub struct RowsBuilder<'k> {
     duration: Int64Builder,
     status_code: Int8Builder,
     status_message: StringBuilder,
-    service: StringViewBuilder,
-    res_cols: Vec<StringViewBuilder>,
-    res_json: StringViewBuilder,
-    scope_name: StringViewBuilder,
-    scope_version: StringViewBuilder,
+    owners: Owners,
     span_cols: Vec<StringBuilder>,
     int_cols: Vec<Int64Builder>,
     attrs_json: StringViewBuilder,
-    events: StringViewBuilder,
-    links: StringViewBuilder,
+    events: StringBuilder,
+    links: StringBuilder,
     resource: ResourceCols<'k>,
     scope: (&'k str, &'k str),
     /// Every span attribute key seen, with where it went: one hash per attribute decides
@@ -220,13 +231,10 @@ impl<'k> RowsBuilder<'k> {
         let payload_buffer = payload
             .filter(|p| p.len() < u32::MAX as usize)
             .map(|p| Buffer::from(p.clone()));
-        let strings = || {
-            let mut b = StringViewBuilder::with_capacity(spans);
-            if let Some(p) = &payload_buffer {
-                b.append_block(p.clone());
-            }
-            b
-        };
+        let mut name = StringViewBuilder::with_capacity(spans);
+        if let Some(p) = &payload_buffer {
+            name.append_block(p.clone());
+        }
         RowsBuilder {
             payload: payload_buffer
                 .as_ref()
@@ -235,17 +243,20 @@ impl<'k> RowsBuilder<'k> {
             span_id: FixedSizeBinaryBuilder::with_capacity(spans, 8),
             parent: FixedSizeBinaryBuilder::with_capacity(spans, 8),
             trace_state: StringBuilder::with_capacity(spans, 0),
-            name: strings(),
+            name,
             kind: Int8Builder::with_capacity(spans),
             start: TimestampNanosecondBuilder::with_capacity(spans).with_timezone("UTC"),
             duration: Int64Builder::with_capacity(spans),
             status_code: Int8Builder::with_capacity(spans),
             status_message: StringBuilder::with_capacity(spans, 0),
-            service: strings(),
-            res_cols: RESOURCE_STR_COLUMNS.iter().map(|_| strings()).collect(),
-            res_json: strings(),
-            scope_name: strings(),
-            scope_version: strings(),
+            owners: Owners {
+                keys: OWNER_COLUMNS
+                    .iter()
+                    .map(|_| Int32Builder::with_capacity(spans))
+                    .collect(),
+                values: OWNER_COLUMNS.iter().map(|_| StringBuilder::new()).collect(),
+                current: None,
+            },
             span_cols: SPAN_STR_COLUMNS
                 .iter()
                 .map(|_| StringBuilder::with_capacity(spans, 0))
@@ -254,9 +265,9 @@ impl<'k> RowsBuilder<'k> {
                 .iter()
                 .map(|_| Int64Builder::with_capacity(spans))
                 .collect(),
-            attrs_json: strings(),
-            events: strings(),
-            links: strings(),
+            attrs_json: StringViewBuilder::with_capacity(spans),
+            events: StringBuilder::new(),
+            links: StringBuilder::new(),
             resource: ResourceCols::default(),
             scope: ("", ""),
             keys: HashMap::default(),
@@ -295,12 +306,9 @@ impl<'k> RowsBuilder<'k> {
             }
             rest.push((*k, v));
         }
-        // One buffer of its own, which the views of all its spans share.
         let json = (!rest.is_empty()).then(|| {
-            let json = serde_json::to_string(&JsonMap(rest.iter().map(|(k, v)| (*k, *v))))
-                .unwrap_or_else(|_| "{}".to_string());
-            let len = json.len() as u32;
-            (self.res_json.append_block(Buffer::from_vec(json.into_bytes())), len)
+            serde_json::to_string(&JsonMap(rest.iter().map(|(k, v)| (*k, *v))))
+                .unwrap_or_else(|_| "{}".to_string())
         });
         self.resource = ResourceCols {
             service,
@@ -308,11 +316,44 @@ impl<'k> RowsBuilder<'k> {
             json,
             json_keys: rest.iter().map(|(k, _)| k.to_string()).collect(),
         };
+        self.owners.current = None;
     }
 
     /// The instrumentation scope of the spans that follow.
     pub fn scope(&mut self, name: &'k str, version: &'k str) {
         self.scope = (name, version);
+        self.owners.current = None;
+    }
+
+    /// The keys of the current (resource, scope) pair, adding its values on its first span.
+    fn owner_keys(&mut self) -> [Option<i32>; OWNER_COLUMNS.len()] {
+        if let Some(keys) = self.owners.current {
+            return keys;
+        }
+        let r = &self.resource;
+        let (scope_name, scope_version) = self.scope;
+        let values: [Option<&str>; OWNER_COLUMNS.len()] = [
+            Some(r.service),
+            r.promoted.first().copied().flatten(),
+            r.promoted.get(1).copied().flatten(),
+            r.promoted.get(2).copied().flatten(),
+            r.promoted.get(3).copied().flatten(),
+            r.json.as_deref(),
+            (!scope_name.is_empty()).then_some(scope_name),
+            (!scope_version.is_empty()).then_some(scope_version),
+        ];
+        let mut keys = [None; OWNER_COLUMNS.len()];
+        for ((key, v), b) in keys.iter_mut().zip(values).zip(&mut self.owners.values) {
+            if let Some(v) = v {
+                *key = Some(arrow_array::builder::ArrayBuilder::len(b) as i32);
+                b.append_value(v);
+            }
+        }
+        for k in self.resource.json_keys.drain(..) {
+            self.other_json_keys.insert(k);
+        }
+        self.owners.current = Some(keys);
+        keys
     }
 
     pub fn span(&mut self, s: &SpanIn<'k, '_>) -> Result<(), StorageError> {
@@ -330,21 +371,10 @@ impl<'k> RowsBuilder<'k> {
         self.duration.append_value(s.duration_nano);
         self.status_code.append_value(s.status_code as i8);
         non_empty(&mut self.status_message, s.status_message);
-        put(&mut self.service, p, self.resource.service);
-        for (b, v) in self.res_cols.iter_mut().zip(&self.resource.promoted) {
-            put_opt(b, p, *v);
+        let owner = self.owner_keys();
+        for (b, key) in self.owners.keys.iter_mut().zip(owner) {
+            b.append_option(key);
         }
-        match self.resource.json {
-            // SAFETY: `block` was appended by `resource` from a `String` of `len` bytes.
-            Some((block, len)) => unsafe { self.res_json.append_view_unchecked(block, 0, len) },
-            None => self.res_json.append_null(),
-        }
-        for k in self.resource.json_keys.drain(..) {
-            self.other_json_keys.insert(k);
-        }
-        let (name, version) = self.scope;
-        put_opt(&mut self.scope_name, p, (!name.is_empty()).then_some(name));
-        put_opt(&mut self.scope_version, p, (!version.is_empty()).then_some(version));
 
         self.str_at.iter_mut().for_each(|v| *v = None);
         self.int_at.iter_mut().for_each(|v| *v = None);
@@ -391,8 +421,8 @@ impl<'k> RowsBuilder<'k> {
             self.attrs_json
                 .append_value(std::str::from_utf8(&self.json).map_err(bad)?);
         }
-        put_opt(&mut self.events, None, s.events_json);
-        put_opt(&mut self.links, None, s.links_json);
+        self.events.append_option(s.events_json);
+        self.links.append_option(s.links_json);
         Ok(())
     }
 
@@ -408,16 +438,13 @@ impl<'k> RowsBuilder<'k> {
             Arc::new(self.duration.finish()),
             Arc::new(self.status_code.finish()),
             Arc::new(self.status_message.finish()),
-            Arc::new(self.service.finish()),
         ];
-        columns.extend(
-            self.res_cols
-                .iter_mut()
-                .map(|b| Arc::new(b.finish()) as ArrayRef),
-        );
-        columns.push(Arc::new(self.res_json.finish()));
-        columns.push(Arc::new(self.scope_name.finish()));
-        columns.push(Arc::new(self.scope_version.finish()));
+        for (keys, values) in self.owners.keys.iter_mut().zip(&mut self.owners.values) {
+            let dict =
+                DictionaryArray::<Int32Type>::try_new(keys.finish(), Arc::new(values.finish()))
+                    .map_err(bad)?;
+            columns.push(Arc::new(dict));
+        }
         columns.extend(
             self.span_cols
                 .iter_mut()
@@ -431,7 +458,7 @@ impl<'k> RowsBuilder<'k> {
         columns.push(Arc::new(self.attrs_json.finish()));
         columns.push(Arc::new(self.events.finish()));
         columns.push(Arc::new(self.links.finish()));
-        let batch = RecordBatch::try_new(PLAIN_SPAN_SCHEMA.clone(), columns).map_err(bad)?;
+        let batch = RecordBatch::try_new(ROWS_SCHEMA.clone(), columns).map_err(bad)?;
         let mut json_keys = self.other_json_keys;
         json_keys.extend(
             self.keys
