@@ -66,7 +66,15 @@ pub struct Ingester {
     inflight: Arc<InFlight>,
     pub(crate) replay: ReplayState,
     pub(crate) ready: AtomicBool,
+    /// Woken after each flush: appends waiting for room in the buffer look again.
+    room: tokio::sync::Notify,
 }
+
+/// How long an admitted export, already decoded, waits for a flush to make room in a full
+/// buffer before it is refused as overloaded. Refusing at once would throw its decoding away
+/// and make its client send it all again; new exports are still refused up front
+/// (`check_capacity`), and waiting ones stay counted in the in-flight budget.
+const ROOM_WAIT: Duration = Duration::from_secs(2);
 
 impl Ingester {
     pub fn new(wal: Wal, catalog: Catalog, spans: Arc<SpanFormat>, limits: IngestLimits) -> Self {
@@ -84,6 +92,7 @@ impl Ingester {
             limits,
             replay: ReplayState::default(),
             ready: AtomicBool::new(false),
+            room: tokio::sync::Notify::new(),
         }
     }
 
@@ -168,7 +177,8 @@ impl Ingester {
 
     /// Makes an export durable; `staged` hands its rows to their lane once it is. The buffer
     /// budget is checked again here: requests admitted together must not all land in a
-    /// buffer that filled while they were decoded.
+    /// buffer that filled while they were decoded; they wait for a flush (at most
+    /// [`ROOM_WAIT`]).
     pub async fn append(
         &self,
         tenant: &TenantId,
@@ -176,11 +186,7 @@ impl Ingester {
         payload: Bytes,
         staged: OnDurable,
     ) -> Result<u64, IngestError> {
-        if self.buffered_bytes() > self.limits.max_buffer_bytes {
-            return Err(IngestError::Overloaded(
-                "ingest buffer is full, waiting for flushes to object storage".into(),
-            ));
-        }
+        self.wait_for_buffer_room().await?;
         let bytes = payload.len() as u64;
         let seq = self
             .wal
@@ -204,12 +210,35 @@ impl Ingester {
         handed.min(replay).min(lanes)
     }
 
+    /// Waits until a flush brings the buffer within its budget; `Overloaded` when
+    /// [`ROOM_WAIT`] passes first.
+    async fn wait_for_buffer_room(&self) -> Result<(), IngestError> {
+        let deadline = tokio::time::Instant::now() + ROOM_WAIT;
+        loop {
+            let freed = self.room.notified();
+            tokio::pin!(freed);
+            // Registered before the check, so a flush between the two is not missed.
+            freed.as_mut().enable();
+            if self.buffered_bytes() <= self.limits.max_buffer_bytes {
+                return Ok(());
+            }
+            // No flush is asked for here: one is under way or due (a full batch seals and
+            // wakes the flusher); asking from every waiter makes a storm of tiny files.
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                return Err(IngestError::Overloaded(
+                    "ingest buffer is full, waiting for flushes to object storage".into(),
+                ));
+            }
+        }
+    }
+
     /// Flushes every lane, then trims the WAL. Returns files committed.
     pub async fn flush(&self) -> usize {
         let mut files = 0;
         for lane in &self.lanes {
             files += lane.flush(&self.catalog).await;
         }
+        self.room.notify_waiters();
         let bound = self.trim_bound();
         let wal = self.wal.clone();
         if let Err(e) = tokio::task::spawn_blocking(move || wal.trim_below(bound)).await {
@@ -220,19 +249,22 @@ impl Ingester {
         files
     }
 
-    /// Flushes until nothing is buffered or `deadline` passes (a clean stop). What is left is
-    /// durable in the WAL and replayed at the next start.
+    /// Flushes until nothing is buffered and no admitted export is still on its way in (one
+    /// may be waiting for room, or decoding), or `deadline` passes (a clean stop). What is
+    /// left is durable in the WAL and replayed at the next start.
     pub async fn drain(&self, deadline: Duration) {
         let until = std::time::Instant::now() + deadline;
         loop {
             self.flush().await;
             let left = self.buffered_rows();
-            if left == 0 {
+            let arriving = self.inflight.used_bytes();
+            if left == 0 && arriving == 0 {
                 return;
             }
             if std::time::Instant::now() >= until {
                 tracing::warn!(
                     rows = left,
+                    in_flight_bytes = arriving,
                     "stopping with unflushed rows; they stay in the write-ahead log and are replayed at the next start"
                 );
                 return;

@@ -439,3 +439,81 @@ async fn a_commit_whose_answer_was_lost_is_not_committed_twice() {
     assert_eq!(ing.flush().await, 1);
     assert_eq!(committed_rows(&storage, &t).await, 3, "no second file");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_decoded_into_a_full_buffer_waits_for_a_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let (faults, storage) = FaultStore::in_memory();
+    let t = tenant("t");
+    let one = request(0, 20).len() as u64;
+    let limits = IngestLimits {
+        max_buffer_bytes: one,
+        ..Default::default()
+    };
+    let node = open_with(dir.path(), &storage, limits, 4096);
+    let ing = node.ingester.clone();
+    ing.replay(node.recovery.clone()).await;
+    export(&ing, &t, request(1, 20)).await.unwrap();
+    export(&ing, &t, request(2, 20)).await.unwrap();
+    assert!(ing.buffered_bytes() > one, "the buffer is over its budget");
+    // Admitted and decoded: it waits for room instead of being thrown away.
+    let waiting = tokio::spawn({
+        let (ing, t) = (ing.clone(), t.clone());
+        async move { export(&ing, &t, request(3, 20)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "it waits while the buffer is full");
+    assert_eq!(ing.flush().await, 1);
+    assert_eq!(waiting.await.unwrap().unwrap(), 20);
+    assert_eq!(fresh_traces(&ing, &t), vec![3]);
+
+    // No flush can make room (the store is down): refused after the wait, nothing lost.
+    faults.fail("");
+    export(&ing, &t, request(4, 20)).await.unwrap();
+    let started = std::time::Instant::now();
+    let refused = export(&ing, &t, request(5, 20)).await;
+    assert!(
+        matches!(refused, Err(IngestError::Overloaded(_))),
+        "{refused:?}"
+    );
+    assert!(started.elapsed() >= ROOM_WAIT);
+    assert_eq!(fresh_traces(&ing, &t), vec![3, 4]);
+    faults.heal();
+    ing.flush().await;
+    assert_eq!(committed_rows(&storage, &t).await, 4 * 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_stop_flushes_an_export_that_was_waiting_for_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::in_memory();
+    let t = tenant("t");
+    let one = request(0, 20).len() as u64;
+    let limits = IngestLimits {
+        max_buffer_bytes: one,
+        ..Default::default()
+    };
+    let node = open_with(dir.path(), &storage, limits, 4096);
+    let ing = node.ingester.clone();
+    ing.replay(node.recovery.clone()).await;
+    export(&ing, &t, request(1, 20)).await.unwrap();
+    export(&ing, &t, request(2, 20)).await.unwrap();
+    // Admitted as an edge admits it (holding in-flight bytes until it is handed over).
+    let permit = ing.inflight.try_acquire(one).unwrap();
+    let waiting = tokio::spawn({
+        let (ing, t) = (ing.clone(), t.clone());
+        async move {
+            let accepted = export(&ing, &t, request(3, 20)).await;
+            drop(permit);
+            accepted
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    ing.drain(Duration::from_secs(10)).await;
+    assert_eq!(waiting.await.unwrap().unwrap(), 20);
+    assert_eq!(
+        committed_rows(&storage, &t).await,
+        3 * 20,
+        "nothing acked is left behind"
+    );
+}

@@ -1,6 +1,6 @@
 //! The fast path of trace ingest: an `ExportTraceServiceRequest` read straight from its
-//! protobuf bytes into span rows, with no message structs and no per-string allocation (the
-//! rows' strings are views into the request's bytes).
+//! protobuf bytes into span rows, with no message structs and no per-string allocation
+//! (strings are borrowed from the request until the builder copies them into its columns).
 //!
 //! It handles exactly the requests the general path (prost decoding,
 //! [`super::validate_traces`], [`super::to_span_records`]) would accept whole, and gives up —
@@ -168,7 +168,7 @@ pub fn rows_from_wire(export: &Bytes, window: &TimeWindow) -> Option<(SpanRows, 
         return None;
     }
     let payload: &[u8] = export;
-    let mut b = RowsBuilder::new(payload.len() / 256 + 1, Some(export));
+    let mut b = RowsBuilder::new(payload.len() / 320 + 1);
     let mut spans = 0u64;
     let mut fields = Fields::new(payload);
     for (f, w) in fields.by_ref() {

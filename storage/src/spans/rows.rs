@@ -6,8 +6,9 @@
 //! - the columns of a span's resource and scope (service, promoted resource attributes, the
 //!   resource's JSON, scope name and version) are dictionaries whose values are written once
 //!   per resource and scope of the export: a span costs a 4-byte key in each;
-//! - the name and the attributes' JSON are string views: a name is a view into the export's
-//!   bytes (the batch keeps the export alive; nothing is copied);
+//! - the name and the attributes' JSON are string views, so a flush's gather moves 16 bytes
+//!   per value, not the value (the values are copied once, here: views into the export itself
+//!   would keep every export's bytes alive until its flush, for a name of ~20 bytes);
 //! - sparse columns (trace state, status message, promoted span attributes, events, links)
 //!   are plain, where a null costs 4 bytes.
 //!
@@ -28,7 +29,6 @@ use arrow_array::builder::{
 };
 use arrow_array::types::Int32Type;
 use arrow_array::{ArrayRef, DictionaryArray, RecordBatch};
-use arrow_buffer::Buffer;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use crate::error::StorageError;
@@ -160,27 +160,6 @@ struct Owners {
     current: Option<[Option<i32>; OWNER_COLUMNS.len()]>,
 }
 
-/// Where the export's bytes are: (address, length), the block 0 of every string builder.
-type Payload = Option<(usize, usize)>;
-
-/// Appends `v`: a view into the export when it lies there, else a copy (values of up to 12
-/// bytes live in the view itself either way).
-fn put(b: &mut StringViewBuilder, payload: Payload, v: &str) {
-    let (at, len) = (v.as_ptr() as usize, v.len());
-    if len > 12
-        && let Some((start, n)) = payload
-        && at >= start
-        && at + len <= start + n
-    {
-        // SAFETY: block 0 is the payload (`RowsBuilder::new` appends it first whenever
-        // `payload` is set), the range lies within it (checked above), and its bytes are
-        // exactly those of `v`, a `str`, hence valid UTF-8.
-        unsafe { b.append_view_unchecked(0, (at - start) as u32, len as u32) };
-        return;
-    }
-    b.append_value(v)
-}
-
 /// An empty string is stored as null (as OTLP has no null strings).
 fn non_empty(b: &mut StringBuilder, v: &str) {
     b.append_option((!v.is_empty()).then_some(v))
@@ -189,7 +168,6 @@ fn non_empty(b: &mut StringBuilder, v: &str) {
 /// Builds the [`SpanRows`] of one export: call [`resource`](Self::resource) and
 /// [`scope`](Self::scope) before the spans they own.
 pub struct RowsBuilder<'k> {
-    payload: Payload,
     trace_id: FixedSizeBinaryBuilder,
     span_id: FixedSizeBinaryBuilder,
     parent: FixedSizeBinaryBuilder,
@@ -225,25 +203,14 @@ fn bad(e: impl std::fmt::Display) -> StorageError {
 }
 
 impl<'k> RowsBuilder<'k> {
-    /// `spans`: a capacity hint. `payload`: the export the strings given to this builder
-    /// are borrowed from, if any (they become views into it).
-    pub fn new(spans: usize, payload: Option<&bytes::Bytes>) -> Self {
-        let payload_buffer = payload
-            .filter(|p| p.len() < u32::MAX as usize)
-            .map(|p| Buffer::from(p.clone()));
-        let mut name = StringViewBuilder::with_capacity(spans);
-        if let Some(p) = &payload_buffer {
-            name.append_block(p.clone());
-        }
+    /// `spans`: a capacity hint.
+    pub fn new(spans: usize) -> Self {
         RowsBuilder {
-            payload: payload_buffer
-                .as_ref()
-                .map(|p| (p.as_ptr() as usize, p.len())),
             trace_id: FixedSizeBinaryBuilder::with_capacity(spans, 16),
             span_id: FixedSizeBinaryBuilder::with_capacity(spans, 8),
             parent: FixedSizeBinaryBuilder::with_capacity(spans, 8),
             trace_state: StringBuilder::with_capacity(spans, 0),
-            name,
+            name: StringViewBuilder::with_capacity(spans),
             kind: Int8Builder::with_capacity(spans),
             start: TimestampNanosecondBuilder::with_capacity(spans).with_timezone("UTC"),
             duration: Int64Builder::with_capacity(spans),
@@ -363,9 +330,8 @@ impl<'k> RowsBuilder<'k> {
             Some(p) => self.parent.append_value(p).map_err(bad)?,
             None => self.parent.append_null(),
         }
-        let p = self.payload;
         non_empty(&mut self.trace_state, s.trace_state);
-        put(&mut self.name, p, s.name);
+        self.name.append_value(s.name);
         self.kind.append_value(s.kind as i8);
         self.start.append_value(s.start_unix_nano);
         self.duration.append_value(s.duration_nano);
@@ -501,7 +467,7 @@ pub struct SpanRows {
 impl SpanRows {
     /// The same rows from records (as the wire path would build them from their export).
     pub fn from_records(spans: &[SpanRecord]) -> Result<Self, StorageError> {
-        let mut b = RowsBuilder::new(spans.len(), None);
+        let mut b = RowsBuilder::new(spans.len());
         let (mut resource, mut scope) = (None, None);
         let mut attrs: Vec<(&str, Value)> = Vec::new();
         for s in spans {

@@ -13,6 +13,9 @@ pub struct Cost {
     pub spans: usize,
     pub decode_convert_s: f64,
     pub encode_s: f64,
+    /// Memory of the buffered rows (Arrow buffers) over the protobuf bytes they came from:
+    /// what the collector's buffer budget, counted in protobuf bytes, really holds.
+    pub rows_memory_per_payload_byte: f64,
 }
 
 const BATCH_SPANS: usize = 65_536;
@@ -33,7 +36,9 @@ pub fn measure(requests: &[Bytes]) -> anyhow::Result<Cost> {
         spans: 0,
         decode_convert_s: 0.0,
         encode_s: 0.0,
+        rows_memory_per_payload_byte: 0.0,
     };
+    let (mut rows_memory, mut payload) = (0usize, 0usize);
     // The chunks of one flush, as the collector buffers them.
     let mut batch: Vec<SpanRows> = Vec::new();
     let mut buffered = 0;
@@ -49,6 +54,8 @@ pub fn measure(requests: &[Bytes]) -> anyhow::Result<Cost> {
         let rows = loupe_collector::otlp::decode_trace_payload(r).map_err(anyhow::Error::msg)?;
         cost.decode_convert_s += cpu_s() - t;
         cost.spans += rows.len();
+        rows_memory += rows.batch().get_array_memory_size();
+        payload += r.len();
         buffered += rows.len();
         batch.push(rows);
         if buffered >= BATCH_SPANS {
@@ -59,5 +66,6 @@ pub fn measure(requests: &[Bytes]) -> anyhow::Result<Cost> {
     if !batch.is_empty() {
         encode(&mut batch, &mut cost)?;
     }
+    cost.rows_memory_per_payload_byte = rows_memory as f64 / payload.max(1) as f64;
     Ok(cost)
 }
