@@ -440,22 +440,29 @@ async fn a_commit_whose_answer_was_lost_is_not_committed_twice() {
     assert_eq!(committed_rows(&storage, &t).await, 3, "no second file");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_export_decoded_into_a_full_buffer_waits_for_a_flush() {
-    let dir = tempfile::tempdir().unwrap();
-    let (faults, storage) = FaultStore::in_memory();
-    let t = tenant("t");
+/// A ready node whose buffer budget is one export of 20 spans, holding two (traces 1, 2):
+/// over its budget.
+async fn over_budget_node(dir: &Path, storage: &Storage, t: &TenantId) -> Arc<Ingester> {
     let one = request(0, 20).len() as u64;
     let limits = IngestLimits {
         max_buffer_bytes: one,
         ..Default::default()
     };
-    let node = open_with(dir.path(), &storage, limits, 4096);
+    let node = open_with(dir, storage, limits, 4096);
     let ing = node.ingester.clone();
     ing.replay(node.recovery.clone()).await;
-    export(&ing, &t, request(1, 20)).await.unwrap();
-    export(&ing, &t, request(2, 20)).await.unwrap();
+    export(&ing, t, request(1, 20)).await.unwrap();
+    export(&ing, t, request(2, 20)).await.unwrap();
     assert!(ing.buffered_bytes() > one, "the buffer is over its budget");
+    ing
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_decoded_into_a_full_buffer_waits_for_a_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let (faults, storage) = FaultStore::in_memory();
+    let t = tenant("t");
+    let ing = over_budget_node(dir.path(), &storage, &t).await;
     // Admitted and decoded: it waits for room instead of being thrown away.
     let waiting = tokio::spawn({
         let (ing, t) = (ing.clone(), t.clone());
@@ -488,18 +495,9 @@ async fn a_clean_stop_flushes_an_export_that_was_waiting_for_room() {
     let dir = tempfile::tempdir().unwrap();
     let storage = Storage::in_memory();
     let t = tenant("t");
-    let one = request(0, 20).len() as u64;
-    let limits = IngestLimits {
-        max_buffer_bytes: one,
-        ..Default::default()
-    };
-    let node = open_with(dir.path(), &storage, limits, 4096);
-    let ing = node.ingester.clone();
-    ing.replay(node.recovery.clone()).await;
-    export(&ing, &t, request(1, 20)).await.unwrap();
-    export(&ing, &t, request(2, 20)).await.unwrap();
+    let ing = over_budget_node(dir.path(), &storage, &t).await;
     // Admitted as an edge admits it (holding in-flight bytes until it is handed over).
-    let permit = ing.inflight.try_acquire(one).unwrap();
+    let permit = ing.inflight.try_acquire(1024).unwrap();
     let waiting = tokio::spawn({
         let (ing, t) = (ing.clone(), t.clone());
         async move {

@@ -6,7 +6,8 @@
 //! have columns of their own (see [`schema`]); the rest are a JSON object per span.
 //!
 //! - [`schema`]: the Arrow schema and the promoted attribute columns.
-//! - [`rows`]: one export's spans as a columnar batch, the form the collector buffers.
+//! - [`rows`]: one export's spans as a columnar batch, the form the collector buffers;
+//!   [`builder`] builds them.
 //! - [`encode`]: a flush's rows → sorted Parquet bytes plus the file's catalog statistics.
 //! - [`decode`]: Arrow rows → `SpanRecord`s.
 //! - [`bloom`]: the per-file trace-id filter the catalog keeps.
@@ -16,6 +17,7 @@
 //! - [`format`]: the span format as a [`crate::lifecycle::Format`]: flushes and compaction.
 
 pub mod bloom;
+pub mod builder;
 pub mod decode;
 pub mod encode;
 pub mod filter;
@@ -26,9 +28,10 @@ pub mod rows;
 pub mod schema;
 
 pub use bloom::TraceIdFilter;
+pub use builder::{RowsBuilder, SpanIn, Value};
 pub use encode::encode_rows;
 pub use filter::SpanFilter;
 pub use format::SpanFormat;
 pub use links::SpanLink;
 pub use read::{Projection, SpanReader};
-pub use rows::{RowsBuilder, SpanIn, SpanRows, Value};
+pub use rows::SpanRows;
