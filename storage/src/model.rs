@@ -1,5 +1,6 @@
-//! Loupe's own span structs. The collector converts OTLP into these at its edge; storage,
-//! the fresh-data tail and the query service only ever see these.
+//! Loupe's own span structs: what queries return, decoded from span files and fresh rows
+//! (the collector buffers columnar rows, `spans::rows`, and builds these only on the JSON and
+//! partial-success ingest path, where the builder takes them as input).
 //!
 //! Attribute values keep their OTLP type. As JSON (the form stored in Parquet for attributes
 //! without a column of their own, and the form the APIs return) a value is its natural JSON
