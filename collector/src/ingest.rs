@@ -14,6 +14,10 @@
 //!    collector, per tenant × signal; because records reach the batches in sequence order
 //!    and batches of one tenant × signal commit in order, everything at or below that number
 //!    is in committed files.
+//! 5. Waiting for room in a full buffer (`append`, at most 2 s) happens before the WAL
+//!    append: nothing of a waiting export is written or answered yet, so a crash while it
+//!    waits owes its client nothing (it sees no answer and sends again). A clean stop drains
+//!    until no admitted export is still arriving, so what it answered is in committed files.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -222,6 +226,7 @@ impl Ingester {
             if self.buffered_bytes() <= self.limits.max_buffer_bytes {
                 return Ok(());
             }
+            metrics::counter!("loupe_ingest_buffer_waits_total").increment(1);
             // No flush is asked for here: one is under way or due (a full batch seals and
             // wakes the flusher); asking from every waiter makes a storm of tiny files.
             if tokio::time::timeout_at(deadline, freed).await.is_err() {

@@ -26,7 +26,7 @@ use loupe_wal::OnDurable;
 use crate::batcher::{BatchLimits, Batcher, Sealed};
 
 /// Decodes a WAL payload (the export as acknowledged) into rows.
-pub type PayloadDecoder<R> = fn(&Bytes) -> Result<R, String>;
+pub type PayloadDecoder<R> = fn(&[u8]) -> Result<R, String>;
 
 /// A signal's lane, with its row type erased.
 pub trait Lane: Send + Sync {

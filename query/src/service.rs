@@ -19,8 +19,9 @@ use futures::StreamExt;
 use loupe_storage::catalog::{Catalog, FileEntry};
 use loupe_storage::fresh::Fresh;
 use loupe_storage::model::{SpanKind, SpanRecord, TraceId};
-use loupe_storage::spans::decode::Columns;
-use loupe_storage::spans::{Projection, SpanFilter, SpanReader, SpanRows, schema};
+use loupe_storage::spans::decode::services_in;
+use loupe_storage::spans::read::operations_in;
+use loupe_storage::spans::{Projection, SpanFilter, SpanReader, SpanRows};
 use loupe_storage::store::Signal;
 use loupe_storage::{StorageError, TenantId};
 
@@ -314,23 +315,9 @@ impl TraceService {
                 out.extend(f.services.iter().cloned());
             }
         }
-        let fresh = loupe_core::cpu::run(move || {
-            let mut names: BTreeSet<String> = BTreeSet::new();
-            for c in &chunks {
-                let batch = c.rows().batch();
-                let Some(col) = Columns::new(batch).string(schema::SERVICE_NAME) else {
-                    continue;
-                };
-                for i in 0..batch.num_rows() {
-                    let name = col.get(i).unwrap_or_default();
-                    if !names.contains(name) {
-                        names.insert(name.to_string());
-                    }
-                }
-            }
-            names
-        })
-        .await?;
+        let fresh =
+            loupe_core::cpu::run(move || services_in(chunks.iter().map(|c| c.rows().batch())))
+                .await?;
         out.extend(fresh);
         Ok(out.into_iter().collect())
     }
@@ -366,25 +353,11 @@ impl TraceService {
             .await?;
         let svc = service.to_string();
         let fresh = loupe_core::cpu::run(move || {
-            let mut ops: BTreeSet<(String, u8)> = BTreeSet::new();
-            for c in &chunks {
-                let batch = c.rows().batch();
-                let cols = Columns::new(batch);
-                let (Some(service), Some(name), Some(kind)) = (
-                    cols.string(schema::SERVICE_NAME),
-                    cols.string(schema::NAME),
-                    cols.i8(schema::KIND),
-                ) else {
-                    continue;
-                };
-                for i in 0..batch.num_rows() {
-                    if service.get(i) == Some(svc.as_str()) {
-                        let name = name.get(i).unwrap_or_default();
-                        ops.insert((name.to_string(), kind.value(i) as u8));
-                    }
-                }
-            }
-            ops
+            operations_in(chunks.iter().map(|c| c.rows().batch()))
+                .into_iter()
+                .filter(|(s, ..)| *s == svc)
+                .map(|(_, name, kind)| (name, kind as u8))
+                .collect::<BTreeSet<(String, u8)>>()
         })
         .await?;
         out.extend(fresh);

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::harness::{Server, env_refs, fixed_addrs, get_json, stored_rows};
+use crate::harness::{Server, env_refs, fixed_addrs, get_json, metric, stored_rows};
 use crate::load::{Load, tally, verify_exactly_once};
 use crate::otlp::{post_proto, random_trace_id, trace_request};
 
@@ -96,12 +96,16 @@ async fn kill_loop_under_concurrent_load_loses_and_duplicates_nothing() {
         ("LOUPE_COMPACTION_INTERVAL", "1s".to_string()),
         ("LOUPE_GC_GRACE", "2s".to_string()),
         ("LOUPE_CATALOG_REFRESH_INTERVAL", "500ms".to_string()),
+        // A small buffer: under this load exports often wait for a flush to make room, so
+        // kills land while some wait (before their WAL append) and others are being answered.
+        ("LOUPE_MAX_BUFFER_BYTES", "16KiB".to_string()),
     ]);
     let env = env_refs(&env);
     let server = Server::start(&["server"], dir.path(), &env);
     let otlp = format!("http://{}", server.otlp_http.unwrap());
     let load = Load::start(&[otlp], 16, Duration::from_millis(2));
     let mut server = Some(server);
+    let mut waits = 0.0;
     for round in 0..6 {
         // Kill at a random moment: sometimes during replay, mostly under full load.
         let live = if round % 3 == 0 {
@@ -110,6 +114,11 @@ async fn kill_loop_under_concurrent_load_loses_and_duplicates_nothing() {
             jitter(700, 2500)
         };
         tokio::time::sleep(live).await;
+        if let Some(s) = server.as_ref() {
+            waits += metric(s, "loupe_ingest_buffer_waits_total", "")
+                .await
+                .unwrap_or(0.0);
+        }
         server.take().unwrap().kill9();
         tokio::time::sleep(jitter(10, 200)).await;
         server = Some(Server::start(&["server"], dir.path(), &env));
@@ -120,9 +129,10 @@ async fn kill_loop_under_concurrent_load_loses_and_duplicates_nothing() {
     let sent = load.stop().await;
     let (acked, refused, not_sent, unknown) = tally(&sent);
     eprintln!(
-        "kill loop: {acked} acked, {refused} refused, {not_sent} not sent, {unknown} unknown"
+        "kill loop: {acked} acked, {refused} refused, {not_sent} not sent, {unknown} unknown, {waits} buffer waits"
     );
     assert!(acked > 1000, "the load was real: {acked} acknowledged");
+    assert!(waits > 0.0, "exports waited for room in the buffer");
     // A clean stop flushes everything; the next start replays nothing twice.
     assert!(server.stop().success());
     let server = Server::start(&["server"], dir.path(), &env);

@@ -14,15 +14,13 @@ pub use decode::{Encoding, RpcStatus, decode_traces};
 
 /// Decodes a traces WAL payload (an `ExportTraceServiceRequest` as acknowledged) into span
 /// rows: by the wire fast path, or else the general one.
-pub fn decode_trace_payload(
-    payload: &bytes::Bytes,
-) -> Result<loupe_storage::spans::SpanRows, String> {
+pub fn decode_trace_payload(payload: &[u8]) -> Result<loupe_storage::spans::SpanRows, String> {
     use prost::Message;
     if let Some((rows, _)) = wire::rows_from_wire(payload, &TimeWindow::unbounded()) {
         return Ok(rows);
     }
     let req = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(
-        payload.as_ref(),
+        payload,
     )
     .map_err(|e| format!("invalid ExportTraceServiceRequest: {e}"))?;
     loupe_storage::spans::SpanRows::from_records(&to_span_records(req)).map_err(|e| e.to_string())

@@ -12,8 +12,6 @@
 
 use std::borrow::Cow;
 
-use bytes::Bytes;
-
 use loupe_storage::model::{AttrValue, Attrs, Event, Link, SpanKind, StatusCode};
 use loupe_storage::spans::{RowsBuilder, SpanIn, SpanRows, Value};
 
@@ -162,12 +160,11 @@ fn check_ignored(w: Wire<'_>, is_string: bool) -> Option<()> {
 
 /// Reads an export into span rows, or `None` when the general path must handle it (see the
 /// module docs). Also returns the number of spans.
-pub fn rows_from_wire(export: &Bytes, window: &TimeWindow) -> Option<(SpanRows, u64)> {
+pub fn rows_from_wire(payload: &[u8], window: &TimeWindow) -> Option<(SpanRows, u64)> {
     // An empty body is valid protobuf, but the general path refuses it.
-    if export.is_empty() {
+    if payload.is_empty() {
         return None;
     }
-    let payload: &[u8] = export;
     let mut b = RowsBuilder::new(payload.len() / 320 + 1);
     let mut spans = 0u64;
     let mut fields = Fields::new(payload);
@@ -326,16 +323,6 @@ fn span<'a>(
             return None;
         }
     }
-    let events = (!events.is_empty())
-        .then(|| serde_json::to_string(&events).ok())
-        .map(|j| j.ok_or(()))
-        .transpose()
-        .ok()?;
-    let links = (!links.is_empty())
-        .then(|| serde_json::to_string(&links).ok())
-        .map(|j| j.ok_or(()))
-        .transpose()
-        .ok()?;
     b.span(&SpanIn {
         trace_id,
         span_id,
@@ -348,8 +335,8 @@ fn span<'a>(
         status_code: StatusCode::from_i32(code),
         status_message: message,
         attributes: attrs,
-        events_json: events.as_deref(),
-        links_json: links.as_deref(),
+        events: &events,
+        links: &links,
     })
     .ok()
 }
@@ -429,14 +416,19 @@ fn owned(v: Value<'_>) -> AttrValue {
     }
 }
 
+/// A `KeyValue` field, owned (events, links and nested maps keep model values).
+fn owned_key_value(w: Wire<'_>, depth: usize) -> Option<(String, AttrValue)> {
+    let (k, v) = key_value(bytes(w)?, depth)?;
+    Some((k.to_string(), owned(v)))
+}
+
 /// Repeated `KeyValue` field 1 of `msg` (a `KeyValueList`), owned.
 fn key_values(msg: &[u8], depth: usize) -> Option<Attrs> {
     let mut out = Vec::new();
     let mut fields = Fields::new(msg);
     for (f, w) in fields.by_ref() {
         if f == 1 {
-            let (k, v) = key_value(bytes(w)?, depth)?;
-            out.push((k.to_string(), owned(v)));
+            out.push(owned_key_value(w, depth)?);
         }
     }
     (!fields.fail).then_some(Attrs(out))
@@ -453,10 +445,7 @@ fn event(msg: &[u8]) -> Option<Event> {
         match f {
             1 => e.time_unix_nano = fixed64(w)?.min(i64::MAX as u64) as i64,
             2 => e.name = string(w)?.to_string(),
-            3 => {
-                let (k, v) = key_value(bytes(w)?, 0)?;
-                e.attributes.0.push((k.to_string(), owned(v)));
-            }
+            3 => e.attributes.0.push(owned_key_value(w, 0)?),
             4 => {
                 varint(w)?;
             }
@@ -477,10 +466,7 @@ fn link(msg: &[u8]) -> Option<Option<Link>> {
             1 => trace_id = bytes(w)?,
             2 => span_id = bytes(w)?,
             3 => trace_state = string(w)?,
-            4 => {
-                let (k, v) = key_value(bytes(w)?, 0)?;
-                attributes.0.push((k.to_string(), owned(v)));
-            }
+            4 => attributes.0.push(owned_key_value(w, 0)?),
             5 => {
                 varint(w)?;
             }

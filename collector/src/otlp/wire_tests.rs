@@ -14,7 +14,7 @@ use prost::Message;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::wire;
+use super::wire::rows_from_wire;
 use super::{Encoding, TimeWindow, to_span_records};
 use crate::traces::decode_request;
 
@@ -197,10 +197,6 @@ fn odd_request() -> ExportTraceServiceRequest {
             },
         ],
     }
-}
-
-fn rows_from_wire(b: &[u8], window: &TimeWindow) -> Option<(SpanRows, u64)> {
-    wire::rows_from_wire(&Bytes::copy_from_slice(b), window)
 }
 
 /// The general path's rows for an export.

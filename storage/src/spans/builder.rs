@@ -14,7 +14,7 @@ use arrow_array::types::Int32Type;
 use arrow_array::{ArrayRef, DictionaryArray, RecordBatch};
 
 use crate::error::StorageError;
-use crate::model::{AttrValue, SpanKind, StatusCode, TraceId};
+use crate::model::{AttrValue, Event, Link, SpanKind, StatusCode, TraceId};
 use crate::spans::rows::{OWNER_COLUMNS, ROWS_SCHEMA, SpanRows};
 use crate::spans::schema::{RESOURCE_STR_COLUMNS, SPAN_INT_COLUMNS, SPAN_STR_COLUMNS};
 
@@ -62,9 +62,8 @@ pub struct SpanIn<'k, 's> {
     pub status_code: StatusCode,
     pub status_message: &'s str,
     pub attributes: &'s [(&'k str, Value<'s>)],
-    /// The events and links as their JSON column holds them (`None`: none).
-    pub events_json: Option<&'s str>,
-    pub links_json: Option<&'s str>,
+    pub events: &'s [Event],
+    pub links: &'s [Link],
 }
 
 /// Where a span attribute goes.
@@ -143,7 +142,7 @@ pub struct RowsBuilder<'k> {
     json: Vec<u8>,
 }
 
-pub(super) fn bad(e: impl std::fmt::Display) -> StorageError {
+fn bad(e: impl std::fmt::Display) -> StorageError {
     StorageError::Internal(format!("building span rows: {e}"))
 }
 
@@ -332,8 +331,8 @@ impl<'k> RowsBuilder<'k> {
             self.attrs_json
                 .append_value(std::str::from_utf8(&self.json).map_err(bad)?);
         }
-        self.events.append_option(s.events_json);
-        self.links.append_option(s.links_json);
+        append_json_list(&mut self.events, s.events)?;
+        append_json_list(&mut self.links, s.links)?;
         Ok(())
     }
 
@@ -379,6 +378,19 @@ impl<'k> RowsBuilder<'k> {
         );
         Ok(SpanRows::new(batch, json_keys.into_iter().collect()))
     }
+}
+
+/// A list as its JSON column holds it: null when empty.
+fn append_json_list<T: serde::Serialize>(
+    b: &mut StringBuilder,
+    items: &[T],
+) -> Result<(), StorageError> {
+    if items.is_empty() {
+        b.append_null();
+    } else {
+        b.append_value(serde_json::to_string(items).map_err(bad)?);
+    }
+    Ok(())
 }
 
 /// Serializes borrowed (key, value) pairs as one JSON object.

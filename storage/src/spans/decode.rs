@@ -81,6 +81,30 @@ pub fn str_at<'a>(a: Option<StrCol<'a>>, i: usize) -> Option<&'a str> {
     a.and_then(|a| a.get(i))
 }
 
+/// The distinct services of span batches (files' and fresh rows' alike).
+pub fn services_in<'a>(
+    batches: impl Iterator<Item = &'a RecordBatch>,
+) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for b in batches {
+        let Some(col) = Columns::new(b).string(SERVICE_NAME) else {
+            continue;
+        };
+        let mut last = None;
+        for i in 0..b.num_rows() {
+            let name = col.get(i).unwrap_or_default();
+            // Rows of one resource sit together: compare with the previous row first.
+            if last != Some(name) {
+                last = Some(name);
+                if !out.contains(name) {
+                    out.insert(name.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
 fn corrupt(reason: impl ToString) -> StorageError {
     StorageError::Corrupt {
         what: "span file",

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use arrow_array::builder::Int32Builder;
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Int32Type, Int64Type, TimestampNanosecondType};
+use arrow_array::types::Int32Type;
 use arrow_array::{Array, ArrayRef, DictionaryArray, RecordBatch};
 use arrow_schema::DataType;
 use arrow_select::concat::concat;
@@ -29,7 +29,7 @@ use crate::error::StorageError;
 use crate::lifecycle::EncodedFile;
 use crate::model::TraceId;
 use crate::spans::bloom::TraceIdFilter;
-use crate::spans::decode::Columns;
+use crate::spans::decode::{Columns, services_in};
 use crate::spans::rows::{ROWS_SCHEMA, SpanRows};
 use crate::spans::schema::{self, SPAN_ID, SPAN_SCHEMA};
 
@@ -51,28 +51,21 @@ pub fn encode_rows(chunks: &[&SpanRows]) -> Result<EncodedFile, StorageError> {
     // (trace id, start, span id, chunk, row) of every row, sorted.
     let mut order: Vec<(TraceId, i64, [u8; 8], u32, u32)> = Vec::new();
     let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
-    let mut services = BTreeSet::new();
     let mut json_keys = BTreeSet::new();
     for (c, rows) in chunks.iter().enumerate() {
         let batch = rows.batch();
         let cols = Columns::new(batch);
-        let (Some(tid), Some(sid), Some(start), Some(dur), Some(service)) = (
+        let (Some(tid), Some(sid), Some(start), Some(dur)) = (
             cols.fixed(schema::TRACE_ID),
             cols.fixed(SPAN_ID),
-            batch
-                .column_by_name(schema::START)
-                .and_then(|a| a.as_primitive_opt::<TimestampNanosecondType>()),
-            batch
-                .column_by_name(schema::DURATION)
-                .and_then(|a| a.as_primitive_opt::<Int64Type>()),
-            cols.string(schema::SERVICE_NAME),
+            cols.timestamp(schema::START),
+            cols.i64(schema::DURATION),
         ) else {
             return Err(StorageError::Internal(
                 "span rows without their key columns".into(),
             ));
         };
         order.reserve(batch.num_rows());
-        let mut last_service = None;
         for i in 0..batch.num_rows() {
             let mut t = [0u8; 16];
             t.copy_from_slice(tid.value(i));
@@ -82,16 +75,10 @@ pub fn encode_rows(chunks: &[&SpanRows]) -> Result<EncodedFile, StorageError> {
             order.push((t, begin, s, c as u32, i as u32));
             min_t = min_t.min(begin);
             max_t = max_t.max(begin.saturating_add(dur.value(i)));
-            let name = service.get(i).unwrap_or_default();
-            if last_service != Some(name) {
-                last_service = Some(name);
-                if !services.contains(name) {
-                    services.insert(name.to_string());
-                }
-            }
         }
         json_keys.extend(rows.json_keys().iter().cloned());
     }
+    let services = services_in(chunks.iter().map(|c| c.batch()));
     order.sort_unstable();
     let mut filter =
         TraceIdFilter::with_capacity(order.windows(2).filter(|w| w[0].0 != w[1].0).count() + 1);
@@ -190,7 +177,7 @@ pub fn writer_properties(zstd_level: i32) -> WriterProperties {
     } else {
         PAGE_ROWS
     };
-    let mut props = WriterProperties::builder()
+    WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(zstd_level).unwrap_or_default(),
         ))
@@ -222,25 +209,9 @@ pub fn writer_properties(zstd_level: i32) -> WriterProperties {
                 descending: false,
                 nulls_first: false,
             },
-        ]));
-    // Free text and JSON: min/max statistics prune nothing (no reader filters on their order)
-    // and cost a comparison of every value while writing.
-    for column in NO_STATISTICS {
-        props =
-            props.set_column_statistics_enabled(ColumnPath::from(*column), EnabledStatistics::None);
-    }
-    props.build()
+        ]))
+        .build()
 }
-
-/// Columns written without statistics.
-const NO_STATISTICS: &[&str] = &[
-    schema::TRACE_STATE,
-    schema::STATUS_MESSAGE,
-    schema::RESOURCE_ATTRIBUTES,
-    schema::ATTRIBUTES,
-    schema::EVENTS,
-    schema::LINKS,
-];
 
 /// Writes batches, in order, into one Parquet file, recording `json_keys` (the attribute keys
 /// of its JSON columns) when they are known.

@@ -13,7 +13,7 @@ use crate::fresh::Chunk;
 use crate::lifecycle::{EncodedFile, Format};
 use crate::spans::decode::Columns;
 use crate::spans::rows::SpanRows;
-use crate::spans::schema::{SCHEMA_VERSION, SERVICE_NAME, START, TRACE_ID};
+use crate::spans::schema::{SCHEMA_VERSION, START, TRACE_ID};
 use crate::spans::{SpanReader, TraceIdFilter, encode_rows};
 use crate::store::Signal;
 
@@ -111,18 +111,7 @@ fn merge_sorted(
             last = Some(id);
         }
     }
-    let mut services = BTreeSet::new();
-    for b in &batches {
-        if let Some(col) = Columns::new(b).string(SERVICE_NAME) {
-            for r in 0..b.num_rows() {
-                if let Some(s) = col.get(r)
-                    && !services.contains(s)
-                {
-                    services.insert(s.to_string());
-                }
-            }
-        }
-    }
+    let services = crate::spans::decode::services_in(batches.iter());
     let refs: Vec<&RecordBatch> = batches.iter().collect();
     let chunks = order
         .chunks(crate::spans::encode::ROW_GROUP_ROWS)

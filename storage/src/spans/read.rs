@@ -70,6 +70,30 @@ impl Projection {
 /// An operation: (service, span name, kind).
 pub type Operation = (String, String, SpanKind);
 
+/// The distinct (service, span name, kind) of span batches (files' and fresh rows' alike).
+pub fn operations_in<'a>(batches: impl Iterator<Item = &'a RecordBatch>) -> Vec<Operation> {
+    let mut set: HashSet<(&str, &str, i8)> = HashSet::new();
+    for b in batches {
+        let c = Columns::new(b);
+        if let (Some(s), Some(n), Some(k)) = (
+            c.string(schema::SERVICE_NAME),
+            c.string(schema::NAME),
+            c.i8(schema::KIND),
+        ) {
+            for i in 0..b.num_rows() {
+                set.insert((
+                    s.get(i).unwrap_or_default(),
+                    n.get(i).unwrap_or_default(),
+                    k.value(i),
+                ));
+            }
+        }
+    }
+    set.into_iter()
+        .map(|(s, n, k)| (s.to_string(), n.to_string(), SpanKind::from_i32(k as i32)))
+        .collect()
+}
+
 pub struct SpanReader {
     storage: Storage,
     footers: Mutex<HashMap<String, ArrowReaderMetadata>>,
@@ -358,31 +382,8 @@ impl SpanReader {
         let all = (0..meta.metadata().num_row_groups()).collect();
         let cols = [schema::SERVICE_NAME, schema::NAME, schema::KIND];
         let batches = self.read(entry, meta, all, None, Some(&cols), None).await?;
-        let ops: Arc<Vec<Operation>> = Arc::new(
-            loupe_core::cpu::run(move || {
-                let mut set: HashSet<(&str, &str, i8)> = HashSet::new();
-                for b in &batches {
-                    let c = Columns::new(b);
-                    if let (Some(s), Some(n), Some(k)) = (
-                        c.string(schema::SERVICE_NAME),
-                        c.string(schema::NAME),
-                        c.i8(schema::KIND),
-                    ) {
-                        for i in 0..b.num_rows() {
-                            set.insert((
-                                s.get(i).unwrap_or_default(),
-                                n.get(i).unwrap_or_default(),
-                                k.value(i),
-                            ));
-                        }
-                    }
-                }
-                set.into_iter()
-                    .map(|(s, n, k)| (s.to_string(), n.to_string(), SpanKind::from_i32(k as i32)))
-                    .collect::<Vec<Operation>>()
-            })
-            .await?,
-        );
+        let ops: Arc<Vec<Operation>> =
+            Arc::new(loupe_core::cpu::run(move || operations_in(batches.iter())).await?);
         let mut cache = self.operations.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= FOOTER_CACHE_ENTRIES {
             cache.clear();

@@ -7,8 +7,8 @@
 //!   resource's JSON, scope name and version) are dictionaries whose values are written once
 //!   per resource and scope of the export: a span costs a 4-byte key in each;
 //! - the name and the attributes' JSON are string views, so a flush's gather moves 16 bytes
-//!   per value, not the value (the values are copied once, here: views into the export itself
-//!   would keep every export's bytes alive until its flush, for a name of ~20 bytes);
+//!   per value, not the value (the builder copies each value once: views into the export
+//!   itself would keep every export's bytes alive until its flush, for ~20-byte names);
 //! - sparse columns (trace state, status message, promoted span attributes, events, links)
 //!   are plain, where a null costs 4 bytes.
 //!
@@ -26,7 +26,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use crate::error::StorageError;
 use crate::model::{SpanRecord, TraceId};
-use crate::spans::builder::{RowsBuilder, SpanIn, Value, bad};
+use crate::spans::builder::{RowsBuilder, SpanIn, Value};
 use crate::spans::decode::{Columns, decode_rows};
 use crate::spans::schema::{self, RESOURCE_STR_COLUMNS, SPAN_SCHEMA};
 
@@ -106,14 +106,6 @@ impl SpanRows {
                     .iter()
                     .map(|(k, v)| (k.as_str(), Value::of(v))),
             );
-            let events = (!s.events.is_empty())
-                .then(|| serde_json::to_string(&s.events))
-                .transpose()
-                .map_err(bad)?;
-            let links = (!s.links.is_empty())
-                .then(|| serde_json::to_string(&s.links))
-                .transpose()
-                .map_err(bad)?;
             b.span(&SpanIn {
                 trace_id: s.trace_id,
                 span_id: s.span_id,
@@ -126,8 +118,8 @@ impl SpanRows {
                 status_code: s.status_code,
                 status_message: &s.status_message,
                 attributes: &attrs,
-                events_json: events.as_deref(),
-                links_json: links.as_deref(),
+                events: &s.events,
+                links: &s.links,
             })?;
         }
         b.finish()
