@@ -19,6 +19,7 @@ pub mod conformance;
 pub mod error;
 pub mod fresh;
 pub mod lifecycle;
+pub mod logs;
 pub mod model;
 pub mod spans;
 pub mod store;

@@ -1,0 +1,70 @@
+//! What a log search asks for, as one predicate on records (fresh and stored alike) and the
+//! catalog-level test that skips files which cannot hold a match.
+
+use crate::catalog::FileEntry;
+use crate::logs::model::LogRecord;
+use crate::model::TraceId;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogFilter {
+    /// Time range, `[start, end]` in unix nanoseconds.
+    pub start_unix_nano: i64,
+    pub end_unix_nano: i64,
+    pub service: Option<String>,
+    /// Only records at least this severe (OTLP severity number).
+    pub min_severity: Option<i32>,
+    pub trace_id: Option<TraceId>,
+    /// Each must occur in the body, ignoring ASCII case.
+    pub terms: Vec<String>,
+    /// `key = value` on the record's attributes or else its resource's (values compared as
+    /// text, as span tag filters are).
+    pub attributes: Vec<(String, String)>,
+}
+
+impl LogFilter {
+    /// Whether a file may hold a match (time range, service, trace-id filter).
+    pub fn may_hold(&self, f: &FileEntry) -> bool {
+        f.overlaps(self.start_unix_nano, self.end_unix_nano)
+            && self
+                .service
+                .as_ref()
+                .is_none_or(|s| f.services.iter().any(|x| x == s))
+            && match (&self.trace_id, &f.trace_filter) {
+                (Some(id), Some(filter)) => filter.may_contain(id),
+                _ => true,
+            }
+    }
+
+    /// Terms as the matcher compares them (lower case). Call once per search.
+    pub fn lowered_terms(&self) -> Vec<String> {
+        self.terms.iter().map(|t| t.to_ascii_lowercase()).collect()
+    }
+
+    /// Whether `r` matches; `terms` from [`Self::lowered_terms`].
+    pub fn matches(&self, r: &LogRecord, terms: &[String]) -> bool {
+        if r.time_unix_nano < self.start_unix_nano || r.time_unix_nano > self.end_unix_nano {
+            return false;
+        }
+        if self.service.as_ref().is_some_and(|s| s != r.service_name()) {
+            return false;
+        }
+        if self.min_severity.is_some_and(|m| r.severity_number < m) {
+            return false;
+        }
+        if self.trace_id.is_some() && self.trace_id != r.trace_id {
+            return false;
+        }
+        for (k, v) in &self.attributes {
+            if r.attribute(k).is_none_or(|a| a.to_filter_string() != *v) {
+                return false;
+            }
+        }
+        if !terms.is_empty() {
+            let body = r.body_text().to_ascii_lowercase();
+            if !terms.iter().all(|t| body.contains(t.as_str())) {
+                return false;
+            }
+        }
+        true
+    }
+}

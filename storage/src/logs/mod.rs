@@ -1,0 +1,20 @@
+//! Log records: the model the collector buffers and queries return ([`model`]), their
+//! Parquet file format ([`schema`], [`encode`], [`decode`]), the file lifecycle's
+//! [`LogFormat`], and the predicate every log search applies ([`filter`]).
+//!
+//! A log file is sorted by (service, time) so lines of one service sit together and
+//! compress well; its catalog entry carries the time range, the services and a filter of the
+//! trace ids its lines carry (so a trace's lines are found without opening other files).
+
+pub mod decode;
+pub mod encode;
+pub mod filter;
+pub mod format;
+pub mod model;
+pub mod schema;
+pub mod search;
+
+pub use filter::LogFilter;
+pub use format::LogFormat;
+pub use model::{LogRecord, severity_from_text};
+pub use search::{LogQuery, Order, search};

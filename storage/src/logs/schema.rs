@@ -1,0 +1,54 @@
+//! The log Parquet schema (version 1). Strings that repeat from line to line (service,
+//! severity text, resource, scope) are dictionary-typed; attributes and non-string resource
+//! values are JSON objects that keep OTLP types (see `crate::model`). A body that is not a
+//! string is stored as its JSON with `body_json` set.
+
+use std::sync::{Arc, LazyLock};
+
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+pub const TIME: &str = "time";
+pub const OBSERVED_TIME: &str = "observed_time";
+pub const SEVERITY_NUMBER: &str = "severity_number";
+pub const SEVERITY_TEXT: &str = "severity_text";
+pub const SERVICE_NAME: &str = "service_name";
+pub const BODY: &str = "body";
+pub const BODY_JSON: &str = "body_json";
+pub const TRACE_ID: &str = "trace_id";
+pub const SPAN_ID: &str = "span_id";
+pub const FLAGS: &str = "flags";
+pub const EVENT_NAME: &str = "event_name";
+pub const RESOURCE_ATTRIBUTES: &str = "resource_attributes";
+pub const SCOPE_NAME: &str = "scope_name";
+pub const SCOPE_VERSION: &str = "scope_version";
+pub const ATTRIBUTES: &str = "attributes";
+
+pub static LOG_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let ts = DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()));
+    let dict = |name: &str| {
+        Field::new(
+            name,
+            DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+            false,
+        )
+    };
+    Arc::new(Schema::new(vec![
+        Field::new(TIME, ts.clone(), false),
+        Field::new(OBSERVED_TIME, ts, false),
+        Field::new(SEVERITY_NUMBER, DataType::Int32, false),
+        dict(SEVERITY_TEXT),
+        dict(SERVICE_NAME),
+        Field::new(BODY, DataType::Utf8, false),
+        Field::new(BODY_JSON, DataType::Boolean, false),
+        Field::new(TRACE_ID, DataType::FixedSizeBinary(16), true),
+        Field::new(SPAN_ID, DataType::FixedSizeBinary(8), true),
+        Field::new(FLAGS, DataType::Int64, false),
+        Field::new(EVENT_NAME, DataType::Utf8, true),
+        dict(RESOURCE_ATTRIBUTES),
+        dict(SCOPE_NAME),
+        dict(SCOPE_VERSION),
+        Field::new(ATTRIBUTES, DataType::Utf8, false),
+    ]))
+});
