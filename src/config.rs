@@ -106,6 +106,10 @@ pub struct CommonArgs {
     /// which ingest answers 503.
     #[arg(long, env = "LOUPE_MAX_INFLIGHT_BYTES", default_value = "128MiB", value_parser = parse_bytes)]
     pub max_inflight_bytes: u64,
+    /// Largest accepted log record body; a larger one is refused (partial success), never
+    /// truncated.
+    #[arg(long, env = "LOUPE_MAX_LOG_LINE_BYTES", default_value = "256KiB", value_parser = parse_bytes)]
+    pub max_log_line_bytes: u64,
     /// Write-ahead log size above which ingest answers 503.
     #[arg(long, env = "LOUPE_WAL_MAX_BYTES", default_value = "2GiB", value_parser = parse_bytes)]
     pub wal_max_bytes: u64,
@@ -252,6 +256,7 @@ impl CommonArgs {
             "max_request_bytes": self.max_request_bytes,
             "max_buffer_bytes": self.max_buffer_bytes,
             "max_inflight_bytes": self.max_inflight_bytes,
+            "max_log_line_bytes": self.max_log_line_bytes,
             "wal_max_bytes": self.wal_max_bytes,
             "log_format": format!("{:?}", self.log_format).to_lowercase(),
             "log": self.log,

@@ -20,6 +20,7 @@ use loupe_storage::catalog::Catalog;
 use loupe_storage::fresh::{Fresh, NoFresh};
 use loupe_storage::lifecycle::lease::Leases;
 use loupe_storage::lifecycle::runner::{self, FormatLifecycle, LifecycleConfig, SignalLifecycle};
+use loupe_storage::logs::LogFormat;
 use loupe_storage::spans::SpanRows;
 use loupe_storage::spans::{SpanFormat, SpanReader};
 use loupe_storage::store::Storage;
@@ -154,8 +155,16 @@ pub async fn run(role: Role) -> anyhow::Result<()> {
             batch: BatchLimits::default(),
             retention: common.retention,
             max_future_skew: common.max_future_skew,
+            max_log_line_bytes: common.max_log_line_bytes as usize,
         };
-        let ingester = Arc::new(Ingester::new(wal, catalog.clone(), spans.clone(), limits));
+        let logs = Arc::new(LogFormat::new(storage.clone()));
+        let ingester = Arc::new(Ingester::new(
+            wal,
+            catalog.clone(),
+            spans.clone(),
+            logs.clone(),
+            limits,
+        ));
         {
             let ingester = ingester.clone();
             let recovery = Arc::new(recovery);
@@ -172,7 +181,10 @@ pub async fn run(role: Role) -> anyhow::Result<()> {
             common.gc_grace,
         );
         let leases = Leases::new(storage.clone(), id, cfg.lease_ttl());
-        let signals: Vec<Arc<dyn SignalLifecycle>> = vec![Arc::new(FormatLifecycle(spans))];
+        let signals: Vec<Arc<dyn SignalLifecycle>> = vec![
+            Arc::new(FormatLifecycle(spans)),
+            Arc::new(FormatLifecycle(logs)),
+        ];
         tokio::spawn(runner::run(
             catalog.clone(),
             leases,
@@ -198,12 +210,15 @@ pub async fn run(role: Role) -> anyhow::Result<()> {
         grpc_addr = Some(grpc_listener.local_addr()?);
         let svc =
             loupe_collector::grpc::trace_service(ingester.clone(), resolver.clone(), max_request);
+        let logs_svc =
+            loupe_collector::grpc::logs_service(ingester.clone(), resolver.clone(), max_request);
         let mut rx = shutdown_rx.clone();
         tasks.push(tokio::spawn(async move {
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
             let result = tonic::transport::Server::builder()
                 .layer(loupe_collector::grpc::OversizeLayer)
                 .add_service(svc)
+                .add_service(logs_svc)
                 .serve_with_incoming_shutdown(incoming, async move {
                     let _ = rx.changed().await;
                 })

@@ -1,4 +1,5 @@
-//! OTLP/gRPC: `opentelemetry.proto.collector.trace.v1.TraceService/Export`.
+//! OTLP/gRPC: `TraceService/Export` and `LogsService/Export` (one service type, generic over
+//! the signal's [`SignalEdge`]).
 //!
 //! Order of admission, as on the HTTP edge: the tenant is resolved from the request's
 //! metadata and capacity checked before tonic reads the body; the body's frames and the
@@ -11,58 +12,87 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
 use http_body::Frame;
-use loupe_core::{Signal, TenantId, TenantResolver};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceResponse,
-};
+use loupe_core::{TenantId, TenantResolver};
 use prost::Message;
 use tonic::codec::{
     Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings, EncodeBuf, Encoder,
 };
 use tonic::codegen::{Body, BoxFuture, StdError};
 
+use crate::edge::{Logs, SignalEdge, Traces};
 use crate::error::IngestError;
 use crate::inflight::{DECODED_FACTOR, Permit};
 use crate::ingest::Ingester;
 use crate::otlp::Encoding;
-use crate::traces;
 
-const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
-
-/// The `TraceService/Export` method, written out rather than generated: admission happens
-/// before the body is read, and the request's protobuf bytes are kept as they are for the
-/// WAL (measured: re-encoding cost gRPC ingest ~15% of its CPU).
-#[derive(Clone)]
-pub struct TraceExportService {
+/// A signal's `Export` method, written out rather than generated: admission happens before
+/// the body is read, and the request's protobuf bytes are kept as they are for the WAL
+/// (measured: re-encoding cost gRPC ingest ~15% of its CPU).
+pub struct ExportService<S> {
     ingester: Arc<Ingester>,
     resolver: TenantResolver,
     accept: EnabledCompressionEncodings,
     send: EnabledCompressionEncodings,
     max_bytes: usize,
+    signal: std::marker::PhantomData<fn() -> S>,
 }
 
-/// The service, accepting gzip and zstd and limiting decoded messages to `max_bytes`.
+impl<S> Clone for ExportService<S> {
+    fn clone(&self) -> Self {
+        ExportService {
+            ingester: self.ingester.clone(),
+            resolver: self.resolver.clone(),
+            accept: self.accept,
+            send: self.send,
+            max_bytes: self.max_bytes,
+            signal: std::marker::PhantomData,
+        }
+    }
+}
+
+pub type TraceExportService = ExportService<Traces>;
+pub type LogsExportService = ExportService<Logs>;
+
+/// The traces service, accepting gzip and zstd and limiting decoded messages to `max_bytes`.
 pub fn trace_service(
     ingester: Arc<Ingester>,
     resolver: TenantResolver,
     max_bytes: usize,
 ) -> TraceExportService {
+    export_service(ingester, resolver, max_bytes)
+}
+
+/// The logs service, as [`trace_service`].
+pub fn logs_service(
+    ingester: Arc<Ingester>,
+    resolver: TenantResolver,
+    max_bytes: usize,
+) -> LogsExportService {
+    export_service(ingester, resolver, max_bytes)
+}
+
+fn export_service<S: SignalEdge>(
+    ingester: Arc<Ingester>,
+    resolver: TenantResolver,
+    max_bytes: usize,
+) -> ExportService<S> {
     let mut accept = EnabledCompressionEncodings::default();
     accept.enable(CompressionEncoding::Gzip);
     accept.enable(CompressionEncoding::Zstd);
     let mut send = EnabledCompressionEncodings::default();
     send.enable(CompressionEncoding::Gzip);
-    TraceExportService {
+    ExportService {
         ingester,
         resolver,
         accept,
         send,
         max_bytes,
+        signal: std::marker::PhantomData,
     }
 }
 
-impl tonic::server::NamedService for TraceExportService {
-    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+impl<S: SignalEdge> tonic::server::NamedService for ExportService<S> {
+    const NAME: &'static str = S::GRPC_SERVICE;
 }
 
 type SharedPermit = Arc<Mutex<Permit>>;
@@ -126,16 +156,17 @@ where
     }
 }
 
-struct ExportCodec {
+struct ExportCodec<S> {
     permit: SharedPermit,
+    signal: std::marker::PhantomData<fn() -> S>,
 }
-struct ResponseEncoder;
+struct ResponseEncoder<S>(std::marker::PhantomData<fn() -> S>);
 struct RequestDecoder {
     permit: SharedPermit,
 }
 
-impl Encoder for ResponseEncoder {
-    type Item = ExportTraceServiceResponse;
+impl<S: SignalEdge> Encoder for ResponseEncoder<S> {
+    type Item = S::Response;
     type Error = tonic::Status;
     fn encode(&mut self, item: Self::Item, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
         item.encode(dst)
@@ -158,13 +189,13 @@ impl Decoder for RequestDecoder {
     }
 }
 
-impl Codec for ExportCodec {
-    type Encode = ExportTraceServiceResponse;
+impl<S: SignalEdge> Codec for ExportCodec<S> {
+    type Encode = S::Response;
     type Decode = Bytes;
-    type Encoder = ResponseEncoder;
+    type Encoder = ResponseEncoder<S>;
     type Decoder = RequestDecoder;
-    fn encoder(&mut self) -> ResponseEncoder {
-        ResponseEncoder
+    fn encoder(&mut self) -> ResponseEncoder<S> {
+        ResponseEncoder(std::marker::PhantomData)
     }
     fn decoder(&mut self) -> RequestDecoder {
         RequestDecoder {
@@ -173,23 +204,17 @@ impl Codec for ExportCodec {
     }
 }
 
-struct ExportMethod(Arc<Ingester>);
+struct ExportMethod<S>(Arc<Ingester>, std::marker::PhantomData<fn() -> S>);
 
-impl tonic::server::UnaryService<Bytes> for ExportMethod {
-    type Response = ExportTraceServiceResponse;
-    type Future = BoxFuture<tonic::Response<ExportTraceServiceResponse>, tonic::Status>;
+impl<S: SignalEdge> tonic::server::UnaryService<Bytes> for ExportMethod<S> {
+    type Response = S::Response;
+    type Future = BoxFuture<tonic::Response<S::Response>, tonic::Status>;
 
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
         let ingester = self.0.clone();
         Box::pin(async move {
-            let result = export(&ingester, request).await;
-            match result {
-                Ok(v) => Ok(tonic::Response::new(ExportTraceServiceResponse {
-                    partial_success: (v.rejected > 0).then_some(ExportTracePartialSuccess {
-                        rejected_spans: v.rejected as i64,
-                        error_message: v.message,
-                    }),
-                })),
+            match export::<S>(&ingester, request).await {
+                Ok(v) => Ok(tonic::Response::new(S::response(&v))),
                 Err(e) => Err(rejected(e)),
             }
         })
@@ -202,7 +227,7 @@ fn rejected(e: IngestError) -> tonic::Status {
     e.into_status()
 }
 
-async fn export(
+async fn export<S: SignalEdge>(
     ingester: &Ingester,
     request: tonic::Request<Bytes>,
 ) -> Result<crate::otlp::Validated, IngestError> {
@@ -217,23 +242,22 @@ async fn export(
         p.shrink_to(len);
         p.grow_to(len * (1 + DECODED_FACTOR))?;
     }
-    let window = ingester.time_window();
+    let params = S::params(ingester);
     let decoded =
-        loupe_core::cpu::run(move || traces::decode_request(raw, Encoding::Protobuf, window))
-            .await??;
-    let v = traces::export(ingester, &tenant, decoded, "grpc").await;
+        loupe_core::cpu::run(move || S::decode(raw, Encoding::Protobuf, params)).await??;
+    let v = S::export(ingester, &tenant, decoded, "grpc").await;
     drop(permit);
     v
 }
 
-impl TraceExportService {
+impl<S: SignalEdge> ExportService<S> {
     /// Resolves the tenant and reserves the in-flight budget before any body byte is read.
     fn admit(&self, headers: &http::HeaderMap) -> Result<Admitted, IngestError> {
         let meta = |k: &str| headers.get(k).and_then(|v| v.to_str().ok());
         let tenant = self
             .resolver
             .resolve(meta("authorization"), meta("x-scope-orgid"))?;
-        self.ingester.check_capacity(&tenant, Signal::Traces)?;
+        self.ingester.check_capacity(&tenant, S::SIGNAL)?;
         let hint = meta("content-length")
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0)
@@ -246,7 +270,7 @@ impl TraceExportService {
     }
 }
 
-impl<B> tower::Service<http::Request<B>> for TraceExportService
+impl<S: SignalEdge, B> tower::Service<http::Request<B>> for ExportService<S>
 where
     B: Body + Send + 'static,
     B::Error: Into<StdError> + Send + 'static,
@@ -260,10 +284,12 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        if req.uri().path() != EXPORT_PATH {
+        if req.uri().path() != S::GRPC_PATH {
             return Box::pin(async move {
-                let status =
-                    tonic::Status::unimplemented("only TraceService/Export is served here");
+                let status = tonic::Status::unimplemented(format!(
+                    "only {}/Export is served here",
+                    S::GRPC_SERVICE
+                ));
                 Ok(status.into_http())
             });
         }
@@ -284,12 +310,18 @@ where
         let req = http::Request::from_parts(parts, body);
         let svc = self.clone();
         Box::pin(async move {
-            let mut grpc = tonic::server::Grpc::new(ExportCodec {
+            let mut grpc = tonic::server::Grpc::new(ExportCodec::<S> {
                 permit: admitted.permit,
+                signal: std::marker::PhantomData,
             })
             .apply_compression_config(svc.accept, svc.send)
             .apply_max_message_size_config(Some(svc.max_bytes), None);
-            Ok(grpc.unary(ExportMethod(svc.ingester), req).await)
+            Ok(grpc
+                .unary(
+                    ExportMethod::<S>(svc.ingester, std::marker::PhantomData),
+                    req,
+                )
+                .await)
         })
     }
 }

@@ -1,4 +1,5 @@
-//! OTLP/HTTP: `POST /v1/traces` with protobuf or JSON bodies, optionally gzip or zstd encoded.
+//! OTLP/HTTP: `POST /v1/traces` and `POST /v1/logs` with protobuf or JSON bodies, optionally
+//! gzip or zstd encoded (one handler, generic over the signal's [`SignalEdge`]).
 //! Errors answer with a `google.rpc.Status` in the request's encoding, per the OTLP spec.
 //!
 //! Order of admission: the tenant is resolved from the headers and capacity checked before a
@@ -15,18 +16,15 @@ use axum::routing::post;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, header};
 use http_body_util::BodyExt;
-use loupe_core::{Classify, ErrorCode, Signal, TenantResolver};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceResponse,
-};
+use loupe_core::{Classify, ErrorCode, TenantResolver};
 use prost::Message;
 
+use crate::edge::{Logs, SignalEdge, Traces};
 use crate::error::IngestError;
 use crate::inflight::{DECODED_FACTOR, Permit};
 use crate::ingest::Ingester;
 use crate::otlp::decode::decompress;
 use crate::otlp::{Encoding, RpcStatus};
-use crate::traces;
 
 #[derive(Clone)]
 struct HttpState {
@@ -38,7 +36,8 @@ struct HttpState {
 /// The OTLP/HTTP routes.
 pub fn router(ingester: Arc<Ingester>, resolver: TenantResolver, max_bytes: usize) -> Router {
     Router::new()
-        .route("/v1/traces", post(export_traces))
+        .route(Traces::HTTP_PATH, post(export::<Traces>))
+        .route(Logs::HTTP_PATH, post(export::<Logs>))
         .with_state(HttpState {
             ingester,
             resolver,
@@ -78,7 +77,7 @@ async fn read_body(
     Ok(buf.freeze())
 }
 
-async fn export_traces(State(st): State<HttpState>, req: Request) -> Response {
+async fn export<S: SignalEdge>(State(st): State<HttpState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let h = &parts.headers;
     // Errors are encoded like the request; JSON when the content type itself is unusable.
@@ -92,7 +91,7 @@ async fn export_traces(State(st): State<HttpState>, req: Request) -> Response {
             header_str(h, "x-scope-orgid"),
         )?;
         let enc = Encoding::from_content_type(header_str(h, "content-type"))?;
-        st.ingester.check_capacity(&tenant, Signal::Traces)?;
+        st.ingester.check_capacity(&tenant, S::SIGNAL)?;
         let hint = header_str(h, "content-length")
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0)
@@ -101,7 +100,7 @@ async fn export_traces(State(st): State<HttpState>, req: Request) -> Response {
         let raw = read_body(body, st.max_bytes, hint as usize, &mut permit).await?;
         let encoding = header_str(h, "content-encoding").map(str::to_string);
         let max = st.max_bytes;
-        let window = st.ingester.time_window();
+        let params = S::params(&st.ingester);
         let (decoded, permit) = loupe_core::cpu::run(move || {
             let raw_len = raw.len() as u64;
             let identity = encoding
@@ -113,29 +112,19 @@ async fn export_traces(State(st): State<HttpState>, req: Request) -> Response {
                 permit.grow_to(raw_len + plain_len)?;
             }
             permit.grow_to(plain_len * (1 + DECODED_FACTOR))?;
-            Ok::<_, IngestError>((traces::decode_request(plain, enc, window)?, permit))
+            Ok::<_, IngestError>((S::decode(plain, enc, params)?, permit))
         })
         .await??;
-        let v = traces::export(&st.ingester, &tenant, decoded, "http").await?;
+        let v = S::export(&st.ingester, &tenant, decoded, "http").await?;
         drop(permit);
         Ok::<_, IngestError>((enc, v))
     }
     .await;
     match result {
         Ok((enc, v)) => {
-            let resp = ExportTraceServiceResponse {
-                partial_success: (v.rejected > 0).then(|| ExportTracePartialSuccess {
-                    rejected_spans: v.rejected as i64,
-                    error_message: v.message.clone(),
-                }),
-            };
             let body = match enc {
-                Encoding::Protobuf => resp.encode_to_vec(),
-                Encoding::Json if v.rejected > 0 => serde_json::to_vec(&serde_json::json!({
-                    "partialSuccess": {"rejectedSpans": v.rejected.to_string(), "errorMessage": v.message}
-                }))
-                .unwrap_or_default(),
-                Encoding::Json => b"{}".to_vec(),
+                Encoding::Protobuf => S::response(&v).encode_to_vec(),
+                Encoding::Json => serde_json::to_vec(&S::json_response(&v)).unwrap_or_default(),
             };
             ([(header::CONTENT_TYPE, enc.content_type())], body).into_response()
         }

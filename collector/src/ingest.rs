@@ -26,6 +26,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use loupe_core::{Signal, TenantId};
 use loupe_storage::catalog::Catalog;
+use loupe_storage::logs::LogFormat;
 use loupe_storage::spans::SpanFormat;
 use loupe_wal::{OnDurable, Wal};
 
@@ -47,6 +48,8 @@ pub struct IngestLimits {
     pub retention: Duration,
     /// Data further in the future than this is refused.
     pub max_future_skew: Duration,
+    /// A log record whose body is larger than this is refused (through partial success).
+    pub max_log_line_bytes: usize,
 }
 
 impl Default for IngestLimits {
@@ -57,6 +60,7 @@ impl Default for IngestLimits {
             batch: BatchLimits::default(),
             retention: Duration::from_secs(7 * 24 * 3600),
             max_future_skew: Duration::from_secs(3600),
+            max_log_line_bytes: 256 << 10,
         }
     }
 }
@@ -65,6 +69,7 @@ pub struct Ingester {
     pub(crate) wal: Wal,
     pub(crate) catalog: Catalog,
     traces: Arc<SignalLane<SpanFormat>>,
+    logs: Arc<SignalLane<LogFormat>>,
     pub(crate) lanes: Vec<Arc<dyn Lane>>,
     pub(crate) limits: IngestLimits,
     inflight: Arc<InFlight>,
@@ -81,17 +86,32 @@ pub struct Ingester {
 const ROOM_WAIT: Duration = Duration::from_secs(2);
 
 impl Ingester {
-    pub fn new(wal: Wal, catalog: Catalog, spans: Arc<SpanFormat>, limits: IngestLimits) -> Self {
+    pub fn new(
+        wal: Wal,
+        catalog: Catalog,
+        spans: Arc<SpanFormat>,
+        logs: Arc<LogFormat>,
+        limits: IngestLimits,
+    ) -> Self {
         let traces = Arc::new(SignalLane::new(
             spans,
             limits.batch,
             crate::otlp::decode_trace_payload,
         ));
+        let logs = Arc::new(SignalLane::new(
+            logs,
+            limits.batch,
+            crate::otlp::logs::decode_log_payload,
+        ));
         Ingester {
             wal,
             catalog,
-            lanes: vec![traces.clone() as Arc<dyn Lane>],
+            lanes: vec![
+                traces.clone() as Arc<dyn Lane>,
+                logs.clone() as Arc<dyn Lane>,
+            ],
             traces,
+            logs,
             inflight: InFlight::new(limits.max_inflight_bytes),
             limits,
             replay: ReplayState::default(),
@@ -103,6 +123,11 @@ impl Ingester {
     /// The traces lane (its batcher is the fresh-span hook of queries).
     pub fn traces(&self) -> &Arc<SignalLane<SpanFormat>> {
         &self.traces
+    }
+
+    /// The logs lane (its batcher is the fresh-log hook of queries).
+    pub fn logs(&self) -> &Arc<SignalLane<LogFormat>> {
+        &self.logs
     }
 
     pub fn wal(&self) -> &Wal {

@@ -71,7 +71,13 @@ fn open_with(wal_dir: &Path, storage: &Storage, limits: IngestLimits, segment: u
     let catalog = Catalog::new(storage.clone(), WRITER);
     let spans = Arc::new(SpanFormat::new(Arc::new(SpanReader::new(storage.clone()))));
     Node {
-        ingester: Arc::new(Ingester::new(wal, catalog, spans, limits)),
+        ingester: Arc::new(Ingester::new(
+            wal,
+            catalog,
+            spans,
+            Arc::new(loupe_storage::logs::LogFormat::new(storage.clone())),
+            limits,
+        )),
         recovery: Arc::new(recovery),
     }
 }

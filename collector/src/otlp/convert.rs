@@ -153,7 +153,7 @@ pub fn validate_traces(req: &mut ExportTraceServiceRequest, window: &TimeWindow)
     v
 }
 
-fn any_value(v: AnyValue) -> AttrValue {
+pub(crate) fn any_value(v: AnyValue) -> AttrValue {
     match v.value {
         Some(any_value::Value::StringValue(s)) => AttrValue::Str(s),
         Some(any_value::Value::BoolValue(b)) => AttrValue::Bool(b),
@@ -171,7 +171,7 @@ fn any_value(v: AnyValue) -> AttrValue {
     }
 }
 
-fn attrs(kvs: Vec<KeyValue>) -> Attrs {
+pub(crate) fn attrs(kvs: Vec<KeyValue>) -> Attrs {
     Attrs(
         kvs.into_iter()
             .map(|kv| {

@@ -6,6 +6,7 @@
 //! - [`signal`]: the kinds of data (traces, logs, metrics) and their stable wire codes.
 //! - [`error`]: one error vocabulary ([`ErrorCode`]) that every crate's error type maps to,
 //!   and the one mapping from it to HTTP statuses and gRPC codes.
+//! - [`trace_context`]: trace and span ids carried in the text of a log line.
 //! - [`cpu`]: the bounded pool for CPU-heavy work (decoding, decompression, page decoding), so
 //!   it never runs on the async runtime's threads.
 
@@ -13,6 +14,7 @@ pub mod cpu;
 pub mod error;
 pub mod signal;
 pub mod tenant;
+pub mod trace_context;
 
 pub use error::{Classify, ErrorCode, GrpcCode};
 pub use signal::Signal;
