@@ -15,12 +15,13 @@ use axum::routing::get;
 use loupe_collector::batcher::BatchLimits;
 use loupe_collector::{IngestLimits, Ingester};
 use loupe_query::QueryState;
+use loupe_query::logs::LogService;
 use loupe_query::service::TraceService;
 use loupe_storage::catalog::Catalog;
 use loupe_storage::fresh::{Fresh, NoFresh};
 use loupe_storage::lifecycle::lease::Leases;
 use loupe_storage::lifecycle::runner::{self, FormatLifecycle, LifecycleConfig, SignalLifecycle};
-use loupe_storage::logs::LogFormat;
+use loupe_storage::logs::{LogFormat, LogRecord};
 use loupe_storage::spans::SpanRows;
 use loupe_storage::spans::{SpanFormat, SpanReader};
 use loupe_storage::store::Storage;
@@ -142,7 +143,13 @@ pub async fn run(role: Role) -> anyhow::Result<()> {
 
     let reader = Arc::new(SpanReader::new(storage.clone()));
     type FreshSpans = Arc<dyn Fresh<SpanRows>>;
-    let (catalog, ingester, fresh): (Catalog, Option<Arc<Ingester>>, FreshSpans) = if collector {
+    type FreshLogs = Arc<dyn Fresh<Vec<LogRecord>>>;
+    let (catalog, ingester, fresh, fresh_logs): (
+        Catalog,
+        Option<Arc<Ingester>>,
+        FreshSpans,
+        FreshLogs,
+    ) = if collector {
         let id = node_id(&common)?;
         let catalog = Catalog::new(storage.clone(), id.clone());
         let mut wal_cfg = WalConfig::new(common.wal_dir());
@@ -193,13 +200,19 @@ pub async fn run(role: Role) -> anyhow::Result<()> {
             shutdown_rx.clone(),
         ));
         let fresh: FreshSpans = ingester.traces().batcher().clone();
-        (catalog, Some(ingester), fresh)
+        let fresh_logs: FreshLogs = ingester.logs().batcher().clone();
+        (catalog, Some(ingester), fresh, fresh_logs)
     } else {
         let catalog = Catalog::new(
             storage.clone(),
             format!("query-{}", ulid::Ulid::new().to_string().to_lowercase()),
         );
-        (catalog, None, Arc::new(NoFresh) as FreshSpans)
+        (
+            catalog,
+            None,
+            Arc::new(NoFresh) as FreshSpans,
+            Arc::new(NoFresh) as FreshLogs,
+        )
     };
 
     let max_request = common.max_request_bytes as usize;
@@ -253,9 +266,11 @@ pub async fn run(role: Role) -> anyhow::Result<()> {
             common.catalog_refresh_interval
         };
         let traces = Arc::new(TraceService::new(catalog.clone(), reader, fresh, max_age));
+        let logs = Arc::new(LogService::new(catalog.clone(), fresh_logs, max_age));
         app = app
             .merge(loupe_query::router(QueryState {
                 traces,
+                logs,
                 resolver: resolver.clone(),
             }))
             .merge(loupe_ui::router());

@@ -13,6 +13,7 @@
 pub mod dependencies;
 pub mod error;
 pub mod jaeger;
+pub mod logs;
 pub mod native;
 pub mod openapi;
 pub mod params;

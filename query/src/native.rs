@@ -416,6 +416,7 @@ pub fn router(state: QueryState) -> Router {
             get(list_operations),
         )
         .route("/api/v1/stats", get(crate::stats::stats))
+        .route("/api/v1/logs", get(crate::logs::native::search_logs))
         .route("/api/{*rest}", get(not_found))
         .with_state(state)
 }

@@ -16,14 +16,21 @@ use crate::service::TraceService;
 
 fn app() -> Router {
     let storage = Storage::in_memory();
+    let catalog_for_logs = Catalog::new(storage.clone(), "test");
     let traces = Arc::new(TraceService::new(
         Catalog::new(storage.clone(), "test"),
         Arc::new(loupe_storage::spans::SpanReader::new(storage)),
         Arc::new(NoFresh),
         Duration::ZERO,
     ));
+    let logs = Arc::new(crate::logs::LogService::new(
+        catalog_for_logs,
+        Arc::new(NoFresh),
+        Duration::ZERO,
+    ));
     crate::router(QueryState {
         traces,
+        logs,
         resolver: TenantResolver::default(),
     })
 }

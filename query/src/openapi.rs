@@ -24,7 +24,8 @@ use crate::native::{
         native::search_traces,
         native::list_services,
         native::list_operations,
-        crate::stats::stats
+        crate::stats::stats,
+        crate::logs::native::search_logs
     ),
     components(schemas(
         TraceResponse,
@@ -39,6 +40,8 @@ use crate::native::{
         ErrorBody,
         ErrorDetail,
         crate::stats::StatsResponse,
+        crate::logs::native::LogsResponse,
+        crate::logs::native::LogLine,
         crate::stats::SignalStats
     ))
 )]
@@ -66,6 +69,7 @@ fn schema_for(name: &str) -> Option<Value> {
             "items": {"type": "string", "pattern": "^[A-Za-z0-9_.:/@-]+=[!#-~]*$"}
         }),
         "q" => json!({"type": "string", "format": "traceql"}),
+        "order" => json!({"type": "string", "enum": ["newest", "oldest"]}),
         _ => return None,
     })
 }

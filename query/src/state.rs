@@ -14,6 +14,7 @@ use crate::service::TraceService;
 #[derive(Clone)]
 pub struct QueryState {
     pub traces: Arc<TraceService>,
+    pub logs: Arc<crate::logs::LogService>,
     pub resolver: TenantResolver,
 }
 

@@ -1,11 +1,18 @@
 //! The real OpenTelemetry Python SDK sends multi-service traces over gRPC and over HTTP; they
-//! read back whole through the Jaeger API and the native API.
+//! read back whole through the Jaeger API and the native API. With its logs (records emitted
+//! inside spans, and a plain line carrying a `traceparent` in its text), every line of a
+//! trace is found by its trace id, by words and by fields, before and after a kill -9.
 
 use std::process::Command;
 
 use crate::harness::{Server, eventually, get_json, python, workspace_root};
 
 pub fn emit(protocol: &str, endpoint: &str) -> serde_json::Value {
+    emit_with(protocol, endpoint, &[])
+}
+
+/// As [`emit`], with more arguments for the script (e.g. `--logs`).
+pub fn emit_with(protocol: &str, endpoint: &str, extra: &[&str]) -> serde_json::Value {
     let out = Command::new(python())
         .arg(workspace_root().join("tests/python/emit_traces.py"))
         .args([
@@ -16,6 +23,7 @@ pub fn emit(protocol: &str, endpoint: &str) -> serde_json::Value {
             "--traces",
             "4",
         ])
+        .args(extra)
         .output()
         .expect("run python");
     assert!(
@@ -186,4 +194,105 @@ async fn python_sdk_over_grpc_and_http() {
     assert_eq!(found["data"], deps, "{found}");
     let (status, _) = get_json(&server.url("/jaeger/api/dependencies?lookback=-5"), None).await;
     assert_eq!(status, 400);
+}
+
+/// The lines of `query` through the native API.
+async fn logs(server: &Server, query: &str) -> Vec<serde_json::Value> {
+    let url = server.url(&format!(
+        "/api/v1/logs?limit=1000&query={}",
+        url::form_urlencoded::byte_serialize(query.as_bytes()).collect::<String>()
+    ));
+    let (status, body) = get_json(&url, None).await;
+    assert_eq!(status, 200, "{query}: {body}");
+    body["logs"].as_array().unwrap().clone()
+}
+
+async fn check_logs(server: &Server, runs: &[(&str, &serde_json::Value)]) {
+    for (run, emitted) in runs {
+        for t in emitted["traces"].as_array().unwrap() {
+            let id = t["trace_id"].as_str().unwrap();
+            let failed = t["error"].as_bool().unwrap();
+            let lines = logs(server, &format!("trace_id:{id}")).await;
+            let mut services: Vec<&str> = lines
+                .iter()
+                .map(|l| l["serviceName"].as_str().unwrap())
+                .collect();
+            services.sort();
+            let want = if failed {
+                vec!["billing", "orders", "web"]
+            } else {
+                vec!["orders", "web"]
+            };
+            assert_eq!(services, want, "{run} {id}: {lines:?}");
+            // The plain line got its context from its text; SDK records from their span.
+            let plain = lines.iter().find(|l| l["serviceName"] == "orders").unwrap();
+            assert!(plain["body"].as_str().unwrap().contains("traceparent=00-"));
+            assert_eq!(plain["spanId"].as_str().unwrap().len(), 16);
+            let web = lines.iter().find(|l| l["serviceName"] == "web").unwrap();
+            assert_eq!(web["severityText"], "INFO");
+            assert_eq!(web["attributes"]["e2e.run"], *run);
+        }
+        let declined = logs(
+            server,
+            &format!("card declined run={run} service:billing severity>=error"),
+        )
+        .await;
+        assert_eq!(declined.len(), 1, "{run}: {declined:?}");
+        assert_eq!(declined[0]["severityNumber"], 17);
+        assert_eq!(declined[0]["attributes"]["http.status_code"], 500);
+        assert_eq!(declined[0]["resource"]["k8s.namespace.name"], "e2e");
+    }
+    let by_field = logs(server, "attributes.http.status_code:500").await;
+    assert_eq!(by_field.len(), runs.len(), "{by_field:?}");
+    let all = logs(server, "").await;
+    assert_eq!(
+        all.len(),
+        runs.len() * (4 * 2 + 1),
+        "two lines per trace, one more per failure"
+    );
+    let times: Vec<i64> = all
+        .iter()
+        .map(|l| l["timeUnixNano"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_sdk_logs_join_their_traces_and_survive_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    // A long flush interval: the first checks read the collector's fresh records.
+    let env = [("LOUPE_FLUSH_INTERVAL", "1h")];
+    let server = Server::start(&["server"], dir.path(), &env);
+    server.wait_ready().await;
+    let grpc = emit_with(
+        "grpc",
+        &format!("http://{}", server.otlp_grpc.unwrap()),
+        &["--logs"],
+    );
+    let http = emit_with(
+        "http",
+        &format!("http://{}", server.otlp_http.unwrap()),
+        &["--logs"],
+    );
+    let runs = [("grpc", &grpc), ("http", &http)];
+    eventually(15, "every log line acknowledged", || async {
+        (logs(&server, "").await.len() == 18).then_some(())
+    })
+    .await;
+    check_logs(&server, &runs).await;
+
+    // Killed before any flush: the WAL brings every line back, once; then from files.
+    server.kill9();
+    let server = Server::start(
+        &["server"],
+        dir.path(),
+        &[("LOUPE_FLUSH_INTERVAL", "200ms")],
+    );
+    server.wait_ready().await;
+    check_logs(&server, &runs).await;
+    eventually(15, "the logs flushed to files", || async {
+        (crate::harness::stored_rows(&server, "logs").await == 18).then_some(())
+    })
+    .await;
+    check_logs(&server, &runs).await;
 }

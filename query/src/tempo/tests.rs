@@ -37,6 +37,11 @@ async fn app() -> axum::Router {
             .unwrap();
         add(&catalog, &tenant, vec![e]).await;
     }
+    let logs = Arc::new(crate::logs::LogService::new(
+        catalog.clone(),
+        Arc::new(NoFresh),
+        Duration::ZERO,
+    ));
     let traces = Arc::new(TraceService::new(
         catalog,
         reader,
@@ -45,6 +50,7 @@ async fn app() -> axum::Router {
     ));
     crate::router(QueryState {
         traces,
+        logs,
         resolver: TenantResolver::default(),
     })
 }

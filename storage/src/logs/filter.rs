@@ -13,6 +13,8 @@ pub struct LogFilter {
     pub service: Option<String>,
     /// Only records at least this severe (OTLP severity number).
     pub min_severity: Option<i32>,
+    /// Only records at most this severe.
+    pub max_severity: Option<i32>,
     pub trace_id: Option<TraceId>,
     /// Each must occur in the body, ignoring ASCII case.
     pub terms: Vec<String>,
@@ -48,7 +50,9 @@ impl LogFilter {
         if self.service.as_ref().is_some_and(|s| s != r.service_name()) {
             return false;
         }
-        if self.min_severity.is_some_and(|m| r.severity_number < m) {
+        if self.min_severity.is_some_and(|m| r.severity_number < m)
+            || self.max_severity.is_some_and(|m| r.severity_number > m)
+        {
             return false;
         }
         if self.trace_id.is_some() && self.trace_id != r.trace_id {

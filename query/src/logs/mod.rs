@@ -1,0 +1,43 @@
+//! Logs on the query side: [`LogService`] (stored files through the catalog, plus the
+//! collector's fresh records in the same process), the native search syntax ([`syntax`]) and
+//! the native endpoint ([`native`]).
+
+pub mod native;
+pub mod syntax;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use loupe_core::TenantId;
+use loupe_storage::StorageError;
+use loupe_storage::catalog::Catalog;
+use loupe_storage::fresh::Fresh;
+use loupe_storage::logs::{LogQuery, LogRecord, search};
+
+pub struct LogService {
+    catalog: Catalog,
+    fresh: Arc<dyn Fresh<Vec<LogRecord>>>,
+    max_age: Duration,
+}
+
+impl LogService {
+    /// `max_age`: how stale the catalog may be (see `TraceService::new`).
+    pub fn new(catalog: Catalog, fresh: Arc<dyn Fresh<Vec<LogRecord>>>, max_age: Duration) -> Self {
+        LogService {
+            catalog,
+            fresh,
+            max_age,
+        }
+    }
+
+    /// The records of `q`, in its order.
+    pub async fn search(
+        &self,
+        tenant: &TenantId,
+        q: &LogQuery,
+    ) -> Result<Vec<LogRecord>, StorageError> {
+        // Fresh data first: a batch committed after this snapshot is in the catalog read next.
+        let chunks = self.fresh.chunks(tenant);
+        search(&self.catalog, tenant, self.max_age, chunks, q).await
+    }
+}
