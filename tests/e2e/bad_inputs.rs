@@ -254,3 +254,89 @@ async fn bad_inputs_get_clear_errors_and_lose_nothing() {
     );
     assert!(metrics.contains("loupe_ingest_rejected_spans_total"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_log_inputs_get_clear_errors_and_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &["server"],
+        dir.path(),
+        &[("LOUPE_MAX_LOG_LINE_BYTES", "1KiB")],
+    );
+    server.wait_ready().await;
+    let url = server.otlp_url("/v1/logs");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let export = |bodies: &[String]| {
+        let records: Vec<serde_json::Value> = bodies
+            .iter()
+            .map(|b| serde_json::json!({"timeUnixNano": now.to_string(), "body": {"stringValue": b}}))
+            .collect();
+        serde_json::to_vec(&serde_json::json!({"resourceLogs": [{
+            "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "bad"}}]},
+            "scopeLogs": [{"logRecords": records}]}]}))
+        .unwrap()
+    };
+    // One huge line among good ones: refused with the reason, the others kept.
+    let body = export(&["kept one".into(), "x".repeat(2000), "kept two".into()]);
+    let (s, _, resp) = post(&url, "application/json", None, body).await;
+    assert_eq!(s, 200);
+    let v: serde_json::Value = serde_json::from_slice(&resp).unwrap();
+    assert_eq!(v["partialSuccess"]["rejectedLogRecords"], "1", "{v}");
+    let msg = v["partialSuccess"]["errorMessage"].as_str().unwrap();
+    assert!(
+        msg.contains("log body of 2000 bytes exceeds the limit of 1024 bytes"),
+        "{msg}"
+    );
+    // Malformed bodies: 400 with what is wrong, in the request's encoding.
+    let (s, _, resp) = post(
+        &url,
+        "application/json",
+        None,
+        b"{\"resourceLogs\": 5}".to_vec(),
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert!(json_message(&resp).contains("invalid OTLP/JSON ExportLogsServiceRequest"));
+    let (s, _, resp) = post(
+        &url,
+        "application/x-protobuf",
+        None,
+        b"\x0a\xff\xff".to_vec(),
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert!(proto_message(&resp).contains("invalid OTLP protobuf ExportLogsServiceRequest"));
+    // Invalid UTF-8 in a protobuf string field is malformed protobuf (OTLP strings are UTF-8).
+    let mut bad_utf8 = Vec::new();
+    // ResourceLogs{ ScopeLogs{ LogRecord{ severity_text: 0xff } } }
+    let record = [0x1a, 0x01, 0xff];
+    let scope = [&[0x12, record.len() as u8][..], &record].concat();
+    let resource = [&[0x12, scope.len() as u8][..], &scope].concat();
+    bad_utf8.extend([0x0a, resource.len() as u8]);
+    bad_utf8.extend(resource);
+    let (s, _, resp) = post(&url, "application/x-protobuf", None, bad_utf8).await;
+    assert_eq!(s, 400);
+    assert!(
+        proto_message(&resp).contains("invalid OTLP protobuf"),
+        "{}",
+        proto_message(&resp)
+    );
+    // Bad search syntax: 400 naming it.
+    let (s, body) = get_json(&server.url("/api/v1/logs?query=severity%3Aloud"), None).await;
+    assert_eq!(s, 400, "{body}");
+    assert!(body.to_string().contains("unknown severity"), "{body}");
+    // What was accepted is all there.
+    let (s, body) = get_json(&server.url("/api/v1/logs?query=service%3Abad"), None).await;
+    assert_eq!(s, 200);
+    let mut lines: Vec<&str> = body["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["body"].as_str().unwrap())
+        .collect();
+    lines.sort();
+    assert_eq!(lines, ["kept one", "kept two"]);
+}
