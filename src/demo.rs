@@ -2,6 +2,7 @@
 //! loopback with W3C `traceparent` propagation, record their spans, and export them over real
 //! OTLP/HTTP (protobuf) to this server, so a newcomer sees cross-service traces at once.
 //! Errors (declined payments, a flaky inventory database) and latency outliers are built in.
+//! Each request also writes a log line (see `demo_logs`), exported over OTLP/HTTP too.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -94,6 +95,7 @@ impl Ctx {
 struct Exporter {
     resource: Resource,
     pending: Mutex<Vec<Span>>,
+    logs: crate::demo_logs::Pending,
 }
 
 /// A span being recorded.
@@ -236,6 +238,7 @@ async fn handle(State(svc): State<Arc<Svc>>, req: Request) -> impl IntoResponse 
     let path = req.uri().path().to_string();
     let method = req.method().as_str().to_string();
     let (route, work) = route_of(svc.name, &path);
+    let started = std::time::Instant::now();
     let mut server = svc.start(&format!("{method} {route}"), span::SpanKind::Server, parent);
     server
         .attr(s("http.request.method", method.clone()))
@@ -249,6 +252,21 @@ async fn handle(State(svc): State<Arc<Svc>>, req: Request) -> impl IntoResponse 
             message: format!("HTTP {code}"),
         });
     }
+    let ctx = server.ctx();
+    let error = server.span.status.as_ref().map(|s| s.message.clone());
+    let access = crate::demo_logs::Access {
+        method: &method,
+        path: &path,
+        code,
+        millis: started.elapsed().as_millis() as u64,
+        trace: ctx.trace,
+        span: ctx.span,
+        error: error.as_deref(),
+    };
+    let style = crate::demo_logs::style_of(svc.name);
+    svc.exporter
+        .logs
+        .push(crate::demo_logs::record(style, &access, now_ns()));
     server.end();
     StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
@@ -476,6 +494,7 @@ async fn export_loop(
 ) {
     let client = reqwest::Client::new();
     let url = format!("http://{otlp}/v1/traces");
+    let logs_url = format!("http://{otlp}/v1/logs");
     loop {
         let stop = tokio::select! {
             _ = pause(1000) => false,
@@ -500,10 +519,20 @@ async fn export_loop(
                 })
             })
             .collect();
+        let logs = crate::demo_logs::export(exporters.iter().map(|e| (&e.logs, &e.resource)));
+        let mut bodies = Vec::new();
         if !resource_spans.is_empty() {
-            let body = ExportTraceServiceRequest { resource_spans }.encode_to_vec();
+            bodies.push((
+                &url,
+                ExportTraceServiceRequest { resource_spans }.encode_to_vec(),
+            ));
+        }
+        if let Some(logs) = logs {
+            bodies.push((&logs_url, logs.encode_to_vec()));
+        }
+        for (url, body) in bodies {
             let mut req = client
-                .post(&url)
+                .post(url)
                 .header("content-type", "application/x-protobuf")
                 .body(body);
             if let Some(t) = &token {
@@ -535,6 +564,7 @@ pub async fn run(otlp_http: SocketAddr, token: Option<String>, shutdown: watch::
             exporter: Arc::new(Exporter {
                 resource: resource(name, version),
                 pending: Mutex::new(Vec::new()),
+                logs: Default::default(),
             }),
             client: client.clone(),
             peers: OnceLock::new(),

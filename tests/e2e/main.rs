@@ -4,6 +4,7 @@
 mod bad_inputs;
 mod browser;
 mod cluster;
+mod demo_logs;
 mod deploy;
 mod durability;
 mod full_disk;

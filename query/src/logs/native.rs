@@ -26,7 +26,6 @@ pub struct LogLine {
     pub severity_text: String,
     pub service_name: String,
     /// The body: a string, or the structured value (object, array, number, ...) as sent.
-    #[schema(value_type = Object)]
     pub body: serde_json::Value,
     #[schema(value_type = Object)]
     pub attributes: serde_json::Value,
