@@ -52,13 +52,29 @@ pub enum Protocol {
     Http,
 }
 
-/// Sends every request once (retrying overload answers); returns how many retries there were.
+/// Sends every trace export once (retrying overload answers); returns how many retries there
+/// were.
 pub async fn send_all(
     protocol: Protocol,
     addr: std::net::SocketAddr,
     requests: Arc<Vec<Bytes>>,
     concurrency: usize,
 ) -> anyhow::Result<u64> {
+    send_all_to(protocol, addr, requests, concurrency, "traces").await
+}
+
+/// As [`send_all`], for the exports of `signal` (`traces` or `logs`).
+pub async fn send_all_to(
+    protocol: Protocol,
+    addr: std::net::SocketAddr,
+    requests: Arc<Vec<Bytes>>,
+    concurrency: usize,
+    signal: &'static str,
+) -> anyhow::Result<u64> {
+    let grpc_path = match signal {
+        "logs" => "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+        _ => "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    };
     let next = Arc::new(AtomicUsize::new(0));
     let retries = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
@@ -71,9 +87,7 @@ pub async fn send_all(
                         .connect()
                         .await?;
                     let mut grpc = tonic::client::Grpc::new(channel);
-                    let path = http::uri::PathAndQuery::from_static(
-                        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-                    );
+                    let path = http::uri::PathAndQuery::from_static(grpc_path);
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(body) = requests.get(i) else { break };
@@ -100,7 +114,7 @@ pub async fn send_all(
                 }
                 Protocol::Http => {
                     let client = reqwest::Client::new();
-                    let url = format!("http://{addr}/v1/traces");
+                    let url = format!("http://{addr}/v1/{signal}");
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(body) = requests.get(i) else { break };

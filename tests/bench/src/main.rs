@@ -9,6 +9,8 @@
 
 mod figures;
 mod load;
+mod loggen;
+mod logs_phase;
 mod phases;
 mod pipeline;
 mod searches;
@@ -60,6 +62,8 @@ pub struct Sizes {
     pub ack_samples: usize,
     pub concurrency: usize,
     pub spans_per_request: usize,
+    /// Log lines of the logs phase.
+    pub log_lines: usize,
 }
 
 impl Sizes {
@@ -76,6 +80,7 @@ impl Sizes {
                 ack_samples: 10,
                 concurrency: 8,
                 spans_per_request: 1000,
+                log_lines: 20_000,
             }
         } else if args.quick {
             Sizes {
@@ -89,6 +94,7 @@ impl Sizes {
                 ack_samples: 50,
                 concurrency: 16,
                 spans_per_request: 1000,
+                log_lines: 200_000,
             }
         } else {
             Sizes {
@@ -102,6 +108,7 @@ impl Sizes {
                 ack_samples: 200,
                 concurrency: 16,
                 spans_per_request: 1000,
+                log_lines: 1_000_000,
             }
         }
     }

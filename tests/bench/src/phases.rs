@@ -1,6 +1,7 @@
-//! The phases of a run, in order: ingest (gRPC, then HTTP) on a fresh server, stored size,
-//! freshness; cold lookups on restarted processes; compaction, warm lookups and search with
-//! the DuckDB baseline; growth to 10× the data.
+//! The phases of a run, in order: logs (ingest and stored size, `logs_phase`); trace ingest
+//! (gRPC, then HTTP) on a fresh server, stored size, freshness; cold lookups on restarted
+//! processes; compaction, warm lookups and search with the DuckDB baseline; growth to 10×
+//! the data.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -54,22 +55,28 @@ pub const FIGURES: &[&str] = &[
     "traceql_search_p99_ms",
     "ack_to_query_p99_ms",
     "server_rss_mib_peak",
+    "logs_ingest_mb_per_cpu_s",
+    "log_stored_vs_zstd3",
 ];
 
 impl Ctx<'_> {
-    fn wanted(&self, name: &str) -> bool {
+    pub(crate) fn wanted(&self, name: &str) -> bool {
         self.args.only.is_empty() || self.args.only.iter().any(|o| o == name)
     }
 
-    fn emit(&self, f: Figure) {
+    pub(crate) fn emit(&self, f: Figure) {
         if self.wanted(f.name) {
             self.emitted.borrow_mut().push(f.name);
             f.emit();
         }
     }
 
-    fn start(&self, env: &[(&str, String)]) -> anyhow::Result<Server> {
+    pub(crate) fn start(&self, env: &[(&str, String)]) -> anyhow::Result<Server> {
         Server::start(&self.bin, self.dir.path(), env)
+    }
+
+    pub(crate) fn data_dir(&self) -> &Path {
+        self.dir.path()
     }
 }
 
@@ -234,6 +241,17 @@ pub async fn run(args: &Args, sizes: &Sizes) -> anyhow::Result<()> {
         sizes.growth_factor,
         ctx.bin.display()
     );
+
+    // Logs first, on their own server; a run asking only for log figures ends there.
+    crate::logs_phase::run(&ctx).await?;
+    if !args.only.is_empty()
+        && args
+            .only
+            .iter()
+            .all(|o| crate::logs_phase::FIGURES.contains(&o.as_str()))
+    {
+        return Ok(());
+    }
 
     // Generate and pre-encode before anything is timed. Traces spread over the last hour.
     let t0 = now_ns() - 3_600_000_000_000;
