@@ -53,6 +53,8 @@ pub struct Line {
     pub pod: usize,
     pub time_unix_nano: u64,
     pub text: String,
+    /// A unique id in the text (a request or trace id), if the line prints one.
+    pub needle: Option<String>,
 }
 
 pub struct LogGen {
@@ -196,11 +198,16 @@ impl LogGen {
                 }
             }
         };
+        let needle = [&request, &trace]
+            .into_iter()
+            .find(|id| text.contains(id.as_str()))
+            .cloned();
         Line {
             service,
             pod,
             time_unix_nano: self.t,
             text,
+            needle,
         }
     }
 }

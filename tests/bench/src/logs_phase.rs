@@ -1,7 +1,9 @@
 //! The logs phase: generated Kubernetes container logs sent over OTLP/HTTP (protobuf) to a
 //! fresh server, as the node agent will send them; ingest speed in MB of raw log text per
 //! server CPU-second (from the first send until the lines are in files), and the stored size
-//! (every byte of the log files) against `zstd -3` of the same raw text.
+//! (every byte of the log files) against `zstd -3` of the same raw text; then warm searches
+//! through the native API: a needle (one request or trace id over the whole data set) and a
+//! common term (newest 100).
 
 use std::sync::Arc;
 
@@ -12,12 +14,20 @@ use loupe_storage::store::{Signal, Storage};
 use prost::Message;
 use serde_json::json;
 
-use crate::figures::Figure;
+use crate::figures::{Figure, percentile};
 use crate::load::{Protocol, send_all_to};
 use crate::loggen::{LogGen, requests};
 use crate::phases::Ctx;
 
-pub const FIGURES: &[&str] = &["logs_ingest_mb_per_cpu_s", "log_stored_vs_zstd3"];
+pub const FIGURES: &[&str] = &[
+    "logs_ingest_mb_per_cpu_s",
+    "log_stored_vs_zstd3",
+    "log_search_p99_ms",
+    "log_term_search_p99_ms",
+];
+
+/// Needles looked up per run.
+const NEEDLES: usize = 20;
 
 const LINES_PER_REQUEST: usize = 1000;
 
@@ -52,7 +62,10 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<()> {
         otlp_bytes as f64 / 1e6
     );
 
-    let server = ctx.start(&[("LOUPE_COMPACTION_INTERVAL", "1h".to_string())])?;
+    // Its own data dir, so the trace phases' servers do not compact these files.
+    let dir = ctx.data_dir().join("logs");
+    std::fs::create_dir_all(&dir)?;
+    let server = ctx.start_in(&dir, &[("LOUPE_COMPACTION_INTERVAL", "1h".to_string())])?;
     server.wait_ready(&ctx.client).await?;
     let cpu0 = server.cpu_seconds();
     let wall = std::time::Instant::now();
@@ -67,7 +80,7 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<()> {
     server.wait_flushed(&ctx.client).await?;
     let cpu = server.cpu_seconds() - cpu0;
     let elapsed = wall.elapsed().as_secs_f64();
-    let storage = Storage::open(&format!("file://{}/objects", ctx.data_dir().display()))?;
+    let storage = Storage::open(&format!("file://{}/objects", dir.display()))?;
     let state = Catalog::new(storage, "bench")
         .refresh(&TenantId::default_tenant(), Signal::Logs)
         .await?;
@@ -97,6 +110,63 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<()> {
         )
         .with_baseline_ratio(zstd as f64, stored as f64 / zstd as f64),
     );
+    // Searches over everything sent (a minute of margin on both sides).
+    let (start_ms, end_ms) = (
+        lines[0].time_unix_nano / 1_000_000 - 60_000,
+        lines[n - 1].time_unix_nano / 1_000_000 + 60_000,
+    );
+    let needles: Vec<&str> = lines
+        .iter()
+        .step_by((n / NEEDLES).max(1))
+        .filter_map(|l| l.needle.as_deref())
+        .take(NEEDLES)
+        .collect();
+    let search = |query: &str, limit: usize| {
+        let q: String = url::form_urlencoded::byte_serialize(query.as_bytes()).collect();
+        format!(
+            "http://{}/api/v1/logs?query={q}&start={start_ms}&end={end_ms}&limit={limit}",
+            server.http
+        )
+    };
+    let mut needle_ms = Vec::new();
+    for pass in 0..2 {
+        for needle in &needles {
+            let (ms, body) = crate::phases::timed_get(&ctx.client, &search(needle, 100)).await?;
+            let found = body["logs"].as_array().map_or(0, Vec::len);
+            if found == 0 {
+                anyhow::bail!("needle {needle} not found: {body}");
+            }
+            if pass == 1 {
+                needle_ms.push(ms);
+            }
+        }
+    }
+    let mut term_ms = Vec::new();
+    for pass in 0..=ctx.sizes.search_repeat {
+        let (ms, body) = crate::phases::timed_get(&ctx.client, &search("completed", 100)).await?;
+        if body["logs"].as_array().map_or(0, Vec::len) != 100 {
+            anyhow::bail!("the term search found fewer than 100 lines: {body}");
+        }
+        if pass > 0 {
+            term_ms.push(ms);
+        }
+    }
+    ctx.emit(Figure::new(
+        "log_search_p99_ms",
+        percentile(&needle_ms, 0.99),
+        "ms",
+        Some("<= 200"),
+        json!({"needles": needles.len(), "p50_ms": percentile(&needle_ms, 0.5), "lines": n,
+            "query": "one request or trace id over the whole data set, limit 100, warm"}),
+    ));
+    ctx.emit(Figure::new(
+        "log_term_search_p99_ms",
+        percentile(&term_ms, 0.99),
+        "ms",
+        Some("<= 200"),
+        json!({"runs": term_ms.len(), "p50_ms": percentile(&term_ms, 0.5), "lines": n,
+            "query": "completed (in about a third of the lines), newest 100, warm"}),
+    ));
     server.stop()?;
     Ok(())
 }

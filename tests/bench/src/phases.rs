@@ -57,6 +57,8 @@ pub const FIGURES: &[&str] = &[
     "server_rss_mib_peak",
     "logs_ingest_mb_per_cpu_s",
     "log_stored_vs_zstd3",
+    "log_search_p99_ms",
+    "log_term_search_p99_ms",
 ];
 
 impl Ctx<'_> {
@@ -73,6 +75,11 @@ impl Ctx<'_> {
 
     pub(crate) fn start(&self, env: &[(&str, String)]) -> anyhow::Result<Server> {
         Server::start(&self.bin, self.dir.path(), env)
+    }
+
+    /// A server on its own data dir (a phase whose data must not reach the others').
+    pub(crate) fn start_in(&self, dir: &Path, env: &[(&str, String)]) -> anyhow::Result<Server> {
+        Server::start(&self.bin, dir, env)
     }
 
     pub(crate) fn data_dir(&self) -> &Path {
