@@ -5,7 +5,9 @@
 //! the collector and the node agent, so either can lift it.
 //!
 //! A scan of the bytes, no parsing of the line as a whole: ids are 32 (trace) and 16 (span)
-//! hex digits bounded by non-hex characters; all-zero ids are not ids.
+//! hex digits bounded by non-hex characters; all-zero ids are not ids. It runs on every line
+//! at ingest and again when a stored line is read, so it jumps between candidates with
+//! `memchr` (`trace`, `span`, `-`) instead of trying every position.
 
 /// Trace and span id found in a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,14 +16,16 @@ pub struct TraceContext {
     pub span_id: Option<[u8; 8]>,
 }
 
-const TRACE_KEYS: [&str; 3] = ["trace_id", "traceId", "traceID"];
-const SPAN_KEYS: [&str; 3] = ["span_id", "spanId", "spanID"];
+/// The key stems and the suffixes that complete them (`trace_id`, `traceId`, `traceID`).
+const TRACE: &[u8] = b"trace";
+const SPAN: &[u8] = b"span";
+const SUFFIXES: [&[u8]; 3] = [b"_id", b"Id", b"ID"];
 
 /// The trace context in `line`, if it carries one.
 pub fn find(line: &str) -> Option<TraceContext> {
     let b = line.as_bytes();
-    if let Some(trace_id) = TRACE_KEYS.iter().find_map(|k| keyed::<16>(b, k)) {
-        let span_id = SPAN_KEYS.iter().find_map(|k| keyed::<8>(b, k));
+    if let Some(trace_id) = keyed::<16>(b, TRACE) {
+        let span_id = keyed::<8>(b, SPAN);
         return Some(TraceContext { trace_id, span_id });
     }
     traceparent(b)
@@ -49,14 +53,16 @@ fn hex_id<const N: usize>(b: &[u8], at: usize) -> Option<[u8; N]> {
     (out != [0u8; N]).then_some(out)
 }
 
-/// The id after `key` as a JSON member (`"key": "…"`) or a logfmt pair (`key=…`).
-fn keyed<const N: usize>(b: &[u8], key: &str) -> Option<[u8; N]> {
-    let k = key.as_bytes();
-    let mut from = 0;
-    while let Some(pos) = find_bytes(&b[from..], k).map(|p| p + from) {
-        from = pos + 1;
+/// The id after `stem` + one of [`SUFFIXES`] as a JSON member (`"key": "…"`) or a logfmt
+/// pair (`key=…`).
+fn keyed<const N: usize>(b: &[u8], stem: &[u8]) -> Option<[u8; N]> {
+    for pos in memchr::memmem::find_iter(b, stem) {
+        let after = &b[pos + stem.len()..];
+        let Some(suffix) = SUFFIXES.iter().find(|s| after.starts_with(s)) else {
+            continue;
+        };
         let before = pos.checked_sub(1).map(|i| b[i]);
-        let mut i = pos + k.len();
+        let mut i = pos + stem.len() + suffix.len();
         let id_at = if before == Some(b'"') && b.get(i) == Some(&b'"') {
             // JSON: "key" <ws> : <ws> "value"
             i += 1;
@@ -96,8 +102,14 @@ fn keyed<const N: usize>(b: &[u8], key: &str) -> Option<[u8; N]> {
 /// A W3C traceparent: `vv-<32 hex>-<16 hex>-ff`, version not `ff`.
 fn traceparent(b: &[u8]) -> Option<TraceContext> {
     const LEN: usize = 55;
-    let mut i = 0;
-    while i + LEN <= b.len() {
+    // Candidates start two bytes before a dash.
+    for dash in memchr::memchr_iter(b'-', b) {
+        let Some(i) = dash.checked_sub(2) else {
+            continue;
+        };
+        if i + LEN > b.len() {
+            break;
+        }
         let w = &b[i..i + LEN];
         let shaped = w[2] == b'-' && w[35] == b'-' && w[52] == b'-';
         let bounded = i.checked_sub(1).is_none_or(|p| hex_val(b[p]).is_none())
@@ -116,13 +128,8 @@ fn traceparent(b: &[u8]) -> Option<TraceContext> {
                 span_id: Some(span_id),
             });
         }
-        i += 1;
     }
     None
-}
-
-fn find_bytes(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 #[cfg(test)]

@@ -70,9 +70,12 @@ pub fn decode_batch(batch: &RecordBatch) -> Result<Vec<LogRecord>, StorageError>
     let time = column(batch, schema::TIME)?
         .as_primitive_opt::<TimestampNanosecondType>()
         .ok_or_else(|| bad(schema::TIME))?;
-    let observed = column(batch, schema::OBSERVED_TIME)?
-        .as_primitive_opt::<TimestampNanosecondType>()
-        .ok_or_else(|| bad(schema::OBSERVED_TIME))?;
+    let observed = column(batch, schema::OBSERVED_DELTA)?
+        .as_primitive_opt::<Int64Type>()
+        .ok_or_else(|| bad(schema::OBSERVED_DELTA))?;
+    let in_body = column(batch, schema::CONTEXT_IN_BODY)?
+        .as_boolean_opt()
+        .ok_or_else(|| bad(schema::CONTEXT_IN_BODY))?;
     let sev = column(batch, schema::SEVERITY_NUMBER)?
         .as_primitive_opt::<Int32Type>()
         .ok_or_else(|| bad(schema::SEVERITY_NUMBER))?;
@@ -140,19 +143,26 @@ pub fn decode_batch(batch: &RecordBatch) -> Result<Vec<LogRecord>, StorageError>
         } else {
             AttrValue::Str(body.value(i).to_string())
         };
+        let (trace_id, span_id) = match &body {
+            AttrValue::Str(text) if in_body.value(i) => crate::logs::encode::context_in(text),
+            _ => (
+                (!trace.is_null(i))
+                    .then(|| trace.value(i).try_into().ok())
+                    .flatten(),
+                (!span.is_null(i))
+                    .then(|| span.value(i).try_into().ok())
+                    .flatten(),
+            ),
+        };
         out.push(LogRecord {
             time_unix_nano: time.value(i),
-            observed_unix_nano: observed.value(i),
+            observed_unix_nano: time.value(i).wrapping_add(observed.value(i)),
             severity_number: sev.value(i),
             severity_text: sev_text.value(i).to_string(),
             body,
             attributes: json(attrs.value(i), schema::ATTRIBUTES)?,
-            trace_id: (!trace.is_null(i))
-                .then(|| trace.value(i).try_into().ok())
-                .flatten(),
-            span_id: (!span.is_null(i))
-                .then(|| span.value(i).try_into().ok())
-                .flatten(),
+            trace_id,
+            span_id,
             flags: u32::try_from(flags.value(i)).unwrap_or(0),
             event_name: if event.is_null(i) {
                 String::new()

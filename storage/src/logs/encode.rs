@@ -22,6 +22,11 @@ use crate::logs::schema::{self, LOG_SCHEMA};
 use crate::model::AttrValue;
 use crate::spans::TraceIdFilter;
 
+/// The trace context written in a line's text, as the collector lifts it.
+pub fn context_in(text: &str) -> (Option<crate::model::TraceId>, Option<crate::model::SpanId>) {
+    loupe_core::trace_context::find(text).map_or((None, None), |c| (Some(c.trace_id), c.span_id))
+}
+
 /// Rows per row group.
 pub const ROW_GROUP_ROWS: usize = 64 * 1024;
 
@@ -77,11 +82,6 @@ fn writer_properties(zstd_level: i32) -> WriterProperties {
             Encoding::DELTA_BINARY_PACKED,
         )
         .set_column_dictionary_enabled(ColumnPath::from(schema::TIME), false)
-        .set_column_encoding(
-            ColumnPath::from(schema::OBSERVED_TIME),
-            Encoding::DELTA_BINARY_PACKED,
-        )
-        .set_column_dictionary_enabled(ColumnPath::from(schema::OBSERVED_TIME), false)
         .build()
 }
 
@@ -89,7 +89,8 @@ fn writer_properties(zstd_level: i32) -> WriterProperties {
 pub fn to_batch(records: &[&LogRecord]) -> Result<RecordBatch, StorageError> {
     let n = records.len();
     let mut time = TimestampNanosecondBuilder::with_capacity(n).with_timezone("UTC");
-    let mut observed = TimestampNanosecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut observed = Int64Builder::with_capacity(n);
+    let mut in_body = BooleanBuilder::with_capacity(n);
     let mut sev = Int32Builder::with_capacity(n);
     let mut sev_text = StringDictionaryBuilder::<Int32Type>::new();
     let mut service = StringDictionaryBuilder::<Int32Type>::new();
@@ -108,7 +109,7 @@ pub fn to_batch(records: &[&LogRecord]) -> Result<RecordBatch, StorageError> {
     let mut last_resource: Option<(*const crate::model::Resource, String)> = None;
     for r in records {
         time.append_value(r.time_unix_nano);
-        observed.append_value(r.observed_unix_nano);
+        observed.append_value(r.observed_unix_nano.wrapping_sub(r.time_unix_nano));
         sev.append_value(r.severity_number);
         sev_text.append_value(&r.severity_text);
         service.append_value(r.service_name());
@@ -122,11 +123,14 @@ pub fn to_batch(records: &[&LogRecord]) -> Result<RecordBatch, StorageError> {
                 body_json.append_value(true);
             }
         }
-        match r.trace_id {
+        let context_in_body = r.trace_id.is_some()
+            && matches!(&r.body, AttrValue::Str(text) if context_in(text) == (r.trace_id, r.span_id));
+        in_body.append_value(context_in_body);
+        match r.trace_id.filter(|_| !context_in_body) {
             Some(id) => trace.append_value(id).map_err(err)?,
             None => trace.append_null(),
         }
-        match r.span_id {
+        match r.span_id.filter(|_| !context_in_body) {
             Some(id) => span.append_value(id).map_err(err)?,
             None => span.append_null(),
         }
@@ -155,6 +159,7 @@ pub fn to_batch(records: &[&LogRecord]) -> Result<RecordBatch, StorageError> {
         Arc::new(service.finish()),
         Arc::new(body.finish()),
         Arc::new(body_json.finish()),
+        Arc::new(in_body.finish()),
         Arc::new(trace.finish()),
         Arc::new(span.finish()),
         Arc::new(flags.finish()),

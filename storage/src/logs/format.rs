@@ -284,4 +284,57 @@ mod tests {
         assert_eq!(got.len(), 20);
         assert_eq!(got[0].time_unix_nano, T0 + 109);
     }
+
+    #[tokio::test]
+    async fn context_written_in_the_text_is_stored_once_and_read_back() {
+        let storage = crate::store::Storage::in_memory();
+        let tenant = TenantId::new("t").unwrap();
+        let catalog = Catalog::new(storage.clone(), "w");
+        let format = Arc::new(LogFormat::new(storage.clone()));
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let text = format!("GET / 200 traceparent=00-{id}-00f067aa0ba902b7-01");
+        let mut lifted = record("web", 1, AttrValue::Str(text), None);
+        let (t, s) = crate::logs::encode::context_in(lifted.body_text().as_ref());
+        (lifted.trace_id, lifted.span_id) = (t, s);
+        assert!(t.is_some() && s.is_some());
+        // The same text on a record of another trace: its own ids are kept.
+        let mut other = lifted.clone();
+        other.time_unix_nano += 1;
+        other.trace_id = Some([0xab; 16]);
+        other.observed_unix_nano = other.time_unix_nano - 7;
+        let sent = vec![lifted, other];
+        write(&catalog, &format, &tenant, sent.clone()).await;
+        let got = search(
+            &catalog,
+            &tenant,
+            Duration::ZERO,
+            vec![],
+            &all(Order::OldestFirst),
+        )
+        .await
+        .unwrap();
+        assert_eq!(got, sent);
+        let state = catalog.refresh(&tenant, Signal::Logs).await.unwrap();
+        let f = state.files().next().unwrap();
+        let filter = f.trace_filter.as_ref().unwrap();
+        assert!(filter.may_contain(&t.unwrap()) && filter.may_contain(&[0xab; 16]));
+        let path = Catalog::path_of(f);
+        let bytes = storage
+            .store
+            .get(&path)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let batches = crate::logs::decode::read_file(&f.path, bytes).unwrap();
+        let ids = batches[0]
+            .column_by_name(crate::logs::schema::TRACE_ID)
+            .unwrap();
+        assert_eq!(
+            ids.null_count(),
+            1,
+            "the lifted line stores no ids of its own"
+        );
+    }
 }
