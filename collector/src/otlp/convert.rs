@@ -119,38 +119,73 @@ fn problem(span: &Span, window: &TimeWindow) -> Option<String> {
 /// Drops invalid spans (malformed, or outside `window`) from `req` in place and reports how
 /// many were kept and dropped.
 pub fn validate_traces(req: &mut ExportTraceServiceRequest, window: &TimeWindow) -> Validated {
-    let mut v = Validated::default();
-    let mut problems = Vec::new();
+    let mut v = Tally::default();
     for rs in &mut req.resource_spans {
         for ss in &mut rs.scope_spans {
-            ss.spans.retain(|s| match problem(s, window) {
-                None => {
-                    v.accepted += 1;
-                    true
-                }
-                Some(p) => {
-                    v.rejected += 1;
-                    if problems.len() < 3 {
-                        problems.push(p);
-                    }
-                    false
-                }
-            });
+            ss.spans.retain(|s| v.keep(problem(s, window)));
         }
         rs.scope_spans.retain(|ss| !ss.spans.is_empty());
     }
     req.resource_spans.retain(|rs| !rs.scope_spans.is_empty());
-    if v.rejected > 0 {
-        v.message = format!(
-            "rejected {} invalid span(s): {}",
-            v.rejected,
-            problems.join("; ")
-        );
-        if v.rejected as usize > problems.len() {
-            v.message.push_str("; ...");
+    v.finish("span(s)")
+}
+
+/// Counts kept and refused items and keeps the first few problems, for partial success.
+#[derive(Default)]
+pub(crate) struct Tally {
+    v: Validated,
+    problems: Vec<String>,
+}
+
+impl Tally {
+    /// Counts an item; true if it has no problem (is kept).
+    pub(crate) fn keep(&mut self, problem: Option<String>) -> bool {
+        match problem {
+            None => {
+                self.v.accepted += 1;
+                true
+            }
+            Some(p) => {
+                self.v.rejected += 1;
+                if self.problems.len() < 3 {
+                    self.problems.push(p);
+                }
+                false
+            }
         }
     }
-    v
+
+    /// The outcome; `what` names the items in the message (`span(s)`, `log record(s)`).
+    pub(crate) fn finish(self, what: &str) -> Validated {
+        let Tally { mut v, problems } = self;
+        if v.rejected > 0 {
+            v.message = format!(
+                "rejected {} invalid {what}: {}",
+                v.rejected,
+                problems.join("; ")
+            );
+            if v.rejected as usize > problems.len() {
+                v.message.push_str("; ...");
+            }
+        }
+        v
+    }
+}
+
+/// The resource of an OTLP `Resource*` message, with its service name (`unknown_service`
+/// when it has none, as the OpenTelemetry specification says).
+pub(crate) fn resource_of(
+    r: Option<opentelemetry_proto::tonic::resource::v1::Resource>,
+) -> Arc<Resource> {
+    let attributes = r.map(|r| attrs(r.attributes)).unwrap_or_default();
+    let service_name = match attributes.get("service.name") {
+        Some(AttrValue::Str(s)) if !s.is_empty() => s.clone(),
+        _ => "unknown_service".to_string(),
+    };
+    Arc::new(Resource {
+        service_name,
+        attributes,
+    })
 }
 
 pub(crate) fn any_value(v: AnyValue) -> AttrValue {
@@ -197,15 +232,7 @@ fn id<const N: usize>(b: &[u8]) -> [u8; N] {
 pub fn to_span_records(req: ExportTraceServiceRequest) -> Vec<SpanRecord> {
     let mut out = Vec::new();
     for rs in req.resource_spans {
-        let res_attrs = rs.resource.map(|r| attrs(r.attributes)).unwrap_or_default();
-        let service_name = match res_attrs.get("service.name") {
-            Some(AttrValue::Str(s)) if !s.is_empty() => s.clone(),
-            _ => "unknown_service".to_string(),
-        };
-        let resource = Arc::new(Resource {
-            service_name,
-            attributes: res_attrs,
-        });
+        let resource = resource_of(rs.resource);
         for ss in rs.scope_spans {
             let scope = Arc::new(
                 ss.scope

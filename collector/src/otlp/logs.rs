@@ -14,14 +14,14 @@ use std::sync::Arc;
 
 use loupe_core::trace_context;
 use loupe_storage::logs::{LogRecord, severity_from_text};
-use loupe_storage::model::{AttrValue, Resource, Scope};
+use loupe_storage::model::{AttrValue, Scope};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::logs::v1::LogRecord as OtlpLog;
 use prost::Message;
 
 use crate::error::IngestError;
-use crate::otlp::convert::{any_value, attrs};
+use crate::otlp::convert::{Tally, any_value, attrs, resource_of};
 use crate::otlp::{Encoding, TimeWindow, Validated};
 
 /// Decodes an `ExportLogsServiceRequest` body.
@@ -96,8 +96,7 @@ pub fn validate_logs(
     max_line: usize,
     now_unix_nano: u64,
 ) -> Validated {
-    let mut v = Validated::default();
-    let mut problems = Vec::new();
+    let mut v = Tally::default();
     for rl in &mut req.resource_logs {
         for sl in &mut rl.scope_logs {
             sl.log_records.retain_mut(|r| {
@@ -107,35 +106,13 @@ pub fn validate_logs(
                 if r.time_unix_nano == 0 {
                     r.time_unix_nano = r.observed_time_unix_nano;
                 }
-                match problem(r, window, max_line) {
-                    None => {
-                        v.accepted += 1;
-                        true
-                    }
-                    Some(p) => {
-                        v.rejected += 1;
-                        if problems.len() < 3 {
-                            problems.push(p);
-                        }
-                        false
-                    }
-                }
+                v.keep(problem(r, window, max_line))
             });
         }
         rl.scope_logs.retain(|sl| !sl.log_records.is_empty());
     }
     req.resource_logs.retain(|rl| !rl.scope_logs.is_empty());
-    if v.rejected > 0 {
-        v.message = format!(
-            "rejected {} invalid log record(s): {}",
-            v.rejected,
-            problems.join("; ")
-        );
-        if v.rejected as usize > problems.len() {
-            v.message.push_str("; ...");
-        }
-    }
-    v
+    v.finish("log record(s)")
 }
 
 fn fixed<const N: usize>(b: &[u8]) -> Option<[u8; N]> {
@@ -147,15 +124,7 @@ fn fixed<const N: usize>(b: &[u8]) -> Option<[u8; N]> {
 pub fn to_log_records(req: ExportLogsServiceRequest) -> Vec<LogRecord> {
     let mut out = Vec::new();
     for rl in req.resource_logs {
-        let res_attrs = rl.resource.map(|r| attrs(r.attributes)).unwrap_or_default();
-        let service_name = match res_attrs.get("service.name") {
-            Some(AttrValue::Str(s)) if !s.is_empty() => s.clone(),
-            _ => "unknown_service".to_string(),
-        };
-        let resource = Arc::new(Resource {
-            service_name,
-            attributes: res_attrs,
-        });
+        let resource = resource_of(rl.resource);
         for sl in rl.scope_logs {
             let scope = Arc::new(
                 sl.scope
