@@ -55,9 +55,16 @@ fn plan(files: Vec<Arc<FileEntry>>, policy: &CompactionPolicy) -> Vec<Vec<Arc<Fi
         files.sort_by_key(|f| f.min_time_unix_nano);
         let mut group: Vec<Arc<FileEntry>> = Vec::new();
         let (mut rows, mut bytes) = (0, 0);
+        // A group merges once it has `min_files`, or fewer (two at least) that together make
+        // a file large enough to be left alone afterwards: else files of a third of the
+        // bound could never merge (four of them exceed it, two or three are too few).
+        let ready = |n: usize, rows: u64, bytes: u64| {
+            n >= policy.min_files
+                || (n >= 2 && (rows >= policy.max_rows / 2 || bytes >= policy.max_bytes / 2))
+        };
         for f in files {
             let over = rows + f.rows > policy.max_rows || bytes + f.bytes > policy.max_bytes;
-            if over && group.len() >= policy.min_files {
+            if over && ready(group.len(), rows, bytes) {
                 groups.push(std::mem::take(&mut group));
                 (rows, bytes) = (0, 0);
             } else if over {
@@ -69,7 +76,7 @@ fn plan(files: Vec<Arc<FileEntry>>, policy: &CompactionPolicy) -> Vec<Vec<Arc<Fi
             bytes += f.bytes;
             group.push(f);
         }
-        if group.len() >= policy.min_files {
+        if ready(group.len(), rows, bytes) {
             groups.push(group);
         }
     }
@@ -195,6 +202,28 @@ mod tests {
             groups,
             vec![vec!["a", "b", "c"]],
             "d alone, e alone, big skipped"
+        );
+    }
+
+    #[test]
+    fn files_of_a_third_of_the_bound_merge_in_pairs() {
+        let policy = CompactionPolicy {
+            min_files: 4,
+            max_rows: 100,
+            max_bytes: 1 << 30,
+        };
+        let files = ["a", "b", "c", "d", "e"]
+            .into_iter()
+            .map(|id| file(id, 0, 40))
+            .collect();
+        let groups: Vec<Vec<String>> = plan(files, &policy)
+            .into_iter()
+            .map(|g| g.iter().map(|f| f.id.clone()).collect())
+            .collect();
+        assert_eq!(
+            groups,
+            vec![vec!["a", "b"], vec!["c", "d"]],
+            "e waits for a partner"
         );
     }
 }
