@@ -45,6 +45,15 @@ pub trait SignalEdge: Send + Sync + 'static {
     fn json_response(v: &Validated) -> serde_json::Value;
 }
 
+/// OTLP/JSON's response: `{}`, or the partial success with its count under `rejected_key`
+/// (an int64, so a string in OTLP/JSON).
+fn partial_success_json(v: &Validated, rejected_key: &str) -> serde_json::Value {
+    if v.rejected == 0 {
+        return serde_json::json!({});
+    }
+    serde_json::json!({"partialSuccess": {rejected_key: v.rejected.to_string(), "errorMessage": v.message}})
+}
+
 pub struct Traces;
 
 impl SignalEdge for Traces {
@@ -83,10 +92,7 @@ impl SignalEdge for Traces {
         }
     }
     fn json_response(v: &Validated) -> serde_json::Value {
-        if v.rejected == 0 {
-            return serde_json::json!({});
-        }
-        serde_json::json!({"partialSuccess": {"rejectedSpans": v.rejected.to_string(), "errorMessage": v.message}})
+        partial_success_json(v, "rejectedSpans")
     }
 }
 
@@ -128,9 +134,6 @@ impl SignalEdge for Logs {
         }
     }
     fn json_response(v: &Validated) -> serde_json::Value {
-        if v.rejected == 0 {
-            return serde_json::json!({});
-        }
-        serde_json::json!({"partialSuccess": {"rejectedLogRecords": v.rejected.to_string(), "errorMessage": v.message}})
+        partial_success_json(v, "rejectedLogRecords")
     }
 }

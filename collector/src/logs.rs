@@ -16,7 +16,9 @@ use crate::otlp::{Encoding, TimeWindow, Validated};
 /// A decoded log export.
 pub struct DecodedLogs {
     pub validated: Validated,
-    /// What goes to the WAL: the valid records with their filled-in times, re-encoded.
+    /// What goes to the WAL: the request as received when it was protobuf, every record was
+    /// valid and had both times; else the valid records with their filled-in times,
+    /// re-encoded.
     payload: Bytes,
     chunk: Option<Chunk<Vec<LogRecord>>>,
 }
@@ -32,6 +34,12 @@ pub fn decode_request(
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
+    let timed = req
+        .resource_logs
+        .iter()
+        .flat_map(|rl| &rl.scope_logs)
+        .flat_map(|sl| &sl.log_records)
+        .all(|r| r.time_unix_nano != 0 && r.observed_time_unix_nano != 0);
     let validated = validate_logs(&mut req, &window, max_line, now);
     if validated.accepted == 0 {
         return Ok(DecodedLogs {
@@ -40,7 +48,11 @@ pub fn decode_request(
             chunk: None,
         });
     }
-    let payload = Bytes::from(req.encode_to_vec());
+    let payload = if enc == Encoding::Protobuf && timed && validated.rejected == 0 {
+        plain
+    } else {
+        Bytes::from(req.encode_to_vec())
+    };
     let chunk = Chunk::new(to_log_records(req), payload.len() as u64);
     Ok(DecodedLogs {
         validated,

@@ -155,7 +155,8 @@ async fn kill_loop_with_log_exporters_loses_and_duplicates_no_line() {
     let server = Server::start(&["server"], dir.path(), &env);
     let url = server.otlp_url("/v1/logs");
     // (body, outcome): Some(true) acked, Some(false) refused, None unknown (cut off).
-    let outcomes: Arc<Mutex<Vec<(String, Option<bool>)>>> = Arc::default();
+    type Outcomes = Vec<(String, Option<bool>)>;
+    let outcomes: Arc<Mutex<Outcomes>> = Arc::default();
     let mut tasks = Vec::new();
     for task in 0..TASKS {
         let (url, outcomes) = (url.clone(), outcomes.clone());
@@ -208,7 +209,7 @@ async fn kill_loop_with_log_exporters_loses_and_duplicates_no_line() {
         .map(|l| l["body"].as_str().unwrap().to_string())
         .collect();
     stored.sort();
-    let outcomes = outcomes.lock().unwrap();
+    let outcomes = outcomes.lock().unwrap().clone();
     let acked: Vec<&String> = outcomes
         .iter()
         .filter(|(_, o)| *o == Some(true))
