@@ -21,6 +21,7 @@ use loupe_storage::catalog::Catalog;
 use loupe_storage::fresh::{Fresh, NoFresh};
 use loupe_storage::lifecycle::lease::Leases;
 use loupe_storage::lifecycle::runner::{self, FormatLifecycle, LifecycleConfig, SignalLifecycle};
+use loupe_storage::logs::index::LogIndexReader;
 use loupe_storage::logs::{LogFormat, LogRecord};
 use loupe_storage::spans::SpanRows;
 use loupe_storage::spans::{SpanFormat, SpanReader};
@@ -142,6 +143,7 @@ pub async fn run(role: Role) -> anyhow::Result<()> {
     let mut tasks = Vec::new();
 
     let reader = Arc::new(SpanReader::new(storage.clone()));
+    let log_reader = Arc::new(LogIndexReader::new(storage.clone()));
     type FreshSpans = Arc<dyn Fresh<SpanRows>>;
     type FreshLogs = Arc<dyn Fresh<Vec<LogRecord>>>;
     let (catalog, ingester, fresh, fresh_logs): (
@@ -164,7 +166,7 @@ pub async fn run(role: Role) -> anyhow::Result<()> {
             max_future_skew: common.max_future_skew,
             max_log_line_bytes: common.max_log_line_bytes as usize,
         };
-        let logs = Arc::new(LogFormat::new(storage.clone()));
+        let logs = Arc::new(LogFormat::new(log_reader.clone()));
         let ingester = Arc::new(Ingester::new(
             wal,
             catalog.clone(),
@@ -266,7 +268,12 @@ pub async fn run(role: Role) -> anyhow::Result<()> {
             common.catalog_refresh_interval
         };
         let traces = Arc::new(TraceService::new(catalog.clone(), reader, fresh, max_age));
-        let logs = Arc::new(LogService::new(catalog.clone(), fresh_logs, max_age));
+        let logs = Arc::new(LogService::new(
+            catalog.clone(),
+            log_reader.clone(),
+            fresh_logs,
+            max_age,
+        ));
         app = app
             .merge(loupe_query::router(QueryState {
                 traces,

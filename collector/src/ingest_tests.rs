@@ -75,7 +75,9 @@ fn open_with(wal_dir: &Path, storage: &Storage, limits: IngestLimits, segment: u
             wal,
             catalog,
             spans,
-            Arc::new(loupe_storage::logs::LogFormat::new(storage.clone())),
+            Arc::new(loupe_storage::logs::LogFormat::new(Arc::new(
+                loupe_storage::logs::index::LogIndexReader::new(storage.clone()),
+            ))),
             limits,
         )),
         recovery: Arc::new(recovery),

@@ -35,7 +35,9 @@ fn open(dir: &std::path::Path, storage: &Storage) -> (Arc<Ingester>, Arc<Recover
         max_log_line_bytes: 1000,
         ..IngestLimits::default()
     };
-    let logs = Arc::new(LogFormat::new(storage.clone()));
+    let logs = Arc::new(LogFormat::new(Arc::new(
+        loupe_storage::logs::index::LogIndexReader::new(storage.clone()),
+    )));
     let ing = Ingester::new(wal, catalog, spans, logs, limits);
     (Arc::new(ing), Arc::new(recovery))
 }

@@ -24,7 +24,10 @@ fn app() -> Router {
         Duration::ZERO,
     ));
     let logs = Arc::new(crate::logs::LogService::new(
-        catalog_for_logs,
+        catalog_for_logs.clone(),
+        Arc::new(loupe_storage::logs::index::LogIndexReader::new(
+            catalog_for_logs.storage().clone(),
+        )),
         Arc::new(NoFresh),
         Duration::ZERO,
     ));

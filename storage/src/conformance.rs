@@ -66,6 +66,7 @@ pub fn entry(id: &str) -> FileEntry {
         created_unix_ms: 0,
         sources: vec![],
         trace_filter: None,
+        index: None,
     }
 }
 

@@ -9,18 +9,24 @@
 //! - [`spans`]: the span Parquet format: writing, pruned reading, filters.
 //! - [`lifecycle`]: the generic file pipeline ([`lifecycle::Format`]): upload, compaction,
 //!   retention, tombstone garbage collection, orphan sweep, the lifecycle lease and loop.
+//! - [`parquet_files`]: ranged, cached reads of Parquet files (every signal's reader).
+//! - [`logs`]: the log file format (Parquet documents and a tantivy index in one object),
+//!   indexed search.
 //! - [`fresh`]: acknowledged data not yet flushed (chunks per export) and the hook through which
 //!   queries see it, for every signal.
+//! - [`counted`]: every object store request counted on `/metrics`.
 //! - [`synced`]: the local-filesystem store whose puts are durable (fsync) when they return.
 
 pub mod catalog;
 #[cfg(any(test, feature = "test-suite"))]
 pub mod conformance;
+pub mod counted;
 pub mod error;
 pub mod fresh;
 pub mod lifecycle;
 pub mod logs;
 pub mod model;
+pub mod parquet_files;
 pub mod spans;
 pub mod store;
 pub mod synced;

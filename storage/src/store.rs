@@ -27,6 +27,7 @@ pub use loupe_core::Signal;
 pub struct Storage {
     pub store: Arc<dyn ObjectStore>,
     pub url: String,
+    gets: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -36,11 +37,20 @@ impl std::fmt::Debug for Storage {
 }
 
 impl Storage {
+    /// `store`, its requests counted ([`crate::counted`]).
     pub fn new(store: Arc<dyn ObjectStore>, url: impl Into<String>) -> Self {
+        let counted = crate::counted::Counted::new(store);
+        let gets = counted.gets();
         Storage {
-            store,
+            store: Arc::new(counted),
             url: url.into(),
+            gets,
         }
+    }
+
+    /// GET requests made through this handle (and its clones) so far.
+    pub fn get_requests(&self) -> u64 {
+        self.gets.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// An empty in-memory store, for tests and throwaway demos.

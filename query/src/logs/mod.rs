@@ -12,19 +12,27 @@ use loupe_core::TenantId;
 use loupe_storage::StorageError;
 use loupe_storage::catalog::Catalog;
 use loupe_storage::fresh::Fresh;
+use loupe_storage::logs::index::LogIndexReader;
 use loupe_storage::logs::{LogQuery, LogRecord, search};
 
 pub struct LogService {
     catalog: Catalog,
+    reader: Arc<LogIndexReader>,
     fresh: Arc<dyn Fresh<Vec<LogRecord>>>,
     max_age: Duration,
 }
 
 impl LogService {
     /// `max_age`: how stale the catalog may be (see `TraceService::new`).
-    pub fn new(catalog: Catalog, fresh: Arc<dyn Fresh<Vec<LogRecord>>>, max_age: Duration) -> Self {
+    pub fn new(
+        catalog: Catalog,
+        reader: Arc<LogIndexReader>,
+        fresh: Arc<dyn Fresh<Vec<LogRecord>>>,
+        max_age: Duration,
+    ) -> Self {
         LogService {
             catalog,
+            reader,
             fresh,
             max_age,
         }
@@ -38,6 +46,6 @@ impl LogService {
     ) -> Result<Vec<LogRecord>, StorageError> {
         // Fresh data first: a batch committed after this snapshot is in the catalog read next.
         let chunks = self.fresh.chunks(tenant);
-        search(&self.catalog, tenant, self.max_age, chunks, q).await
+        search(&self.catalog, &self.reader, tenant, self.max_age, chunks, q).await
     }
 }

@@ -39,6 +39,9 @@ async fn app() -> axum::Router {
     }
     let logs = Arc::new(crate::logs::LogService::new(
         catalog.clone(),
+        Arc::new(loupe_storage::logs::index::LogIndexReader::new(
+            catalog.storage().clone(),
+        )),
         Arc::new(NoFresh),
         Duration::ZERO,
     ));

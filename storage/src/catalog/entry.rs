@@ -42,9 +42,27 @@ pub struct FileEntry {
     pub sources: Vec<WalSource>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_filter: Option<TraceIdFilter>,
+    /// Where the file's search index sits behind its Parquet part (log files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<IndexLocation>,
+}
+
+/// A data object that is a Parquet file followed by an index: the Parquet part is
+/// `[0, parquet_len)`; the index's footer (its file table and hot cache) is
+/// `[footer_offset, footer_offset + footer_len)`, so one ranged read opens the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexLocation {
+    pub parquet_len: u64,
+    pub footer_offset: u64,
+    pub footer_len: u64,
 }
 
 impl FileEntry {
+    /// The size of the Parquet part of the object.
+    pub fn parquet_len(&self) -> u64 {
+        self.index.map_or(self.bytes, |i| i.parquet_len)
+    }
+
     pub fn overlaps(&self, start_unix_nano: i64, end_unix_nano: i64) -> bool {
         self.max_time_unix_nano >= start_unix_nano && self.min_time_unix_nano <= end_unix_nano
     }

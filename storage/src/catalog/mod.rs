@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use backon::BackoffBuilder;
-pub use entry::{FileEntry, FileFormat, WalSource};
+pub use entry::{FileEntry, FileFormat, IndexLocation, WalSource};
 use loupe_core::TenantId;
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};

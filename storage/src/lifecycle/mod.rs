@@ -31,7 +31,7 @@ use ulid::Ulid;
 pub use compact::{CompactionPolicy, compact};
 pub use retention::{apply_retention, collect_garbage, sweep_orphans};
 
-use crate::catalog::{Catalog, FileEntry, FileFormat, WalSource, now_unix_ms};
+use crate::catalog::{Catalog, FileEntry, FileFormat, IndexLocation, WalSource, now_unix_ms};
 use crate::error::StorageError;
 use crate::fresh::{Chunk, Rows};
 use crate::spans::TraceIdFilter;
@@ -47,6 +47,8 @@ pub struct EncodedFile {
     pub services: Vec<String>,
     /// For formats whose rows carry trace ids (spans, logs): which traces the file holds.
     pub trace_filter: Option<TraceIdFilter>,
+    /// Where an index follows the Parquet part (log files).
+    pub index: Option<IndexLocation>,
 }
 
 /// A signal's data files: how a batch of rows becomes a file and how files merge.
@@ -125,5 +127,6 @@ pub async fn upload<F: Format>(
         created_unix_ms: now_unix_ms(),
         sources,
         trace_filter: file.trace_filter,
+        index: file.index,
     })
 }

@@ -1,5 +1,6 @@
-//! Log records → one Parquet file sorted by (service, time), with what its catalog entry
-//! carries (time range, services, trace-id filter).
+//! Log records → one object: a Parquet file sorted by (service, time) followed by its
+//! index (`index::build`), with what its catalog entry carries (time range, services,
+//! trace-id filter, where the index is).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -61,13 +62,16 @@ pub fn encode_records(
     for part in order.chunks(ROW_GROUP_ROWS) {
         writer.write(&to_batch(part)?).map_err(err)?;
     }
+    let parquet = writer.into_inner().map_err(err)?;
+    let (bytes, index) = crate::logs::index::build::build_and_pack(parquet, &order)?;
     Ok(EncodedFile {
-        bytes: writer.into_inner().map_err(err)?,
+        bytes,
         rows: order.len() as u64,
         min_time_unix_nano: min_t,
         max_time_unix_nano: max_t,
         services: services.into_iter().collect(),
         trace_filter: Some(filter),
+        index: Some(index),
     })
 }
 

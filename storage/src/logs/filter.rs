@@ -2,6 +2,7 @@
 //! catalog-level test that skips files which cannot hold a match.
 
 use crate::catalog::FileEntry;
+use crate::logs::index::tokens::{Term, text_matches};
 use crate::logs::model::LogRecord;
 use crate::model::TraceId;
 
@@ -16,7 +17,8 @@ pub struct LogFilter {
     /// Only records at most this severe.
     pub max_severity: Option<i32>,
     pub trace_id: Option<TraceId>,
-    /// Each must occur in the body, ignoring ASCII case.
+    /// Each must occur in the body: its tokens in a row, ignoring ASCII case (see
+    /// [`crate::logs::index::tokens`]).
     pub terms: Vec<String>,
     /// `key = value` on the record's attributes or else its resource's (values compared as
     /// text, as span tag filters are).
@@ -37,13 +39,13 @@ impl LogFilter {
             }
     }
 
-    /// Terms as the matcher compares them (lower case). Call once per search.
-    pub fn lowered_terms(&self) -> Vec<String> {
-        self.terms.iter().map(|t| t.to_ascii_lowercase()).collect()
+    /// Terms as the matcher compares them (tokenized). Call once per search.
+    pub fn prepared_terms(&self) -> Vec<Term> {
+        self.terms.iter().map(|t| Term::new(t)).collect()
     }
 
-    /// Whether `r` matches; `terms` from [`Self::lowered_terms`].
-    pub fn matches(&self, r: &LogRecord, terms: &[String]) -> bool {
+    /// Whether `r` matches; `terms` from [`Self::prepared_terms`].
+    pub fn matches(&self, r: &LogRecord, terms: &[Term]) -> bool {
         if r.time_unix_nano < self.start_unix_nano || r.time_unix_nano > self.end_unix_nano {
             return false;
         }
@@ -63,12 +65,6 @@ impl LogFilter {
                 return false;
             }
         }
-        if !terms.is_empty() {
-            let body = r.body_text().to_ascii_lowercase();
-            if !terms.iter().all(|t| body.contains(t.as_str())) {
-                return false;
-            }
-        }
-        true
+        text_matches(&r.body_text(), terms)
     }
 }

@@ -1,5 +1,5 @@
-//! Logs as a [`Format`]: a flush encodes the chunks' records into one Parquet file sorted by
-//! (service, time); compaction reads its inputs whole (a merge is bounded by the compaction
+//! Logs as a [`Format`]: a flush encodes the chunks' records into one object, a Parquet file
+//! sorted by (service, time) and its index; compaction reads its inputs whole (a merge is bounded by the compaction
 //! policy's rows and bytes) and writes them again, sorted, at the compaction zstd level.
 
 use std::sync::Arc;
@@ -12,6 +12,7 @@ use crate::fresh::Chunk;
 use crate::lifecycle::{EncodedFile, Format};
 use crate::logs::decode::{decode_batch, read_file};
 use crate::logs::encode::encode_records;
+use crate::logs::index::LogIndexReader;
 use crate::logs::model::LogRecord;
 use crate::logs::schema::SCHEMA_VERSION;
 use crate::store::{Signal, Storage};
@@ -21,16 +22,20 @@ const FLUSH_ZSTD_LEVEL: i32 = 3;
 const COMPACTION_ZSTD_LEVEL: i32 = 9;
 
 pub struct LogFormat {
-    storage: Storage,
+    reader: Arc<LogIndexReader>,
 }
 
 impl LogFormat {
-    pub fn new(storage: Storage) -> Self {
-        LogFormat { storage }
+    pub fn new(reader: Arc<LogIndexReader>) -> Self {
+        LogFormat { reader }
+    }
+
+    pub fn reader(&self) -> &Arc<LogIndexReader> {
+        &self.reader
     }
 }
 
-/// Every record of a log file.
+/// Every record of a log file (its Parquet part, read whole).
 pub async fn read_records(
     storage: &Storage,
     f: &FileEntry,
@@ -38,10 +43,7 @@ pub async fn read_records(
     let path = Catalog::path_of(f);
     let bytes = storage
         .store
-        .get(&path)
-        .await
-        .map_err(|e| StorageError::store("get", &path, e))?
-        .bytes()
+        .get_range(&path, 0..f.parquet_len())
         .await
         .map_err(|e| StorageError::store("get", &path, e))?;
     let name = f.path.clone();
@@ -70,7 +72,7 @@ impl Format for LogFormat {
     async fn merge(&self, files: &[Arc<FileEntry>]) -> Result<EncodedFile, StorageError> {
         let mut records = Vec::new();
         for f in files {
-            records.extend(read_records(&self.storage, f).await?);
+            records.extend(read_records(self.reader.storage(), f).await?);
         }
         tokio::task::spawn_blocking(move || {
             let refs: Vec<&LogRecord> = records.iter().collect();
@@ -78,6 +80,10 @@ impl Format for LogFormat {
         })
         .await
         .map_err(|e| StorageError::Internal(format!("compaction task failed: {e}")))?
+    }
+
+    fn forget(&self, id: &str) {
+        self.reader.forget(id);
     }
 }
 
@@ -184,7 +190,9 @@ mod tests {
         let storage = crate::store::Storage::in_memory();
         let tenant = TenantId::new("t").unwrap();
         let catalog = Catalog::new(storage.clone(), "w");
-        let format = Arc::new(LogFormat::new(storage.clone()));
+        let format = Arc::new(LogFormat::new(Arc::new(LogIndexReader::new(
+            storage.clone(),
+        ))));
         let mut sent = Vec::new();
         for i in 0..4 {
             let recs = batch(i * 10);
@@ -192,9 +200,16 @@ mod tests {
             write(&catalog, &format, &tenant, recs).await;
         }
         let max_age = Duration::ZERO;
-        let mut got = search(&catalog, &tenant, max_age, vec![], &all(Order::OldestFirst))
-            .await
-            .unwrap();
+        let mut got = search(
+            &catalog,
+            format.reader(),
+            &tenant,
+            max_age,
+            vec![],
+            &all(Order::OldestFirst),
+        )
+        .await
+        .unwrap();
         assert_eq!(got.len(), sent.len());
         let key = |r: &LogRecord| (r.time_unix_nano, r.service_name().to_string());
         got.sort_by_key(key);
@@ -214,15 +229,23 @@ mod tests {
         assert_eq!(merges, 1);
         let state = catalog.refresh(&tenant, Signal::Logs).await.unwrap();
         assert_eq!(state.files().count(), 1);
-        let mut after = search(&catalog, &tenant, max_age, vec![], &all(Order::OldestFirst))
-            .await
-            .unwrap();
+        let mut after = search(
+            &catalog,
+            format.reader(),
+            &tenant,
+            max_age,
+            vec![],
+            &all(Order::OldestFirst),
+        )
+        .await
+        .unwrap();
         after.sort_by_key(key);
         assert_eq!(after, sent);
 
         // Newest first, limited; filters on service, severity, terms, attributes, trace.
         let newest = search(
             &catalog,
+            format.reader(),
             &tenant,
             max_age,
             vec![],
@@ -238,7 +261,7 @@ mod tests {
         let mut q = all(Order::OldestFirst);
         q.filter.service = Some("web".into());
         q.filter.terms = vec!["get /API".into()];
-        let hits = search(&catalog, &tenant, max_age, vec![], &q)
+        let hits = search(&catalog, format.reader(), &tenant, max_age, vec![], &q)
             .await
             .unwrap();
         let times: Vec<i64> = hits.iter().map(|r| r.time_unix_nano - T0).collect();
@@ -246,14 +269,14 @@ mod tests {
         let mut q = all(Order::OldestFirst);
         q.filter.min_severity = Some(17);
         q.filter.attributes = vec![("http.status_code".into(), "213".into())];
-        let hits = search(&catalog, &tenant, max_age, vec![], &q)
+        let hits = search(&catalog, format.reader(), &tenant, max_age, vec![], &q)
             .await
             .unwrap();
         assert_eq!(hits.len(), 1);
         assert_eq!(hits[0].time_unix_nano, T0 + 13);
         let mut q = all(Order::OldestFirst);
         q.filter.trace_id = Some([8; 16]);
-        let hits = search(&catalog, &tenant, max_age, vec![], &q)
+        let hits = search(&catalog, format.reader(), &tenant, max_age, vec![], &q)
             .await
             .unwrap();
         assert_eq!(hits.len(), 1);
@@ -265,7 +288,9 @@ mod tests {
         let storage = crate::store::Storage::in_memory();
         let tenant = TenantId::new("t").unwrap();
         let catalog = Catalog::new(storage.clone(), "w");
-        let format = Arc::new(LogFormat::new(storage.clone()));
+        let format = Arc::new(LogFormat::new(Arc::new(LogIndexReader::new(
+            storage.clone(),
+        ))));
         let recs = batch(0);
         write(&catalog, &format, &tenant, recs.clone()).await;
         let fresh = vec![
@@ -274,6 +299,7 @@ mod tests {
         ];
         let got = search(
             &catalog,
+            format.reader(),
             &tenant,
             Duration::ZERO,
             fresh,
@@ -290,7 +316,9 @@ mod tests {
         let storage = crate::store::Storage::in_memory();
         let tenant = TenantId::new("t").unwrap();
         let catalog = Catalog::new(storage.clone(), "w");
-        let format = Arc::new(LogFormat::new(storage.clone()));
+        let format = Arc::new(LogFormat::new(Arc::new(LogIndexReader::new(
+            storage.clone(),
+        ))));
         let id = "4bf92f3577b34da6a3ce929d0e0e4736";
         let text = format!("GET / 200 traceparent=00-{id}-00f067aa0ba902b7-01");
         let mut lifted = record("web", 1, AttrValue::Str(text), None);
@@ -306,6 +334,7 @@ mod tests {
         write(&catalog, &format, &tenant, sent.clone()).await;
         let got = search(
             &catalog,
+            format.reader(),
             &tenant,
             Duration::ZERO,
             vec![],
@@ -327,7 +356,8 @@ mod tests {
             .bytes()
             .await
             .unwrap();
-        let batches = crate::logs::decode::read_file(&f.path, bytes).unwrap();
+        let parquet = bytes.slice(0..f.parquet_len() as usize);
+        let batches = crate::logs::decode::read_file(&f.path, parquet).unwrap();
         let ids = batches[0]
             .column_by_name(crate::logs::schema::TRACE_ID)
             .unwrap();

@@ -10,6 +10,7 @@ pub mod decode;
 pub mod encode;
 pub mod filter;
 pub mod format;
+pub mod index;
 pub mod model;
 pub mod schema;
 pub mod search;

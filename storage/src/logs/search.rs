@@ -6,8 +6,10 @@
 //! newest first (oldest first when asked) and the scan stops once `limit` records are
 //! found and no unread file can hold an earlier (later) one.
 //!
-//! This scan reads and filters whole files; the inverted index (tantivy) replaces it for
-//! stored data, with the same [`LogFilter`] on fresh records.
+//! A file is searched through its index ([`crate::logs::index`]): the index gives candidate
+//! rows in time order, only those rows are read, and the same [`LogFilter`] that fresh
+//! records go through decides. Files are searched a few at a time, in order. A file without
+//! an index, or whose candidates keep failing the check, is read whole.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -15,11 +17,16 @@ use std::time::Duration;
 
 use loupe_core::TenantId;
 
-use crate::catalog::Catalog;
+use futures::StreamExt;
+
+use crate::catalog::{Catalog, FileEntry};
 use crate::error::StorageError;
 use crate::fresh::Chunk;
 use crate::logs::filter::LogFilter;
 use crate::logs::format::read_records;
+use crate::logs::index::LogIndexReader;
+use crate::logs::index::query::candidates_query;
+use crate::logs::index::tokens::Term;
 use crate::logs::model::LogRecord;
 use crate::store::Signal;
 
@@ -37,15 +44,21 @@ pub struct LogQuery {
     pub order: Order,
 }
 
+/// Candidates a file's index may offer before the file is read whole instead.
+const MAX_CANDIDATES: usize = 16 * 1024;
+/// Files searched at once.
+const FILES_AT_ONCE: usize = 4;
+
 /// The records of `q`, in its order (ties by service, then body).
 pub async fn search(
     catalog: &Catalog,
+    reader: &LogIndexReader,
     tenant: &TenantId,
     max_age: Duration,
     fresh: Vec<Arc<Chunk<Vec<LogRecord>>>>,
     q: &LogQuery,
 ) -> Result<Vec<LogRecord>, StorageError> {
-    let terms = q.filter.lowered_terms();
+    let terms = q.filter.prepared_terms();
     let filter = q.filter.clone();
     let t = terms.clone();
     let mut hits: Vec<LogRecord> = loupe_core::cpu::run(move || {
@@ -67,8 +80,14 @@ pub async fn search(
         Order::NewestFirst => files.sort_by_key(|f| std::cmp::Reverse(f.max_time_unix_nano)),
         Order::OldestFirst => files.sort_by_key(|f| f.min_time_unix_nano),
     }
-    let storage = catalog.storage().clone();
-    for f in files {
+    let terms = &terms;
+    let mut found = futures::stream::iter(files)
+        .map(move |f: Arc<FileEntry>| async move {
+            let records = search_file(reader, &f, q, terms).await;
+            (f, records)
+        })
+        .buffered(FILES_AT_ONCE);
+    while let Some((f, records)) = found.next().await {
         if hits.len() >= q.limit {
             sort(&mut hits, q.order);
             hits.truncate(q.limit);
@@ -82,22 +101,49 @@ pub async fn search(
                 break;
             }
         }
-        let records = read_records(&storage, &f).await?;
-        let (filter, t) = (q.filter.clone(), terms.clone());
-        let found = loupe_core::cpu::run(move || {
-            records
-                .into_iter()
-                .filter(|r| filter.matches(r, &t))
-                .collect::<Vec<_>>()
-        })
-        .await?;
-        hits.extend(found);
+        hits.extend(records?);
     }
     let mut seen = HashSet::new();
     hits.retain(|r| seen.insert(identity(r)));
     sort(&mut hits, q.order);
     hits.truncate(q.limit);
     Ok(hits)
+}
+
+/// The first `q.limit` matches of one file: through its index when it has one (candidates
+/// in time order, checked, more asked for while too few pass), else by reading it whole.
+async fn search_file(
+    reader: &LogIndexReader,
+    f: &FileEntry,
+    q: &LogQuery,
+    terms: &[Term],
+) -> Result<Vec<LogRecord>, StorageError> {
+    let check = |records: Vec<LogRecord>| {
+        let (filter, t) = (q.filter.clone(), terms.to_vec());
+        loupe_core::cpu::run(move || {
+            records
+                .into_iter()
+                .filter(|r| filter.matches(r, &t))
+                .collect::<Vec<_>>()
+        })
+    };
+    if f.index.is_some() {
+        let mut fetched: HashSet<u32> = HashSet::new();
+        let mut out = Vec::new();
+        let mut want = q.limit.max(1);
+        while want <= MAX_CANDIDATES {
+            let query = candidates_query(&q.filter, terms, f);
+            let rows = reader.candidates(f, query, q.order, want).await?;
+            let exhausted = rows.len() < want;
+            let new: Vec<u32> = rows.into_iter().filter(|r| fetched.insert(*r)).collect();
+            out.extend(check(reader.read_rows(f, new).await?).await?);
+            if exhausted || out.len() >= q.limit {
+                return Ok(out);
+            }
+            want *= 4;
+        }
+    }
+    Ok(check(read_records(reader.storage(), f).await?).await?)
 }
 
 /// What makes two stored records the same record (a fresh copy and its flushed one).

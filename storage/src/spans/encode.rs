@@ -110,6 +110,7 @@ pub fn encode_rows(chunks: &[&SpanRows]) -> Result<EncodedFile, StorageError> {
         max_time_unix_nano: if empty { 0 } else { max_t },
         services: services.into_iter().collect(),
         trace_filter: Some(filter),
+        index: None,
     })
 }
 

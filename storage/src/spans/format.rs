@@ -128,6 +128,7 @@ fn merge_sorted(
         max_time_unix_nano: 0,
         services: services.into_iter().collect(),
         trace_filter: Some(filter),
+        index: None,
     })
 }
 
@@ -225,6 +226,7 @@ mod tests {
                 max_time_unix_nano: T0 + 10,
                 services: vec!["svc".into()],
                 trace_filter: None,
+                index: None,
             },
             0,
             vec![],

@@ -12,22 +12,18 @@ use std::sync::{Arc, Mutex};
 
 use arrow_array::BooleanArray;
 use arrow_array::RecordBatch;
-use object_store::ObjectStore;
-use parquet::DecodeResult;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
-    ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, RowFilter, RowSelection,
+    ArrowPredicateFn, ArrowReaderMetadata, RowFilter, RowSelection,
 };
-#[allow(deprecated)]
-use parquet::arrow::async_reader::ParquetObjectReader;
-use parquet::arrow::push_decoder::{ParquetPushDecoder, ParquetPushDecoderBuilder};
-use parquet::file::metadata::{PageIndexPolicy, RowGroupMetaData};
+use parquet::file::metadata::RowGroupMetaData;
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::statistics::Statistics;
 
-use crate::catalog::{Catalog, FileEntry};
+use crate::catalog::FileEntry;
 use crate::error::StorageError;
 use crate::model::{SpanKind, SpanRecord, TraceId};
+use crate::parquet_files::ParquetFiles;
 use crate::spans::decode::{Columns, decode_rows};
 use crate::spans::encode::JSON_KEYS_METADATA;
 use crate::spans::filter::SpanFilter;
@@ -95,19 +91,11 @@ pub fn operations_in<'a>(batches: impl Iterator<Item = &'a RecordBatch>) -> Vec<
 }
 
 pub struct SpanReader {
-    storage: Storage,
-    footers: Mutex<HashMap<String, ArrowReaderMetadata>>,
+    files: ParquetFiles,
     operations: Mutex<HashMap<String, Arc<Vec<Operation>>>>,
 }
 
-pub(super) fn column_index(meta: &ArrowReaderMetadata, name: &str) -> Option<usize> {
-    meta.metadata()
-        .file_metadata()
-        .schema_descr()
-        .columns()
-        .iter()
-        .position(|c| c.name() == name)
-}
+pub(super) use crate::parquet_files::column_index;
 
 fn fixed_range(rg: &RowGroupMetaData, col: usize) -> Option<(Vec<u8>, Vec<u8>)> {
     match rg.column(col).statistics()? {
@@ -148,45 +136,16 @@ fn i64_range(rg: &RowGroupMetaData, col: usize) -> Option<(i64, i64)> {
 impl SpanReader {
     pub fn new(storage: Storage) -> Self {
         SpanReader {
-            storage,
-            footers: Mutex::new(HashMap::new()),
+            files: ParquetFiles::new(storage),
             operations: Mutex::new(HashMap::new()),
         }
-    }
-
-    // ParquetObjectReader is deprecated in parquet 59 in favour of a hand-written
-    // AsyncFileReader; it still works and is what DataFusion 55 uses. Revisit on upgrade.
-    #[allow(deprecated)]
-    fn object_reader(&self, entry: &FileEntry) -> ParquetObjectReader {
-        ParquetObjectReader::new(self.storage.store.clone(), Catalog::path_of(entry))
-            .with_file_size(entry.bytes)
     }
 
     pub(super) async fn metadata(
         &self,
         entry: &FileEntry,
     ) -> Result<ArrowReaderMetadata, StorageError> {
-        if let Some(m) = self
-            .footers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&entry.id)
-        {
-            return Ok(m.clone());
-        }
-        let mut reader = self.object_reader(entry);
-        let meta = ArrowReaderMetadata::load_async(
-            &mut reader,
-            ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional),
-        )
-        .await
-        .map_err(|e| StorageError::parquet(&entry.path, e))?;
-        let mut cache = self.footers.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= FOOTER_CACHE_ENTRIES {
-            cache.clear();
-        }
-        cache.insert(entry.id.clone(), meta.clone());
-        Ok(meta)
+        self.files.metadata(entry).await
     }
 
     pub(super) async fn read(
@@ -198,47 +157,9 @@ impl SpanReader {
         columns: Option<&[&str]>,
         row_filter: Option<RowFilter>,
     ) -> Result<Vec<RecordBatch>, StorageError> {
-        if row_groups.is_empty() {
-            return Ok(Vec::new());
-        }
-        let perr = |e: parquet::errors::ParquetError| StorageError::parquet(&entry.path, e);
-        let mut builder = ParquetPushDecoderBuilder::new_with_metadata(meta.clone())
-            .with_row_groups(row_groups)
-            .with_batch_size(8192);
-        if let Some(selection) = selection {
-            builder = builder.with_row_selection(selection);
-        }
-        if let Some(row_filter) = row_filter {
-            builder = builder.with_row_filter(row_filter);
-        }
-        if let Some(cols) = columns {
-            let leaves: Vec<usize> = cols.iter().filter_map(|c| column_index(&meta, c)).collect();
-            let mask =
-                ProjectionMask::leaves(meta.metadata().file_metadata().schema_descr(), leaves);
-            builder = builder.with_projection(mask);
-        }
-        let mut decoder = builder.build().map_err(perr)?;
-        let path = Catalog::path_of(entry);
-        let mut out = Vec::new();
-        loop {
-            let (d, step) = loupe_core::cpu::run(move || {
-                let step = decode_until_io(&mut decoder);
-                (decoder, step)
-            })
-            .await?;
-            decoder = d;
-            let (batches, needs) = step.map_err(perr)?;
-            out.extend(batches);
-            let Some(ranges) = needs else { break };
-            let data = self
-                .storage
-                .store
-                .get_ranges(&path, &ranges)
-                .await
-                .map_err(|e| StorageError::store("get", &path, e))?;
-            decoder.push_ranges(ranges, data).map_err(perr)?;
-        }
-        Ok(out)
+        self.files
+            .read(entry, meta, row_groups, selection, columns, row_filter)
+            .await
     }
 
     /// Every span of `ids` that `entry` holds. Row groups are pruned by their `trace_id`
@@ -394,30 +315,11 @@ impl SpanReader {
 
     /// Drops cached state of files that no longer exist.
     pub fn forget(&self, id: &str) {
-        self.footers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
+        self.files.forget(id);
         self.operations
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(id);
-    }
-}
-
-/// Decodes until the decoder needs bytes it does not have (returned) or is finished (`None`).
-type Step = (Vec<RecordBatch>, Option<Vec<std::ops::Range<u64>>>);
-
-fn decode_until_io(
-    decoder: &mut ParquetPushDecoder,
-) -> Result<Step, parquet::errors::ParquetError> {
-    let mut batches = Vec::new();
-    loop {
-        match decoder.try_decode()? {
-            DecodeResult::Data(b) => batches.push(b),
-            DecodeResult::NeedsData(ranges) => return Ok((batches, Some(ranges))),
-            DecodeResult::Finished => return Ok((batches, None)),
-        }
     }
 }
 

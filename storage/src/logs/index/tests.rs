@@ -1,0 +1,294 @@
+//! The log index against the records it was built from: candidates are a superset of the
+//! matches and small for selective queries, opening an index reads only its footer, and a
+//! warm search reads nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use loupe_core::TenantId;
+
+use crate::catalog::{Catalog, Change, FileEntry};
+use crate::fresh::Chunk;
+use crate::lifecycle::write_file;
+use crate::logs::LogFormat;
+use crate::logs::filter::LogFilter;
+use crate::logs::index::LogIndexReader;
+use crate::logs::index::query::candidates_query;
+use crate::logs::index::split::{Footer, Ranges, SplitDirectory};
+use crate::logs::model::LogRecord;
+use crate::logs::search::{LogQuery, Order, search};
+use crate::model::{AttrValue, Attrs, Resource, Scope};
+use crate::store::{Signal, Storage};
+
+const T0: i64 = 1_700_000_000_000_000_000;
+const LINES: i64 = 6000;
+
+fn resource(service: &str) -> Arc<Resource> {
+    Arc::new(Resource {
+        service_name: service.into(),
+        attributes: Attrs(vec![
+            ("service.name".into(), AttrValue::Str(service.into())),
+            (
+                "k8s.pod.name".into(),
+                AttrValue::Str(format!("{service}-7d9f")),
+            ),
+        ]),
+    })
+}
+
+fn lines() -> Vec<LogRecord> {
+    let services = [resource("checkout"), resource("cart"), resource("web")];
+    let scope = Arc::new(Scope::default());
+    (0..LINES)
+        .map(|i| {
+            let body = if i % 3 == 2 {
+                format!(
+                    r#"{{"msg":"served","trace_id":"{:032x}","ip":"10.0.{}.{}"}}"#,
+                    i + 1,
+                    i % 7,
+                    i % 5
+                )
+            } else {
+                format!(
+                    "GET /api/items/{} 200 req=r{:08x} took {}ms",
+                    i % 50,
+                    i * 7919,
+                    i % 97
+                )
+            };
+            LogRecord {
+                time_unix_nano: T0 + i * 1_000_000,
+                observed_unix_nano: T0 + i * 1_000_000,
+                severity_number: if i % 10 == 0 { 17 } else { 9 },
+                severity_text: String::new(),
+                body: AttrValue::Str(body),
+                attributes: Attrs(vec![(
+                    "http.status_code".into(),
+                    AttrValue::Int(if i % 10 == 0 { 500 } else { 200 }),
+                )]),
+                trace_id: (i % 3 == 1).then(|| {
+                    let mut id = [0u8; 16];
+                    id[8..].copy_from_slice(&(i as u64).to_be_bytes());
+                    id
+                }),
+                span_id: None,
+                flags: 0,
+                event_name: String::new(),
+                resource: services[(i % 3) as usize].clone(),
+                scope: scope.clone(),
+            }
+        })
+        .map(|mut r| {
+            if r.trace_id.is_none() {
+                (r.trace_id, r.span_id) = crate::logs::encode::context_in(r.body_text().as_ref());
+            }
+            r
+        })
+        .collect()
+}
+
+async fn stored() -> (Storage, Catalog, Arc<LogFormat>, TenantId, FileEntry) {
+    let storage = Storage::in_memory();
+    let tenant = TenantId::new("t").unwrap();
+    let catalog = Catalog::new(storage.clone(), "w");
+    let format = Arc::new(LogFormat::new(Arc::new(LogIndexReader::new(
+        storage.clone(),
+    ))));
+    let chunks = vec![Arc::new(Chunk::new(lines(), 0))];
+    let e = write_file(&catalog, &format, &tenant, chunks, vec![])
+        .await
+        .unwrap();
+    catalog
+        .commit(&tenant, Signal::Logs, Change::add(vec![e.clone()]))
+        .await
+        .unwrap();
+    (storage, catalog, format, tenant, e)
+}
+
+fn filter() -> LogFilter {
+    LogFilter {
+        start_unix_nano: 0,
+        end_unix_nano: i64::MAX,
+        ..LogFilter::default()
+    }
+}
+
+/// Rows the index offers for `f`, and the rows that truly match (by the record check).
+async fn offered_and_true(reader: &LogIndexReader, e: &FileEntry, f: &LogFilter) -> (usize, usize) {
+    let terms = f.prepared_terms();
+    let rows = reader
+        .candidates(
+            e,
+            candidates_query(f, &terms, e),
+            Order::NewestFirst,
+            100_000,
+        )
+        .await
+        .unwrap();
+    let truth = lines().iter().filter(|r| f.matches(r, &terms)).count();
+    let read = reader.read_rows(e, rows.clone()).await.unwrap();
+    let passed = read.iter().filter(|r| f.matches(r, &terms)).count();
+    assert_eq!(passed, truth, "every match is a candidate: {f:?}");
+    (rows.len(), truth)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn candidates_hold_every_match_and_selective_queries_offer_few() {
+    let (_s, _c, format, _t, e) = stored().await;
+    let reader = format.reader();
+    let needle = format!("r{:08x}", 4000 * 7919);
+    let cases: Vec<(LogFilter, usize)> = vec![
+        // A request id: exactly its line.
+        (
+            LogFilter {
+                terms: vec![needle],
+                ..filter()
+            },
+            1,
+        ),
+        // A lifted trace id (found through the body) and a record's own one.
+        (
+            LogFilter {
+                trace_id: Some({
+                    let mut id = [0; 16];
+                    id[15] = 6;
+                    id
+                }),
+                ..filter()
+            },
+            1,
+        ),
+        (
+            LogFilter {
+                trace_id: Some({
+                    let mut id = [0; 16];
+                    id[15] = 7;
+                    id
+                }),
+                ..filter()
+            },
+            1,
+        ),
+        (
+            LogFilter {
+                attributes: vec![("http.status_code".into(), "500".into())],
+                ..filter()
+            },
+            600,
+        ),
+        (
+            LogFilter {
+                service: Some("cart".into()),
+                min_severity: Some(17),
+                ..filter()
+            },
+            200,
+        ),
+        (
+            LogFilter {
+                start_unix_nano: T0 + 1000 * 1_000_000,
+                end_unix_nano: T0 + 1099 * 1_000_000,
+                ..filter()
+            },
+            100,
+        ),
+        (
+            LogFilter {
+                attributes: vec![("k8s.pod.name".into(), "web-7d9f".into())],
+                ..filter()
+            },
+            2000,
+        ),
+    ];
+    for (f, offered) in cases {
+        let (got, truth) = offered_and_true(reader, &e, &f).await;
+        assert_eq!(got, offered, "{f:?}");
+        assert_eq!(truth, offered, "{f:?}");
+    }
+    // An IP is its tokens: the index offers lines with all of them, the check keeps those
+    // that have them in a row.
+    let ip = LogFilter {
+        terms: vec!["10.0.3.1".into()],
+        ..filter()
+    };
+    let (offered, truth) = offered_and_true(reader, &e, &ip).await;
+    assert!(truth > 0 && offered >= truth, "{offered} {truth}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_needle_costs_a_few_ranged_reads_cold_and_none_warm() {
+    let (storage, catalog, format, tenant, e) = stored().await;
+    let q = |needle: String| LogQuery {
+        filter: LogFilter {
+            terms: vec![needle],
+            ..filter()
+        },
+        limit: 100,
+        order: Order::NewestFirst,
+    };
+    let before = storage.get_requests();
+    let hits = search(
+        &catalog,
+        format.reader(),
+        &tenant,
+        Duration::ZERO,
+        vec![],
+        &q(format!("r{:08x}", 300 * 7919)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].time_unix_nano, T0 + 300 * 1_000_000);
+    let cold = storage.get_requests() - before;
+    // The index footer; the term's dictionary block (two reads) and posting list; the time
+    // column to order the hits; the Parquet footer (tail, metadata, page index) and the row's
+    // pages (here one coalesced read).
+    assert!(cold <= 9, "{cold} GETs for a needle in a cold file");
+    let before = storage.get_requests();
+    search(
+        &catalog,
+        format.reader(),
+        &tenant,
+        Duration::ZERO,
+        vec![],
+        &q(format!("r{:08x}", 300 * 7919)),
+    )
+    .await
+    .unwrap();
+    let warm = storage.get_requests() - before;
+    // The term and postings are cached; only the row's pages are read again.
+    assert!(warm < cold, "warm {warm} cold {cold}");
+    let loc = e.index.unwrap();
+    assert!(
+        loc.footer_len < e.bytes / 4,
+        "the footer is a small part of the object"
+    );
+}
+
+#[derive(Debug)]
+struct Refuses;
+
+impl Ranges for Refuses {
+    fn read(&self, range: std::ops::Range<u64>) -> std::io::Result<tantivy::directory::OwnedBytes> {
+        Err(std::io::Error::other(format!(
+            "read {range:?} outside the hot cache"
+        )))
+    }
+}
+
+#[tokio::test]
+async fn opening_an_index_needs_only_its_footer() {
+    let (storage, _c, _f, _t, e) = stored().await;
+    let loc = e.index.unwrap();
+    let path = Catalog::path_of(&e);
+    use object_store::ObjectStoreExt;
+    let bytes = storage
+        .store
+        .get_range(&path, loc.footer_offset..loc.footer_offset + loc.footer_len)
+        .await
+        .unwrap();
+    let footer = Footer::parse(tantivy::directory::OwnedBytes::new(bytes.to_vec())).unwrap();
+    let dir = SplitDirectory::new(Arc::new(footer), Arc::new(Refuses));
+    let searcher = crate::logs::index::reader::open(&dir).unwrap();
+    assert_eq!(searcher.num_docs(), LINES as u64);
+}
