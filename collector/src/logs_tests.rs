@@ -136,7 +136,8 @@ async fn all(ing: &Ingester, t: &TenantId) -> Vec<LogRecord> {
         order: Order::OldestFirst,
     };
     let fresh = ing.logs().batcher().chunks(t);
-    search(ing.catalog(), t, Duration::ZERO, fresh, &q)
+    let reader = loupe_storage::logs::index::LogIndexReader::new(ing.catalog().storage().clone());
+    search(ing.catalog(), &reader, t, Duration::ZERO, fresh, &q)
         .await
         .unwrap()
 }
