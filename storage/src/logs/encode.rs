@@ -59,11 +59,22 @@ pub fn encode_records(
         Some(writer_properties(zstd_level)),
     )
     .map_err(err)?;
-    for part in order.chunks(ROW_GROUP_ROWS) {
-        writer.write(&to_batch(part)?).map_err(err)?;
+    // Whether a record's trace context is written in its body (then not stored twice).
+    let lifted: Vec<bool> = order
+        .iter()
+        .map(|r| {
+            r.trace_id.is_some()
+                && matches!(&r.body, AttrValue::Str(text) if context_in(text) == (r.trace_id, r.span_id))
+        })
+        .collect();
+    for (part, lifted) in order
+        .chunks(ROW_GROUP_ROWS)
+        .zip(lifted.chunks(ROW_GROUP_ROWS))
+    {
+        writer.write(&to_batch(part, lifted)?).map_err(err)?;
     }
     let parquet = writer.into_inner().map_err(err)?;
-    let (bytes, index) = crate::logs::index::build::build_and_pack(parquet, &order)?;
+    let (bytes, index) = crate::logs::index::build::build_and_pack(parquet, &order, &lifted)?;
     Ok(EncodedFile {
         bytes,
         rows: order.len() as u64,
@@ -89,8 +100,9 @@ fn writer_properties(zstd_level: i32) -> WriterProperties {
         .build()
 }
 
-/// The records as one batch of the file schema, in the given order.
-pub fn to_batch(records: &[&LogRecord]) -> Result<RecordBatch, StorageError> {
+/// The records as one batch of the file schema, in the given order; `lifted[i]`: record
+/// `i`'s trace context is written in its body.
+pub fn to_batch(records: &[&LogRecord], lifted: &[bool]) -> Result<RecordBatch, StorageError> {
     let n = records.len();
     let mut time = TimestampNanosecondBuilder::with_capacity(n).with_timezone("UTC");
     let mut observed = Int64Builder::with_capacity(n);
@@ -111,7 +123,7 @@ pub fn to_batch(records: &[&LogRecord]) -> Result<RecordBatch, StorageError> {
     let err = |e: arrow_schema::ArrowError| StorageError::Internal(format!("log rows: {e}"));
     // Records of one resource are usually adjacent: serialize its attributes once.
     let mut last_resource: Option<(*const crate::model::Resource, String)> = None;
-    for r in records {
+    for (r, &context_in_body) in records.iter().zip(lifted) {
         time.append_value(r.time_unix_nano);
         observed.append_value(r.observed_unix_nano.wrapping_sub(r.time_unix_nano));
         sev.append_value(r.severity_number);
@@ -127,8 +139,6 @@ pub fn to_batch(records: &[&LogRecord]) -> Result<RecordBatch, StorageError> {
                 body_json.append_value(true);
             }
         }
-        let context_in_body = r.trace_id.is_some()
-            && matches!(&r.body, AttrValue::Str(text) if context_in(text) == (r.trace_id, r.span_id));
         in_body.append_value(context_in_body);
         match r.trace_id.filter(|_| !context_in_body) {
             Some(id) => trace.append_value(id).map_err(err)?,

@@ -44,8 +44,8 @@ pub struct LogQuery {
     pub order: Order,
 }
 
-/// Candidates a file's index may offer before the file is read whole instead.
-const MAX_CANDIDATES: usize = 16 * 1024;
+/// Granules (of 64 rows) a file's index may offer before the file is read whole instead.
+const MAX_GRANULES: usize = 1024;
 /// Files searched at once.
 const FILES_AT_ONCE: usize = 4;
 
@@ -110,8 +110,11 @@ pub async fn search(
     Ok(hits)
 }
 
-/// The first `q.limit` matches of one file: through its index when it has one (candidates
-/// in time order, checked, more asked for while too few pass), else by reading it whole.
+/// The first `q.limit` matches of one file: through its index when it has one, else by
+/// reading it whole. The index gives candidate granules in order (newest first: by their
+/// latest time); they are read and checked a batch at a time, until `q.limit` matches are
+/// in hand and the next granule cannot hold an earlier one (for oldest first: a later one),
+/// or none is left.
 async fn search_file(
     reader: &LogIndexReader,
     f: &FileEntry,
@@ -130,15 +133,32 @@ async fn search_file(
     if f.index.is_some() {
         let mut fetched: HashSet<u32> = HashSet::new();
         let mut out = Vec::new();
-        let mut want = q.limit.max(1);
-        while want <= MAX_CANDIDATES {
+        let mut want = 8;
+        while want <= MAX_GRANULES {
             let query = candidates_query(&q.filter, terms, f);
-            let rows = reader.candidates(f, query, q.order, want).await?;
-            let exhausted = rows.len() < want;
-            let new: Vec<u32> = rows.into_iter().filter(|r| fetched.insert(*r)).collect();
-            out.extend(check(reader.read_rows(f, new).await?).await?);
-            if exhausted || out.len() >= q.limit {
+            let top = reader.candidates(f, query, q.order, want + 1).await?;
+            let next = top.get(want).map(|&(_, t)| t);
+            let new: Vec<u32> = top
+                .iter()
+                .take(want)
+                .map(|&(g, _)| g)
+                .filter(|g| fetched.insert(*g))
+                .collect();
+            out.extend(check(reader.read_granules(f, &new).await?).await?);
+            let Some(next) = next else {
                 return Ok(out);
+            };
+            if out.len() >= q.limit {
+                sort(&mut out, q.order);
+                let kth = out[q.limit - 1].time_unix_nano;
+                let done = match q.order {
+                    Order::NewestFirst => kth >= next,
+                    Order::OldestFirst => kth <= next,
+                };
+                if done {
+                    out.truncate(q.limit);
+                    return Ok(out);
+                }
             }
             want *= 4;
         }

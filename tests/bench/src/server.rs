@@ -123,8 +123,9 @@ impl Server {
         bail!("server not ready after 120 s")
     }
 
-    /// A gauge or counter from `/metrics` (first sample with that name); an error when the
-    /// server does not export it, so a renamed metric cannot pass for zero.
+    /// A gauge or counter from `/metrics` (first sample with that name, or with that name and
+    /// first labels: `name{op="get"`); an error when the server does not export it, so a
+    /// renamed metric cannot pass for zero.
     pub async fn metric(&self, client: &reqwest::Client, name: &str) -> anyhow::Result<f64> {
         let text = client
             .get(self.url("/metrics"))
@@ -133,7 +134,7 @@ impl Server {
             .text()
             .await?;
         text.lines()
-            .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{', '}', ',']))
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| anyhow::anyhow!("the server exports no metric {name}"))

@@ -1,20 +1,27 @@
 //! The log index's schema, and building one index for the records of one file.
 //!
-//! Document `n` is row `n` of the file's Parquet part: the index is written in one segment,
-//! in the file's row order, so a hit's document id is the row to read. The index holds no
-//! documents (the Parquet part does) and no positions or norms: a term finds the lines that
-//! hold it, phrases are checked on the lines. Fields:
-//! - `body`: the body's text through the log tokenizer ([`super::tokens`]).
-//! - `service`: the service name, exact.
+//! A document of the index is a granule: [`GRANULE_ROWS`] consecutive rows of the file's
+//! Parquet part (document `g` is rows `g * GRANULE_ROWS ..`), holding what any of its rows
+//! holds. A lookup finds granules, their rows are read (one Parquet page holds many
+//! granules, so this costs no more I/O than single rows) and checked. Against one document
+//! per line, granules make the index about half as large and three times faster to build
+//! (a common word is one posting per granule, not one per line), for the cost of checking
+//! up to 63 rows more per hit. The index holds no documents (the Parquet part does) and no
+//! positions or norms. Fields:
+//! - `body`: the distinct keys of the body tokens ([`super::tokens`]); the span id lifted
+//!   from a line is left out (no query looks one up; the trace id is kept).
+//! - `service`: the service names, exact.
 //! - `attributes`: record and resource attributes as one JSON field with dots expanded, every
 //!   scalar value as exact text (`attributes.http.status_code:500` finds an int 500 and a
 //!   string "500"); values over [`MAX_INDEXED_VALUE`] bytes are left to the check.
-//! - `trace_id`: exact, for records whose trace id is not already a token of the body (a
-//!   lifted id is found through `body`).
-//! - `time` (i64 nanoseconds) and `severity` (u64): fast fields, for ranges, ordering and
-//!   histograms.
+//! - `trace_id`: exact, for records whose trace id is not written in the body (a lifted id is
+//!   found through `body`).
+//! - `time_min`/`time_max` (i64 nanoseconds) and `severity_min`/`severity_max`: fast fields,
+//!   for ranges and time order.
 
 use std::collections::BTreeMap;
+
+use foldhash::HashSet;
 use std::path::Path;
 use std::sync::{Arc, LazyLock};
 
@@ -28,9 +35,8 @@ use tantivy::tokenizer::TokenizerManager;
 use tantivy::{Index, IndexSettings, TantivyDocument};
 
 use crate::error::StorageError;
-use crate::logs::encode::context_in;
 use crate::logs::index::split::{self, Footer, InMemory, SplitDirectory};
-use crate::logs::index::tokens::{LogTokenizer, TOKENIZER};
+use crate::logs::index::tokens::{KEY_BYTES, LogTokenizer, TOKENIZER, index_key, token_ranges};
 use crate::logs::model::LogRecord;
 use crate::model::AttrValue;
 
@@ -45,8 +51,13 @@ pub const BODY: &str = "body";
 pub const SERVICE: &str = "service";
 pub const ATTRIBUTES: &str = "attributes";
 pub const TRACE_ID: &str = "trace_id";
-pub const TIME: &str = "time";
-pub const SEVERITY: &str = "severity";
+pub const TIME_MIN: &str = "time_min";
+pub const TIME_MAX: &str = "time_max";
+pub const SEVERITY_MIN: &str = "severity_min";
+pub const SEVERITY_MAX: &str = "severity_max";
+
+/// Rows per index document.
+pub const GRANULE_ROWS: usize = 64;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Fields {
@@ -54,8 +65,10 @@ pub struct Fields {
     pub service: Field,
     pub attributes: Field,
     pub trace_id: Field,
-    pub time: Field,
-    pub severity: Field,
+    pub time_min: Field,
+    pub time_max: Field,
+    pub severity_min: Field,
+    pub severity_max: Field,
 }
 
 pub static SCHEMA: LazyLock<(Schema, Fields)> = LazyLock::new(|| {
@@ -80,15 +93,16 @@ pub static SCHEMA: LazyLock<(Schema, Fields)> = LazyLock::new(|| {
             .set_expand_dots_enabled(),
     );
     let trace_id = b.add_bytes_field(TRACE_ID, BytesOptions::default().set_indexed());
-    let time = b.add_i64_field(TIME, NumericOptions::default().set_fast());
-    let severity = b.add_u64_field(SEVERITY, NumericOptions::default().set_fast());
+    let fast = || NumericOptions::default().set_fast();
     let fields = Fields {
         body,
         service,
         attributes,
         trace_id,
-        time,
-        severity,
+        time_min: b.add_i64_field(TIME_MIN, fast()),
+        time_max: b.add_i64_field(TIME_MAX, fast()),
+        severity_min: b.add_u64_field(SEVERITY_MIN, fast()),
+        severity_max: b.add_u64_field(SEVERITY_MAX, fast()),
     };
     (b.build(), fields)
 });
@@ -106,7 +120,8 @@ pub fn tokenizers() -> TokenizerManager {
 
 fn settings() -> IndexSettings {
     IndexSettings {
-        docstore_compression: Compressor::None,
+        // Documents are empty (nothing is stored); compressed, their store is a few bytes.
+        docstore_compression: Compressor::Zstd(Default::default()),
         docstore_compress_dedicated_thread: false,
         ..IndexSettings::default()
     }
@@ -120,36 +135,90 @@ fn scalar_text(v: &AttrValue) -> Option<String> {
     .filter(|s| s.len() <= MAX_INDEXED_VALUE)
 }
 
-fn document(r: &LogRecord, f: &Fields) -> TantivyDocument {
+/// One granule's document. `lifted[i]`: record `i`'s trace context is written in its body.
+fn granule(records: &[&LogRecord], lifted: &[bool], f: &Fields) -> TantivyDocument {
     let mut doc = TantivyDocument::new();
-    let body = r.body_text();
-    doc.add_text(f.body, body.as_ref());
-    doc.add_text(f.service, r.service_name());
-    let mut attrs = BTreeMap::new();
-    for (k, v) in r.resource.attributes.0.iter().chain(r.attributes.0.iter()) {
-        if let Some(s) = scalar_text(v) {
-            attrs.insert(k.clone(), OwnedValue::Str(s));
+    let mut seen: HashSet<String> = HashSet::default();
+    let mut keys = String::new();
+    let mut key = String::new();
+    let mut span_key = String::new();
+    let mut attrs: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut last_resource: *const crate::model::Resource = std::ptr::null();
+    let mut traces: Vec<[u8; 16]> = Vec::new();
+    for (r, &lifted) in records.iter().zip(lifted) {
+        span_key.clear();
+        if let (true, Some(span)) = (lifted, r.span_id) {
+            span_key = hex::encode(span);
+            span_key.truncate(KEY_BYTES);
         }
+        let body = r.body_text();
+        for (a, b) in token_ranges(&body) {
+            key.clear();
+            key.push_str(index_key(&body[a..b]));
+            key.make_ascii_lowercase();
+            if key == span_key || seen.contains(&key) {
+                continue;
+            }
+            keys.push_str(&key);
+            keys.push(' ');
+            seen.insert(key.clone());
+        }
+        let resource = Arc::as_ptr(&r.resource);
+        let own = r.attributes.0.iter();
+        let shared = (resource != last_resource).then(|| r.resource.attributes.0.iter());
+        last_resource = resource;
+        for (k, v) in shared.into_iter().flatten().chain(own) {
+            if let Some(s) = scalar_text(v) {
+                let values = attrs.entry(k.clone()).or_default();
+                if !values.contains(&s) {
+                    values.push(s);
+                }
+            }
+        }
+        if let (false, Some(id)) = (lifted, r.trace_id)
+            && !traces.contains(&id)
+        {
+            traces.push(id);
+        }
+    }
+    doc.add_text(f.body, &keys);
+    let mut services: Vec<&str> = records.iter().map(|r| r.service_name()).collect();
+    services.dedup();
+    for s in services {
+        doc.add_text(f.service, s);
     }
     if !attrs.is_empty() {
-        doc.add_object(f.attributes, attrs);
+        let object = attrs
+            .into_iter()
+            .map(|(k, mut v)| {
+                let value = if v.len() == 1 {
+                    OwnedValue::Str(v.remove(0))
+                } else {
+                    OwnedValue::Array(v.into_iter().map(OwnedValue::Str).collect())
+                };
+                (k, value)
+            })
+            .collect();
+        doc.add_object(f.attributes, object);
     }
-    if let Some(id) = r.trace_id {
-        let in_body = matches!(&r.body, AttrValue::Str(t) if context_in(t).0 == Some(id));
-        if !in_body {
-            doc.add_bytes(f.trace_id, &id);
-        }
+    for id in &traces {
+        doc.add_bytes(f.trace_id, id);
     }
-    doc.add_i64(f.time, r.time_unix_nano);
-    doc.add_u64(f.severity, r.severity_number.max(0) as u64);
+    let times = records.iter().map(|r| r.time_unix_nano);
+    doc.add_i64(f.time_min, times.clone().min().unwrap_or(0));
+    doc.add_i64(f.time_max, times.max().unwrap_or(0));
+    let sev = records.iter().map(|r| r.severity_number.max(0) as u64);
+    doc.add_u64(f.severity_min, sev.clone().min().unwrap_or(0));
+    doc.add_u64(f.severity_max, sev.max().unwrap_or(0));
     doc
 }
 
-/// Builds the index of `records` (in file row order) and appends it and its footer to the
-/// Parquet part `parquet`.
+/// Builds the index of `records` (in file row order; `lifted` as in [`granule`]) and appends
+/// it and its footer to the Parquet part `parquet`.
 pub fn build_and_pack(
     parquet: Vec<u8>,
     records: &[&LogRecord],
+    lifted: &[bool],
 ) -> Result<(Vec<u8>, crate::catalog::IndexLocation), StorageError> {
     let err = |e: tantivy::TantivyError| StorageError::Internal(format!("log index: {e}"));
     let f = fields();
@@ -160,8 +229,13 @@ pub fn build_and_pack(
         .tokenizers(tokenizers())
         .single_segment_index_writer::<TantivyDocument>(dir.clone(), INDEX_MEMORY)
         .map_err(err)?;
-    for r in records {
-        writer.add_document(document(r, &f)).map_err(err)?;
+    for (rows, lifted) in records
+        .chunks(GRANULE_ROWS)
+        .zip(lifted.chunks(GRANULE_ROWS))
+    {
+        writer
+            .add_document(granule(rows, lifted, &f))
+            .map_err(err)?;
     }
     let index = writer.finalize().map_err(err)?;
     let mut names = vec!["meta.json".to_string()];

@@ -1,6 +1,7 @@
-//! A [`LogFilter`] as a tantivy query over one file's index. The query selects candidates: a
-//! superset of the matches (a term's tokens anywhere in the line, a value on the record or
-//! its resource); [`LogFilter::matches`] then decides on the rows read.
+//! A [`LogFilter`] as a tantivy query over one file's index. The query selects candidate
+//! granules: those that may hold a match (a term's keys anywhere in the granule, a value on
+//! some record or resource, a time or severity range overlapping the granule's);
+//! [`LogFilter::matches`] then decides on the rows read.
 
 use std::ops::Bound;
 
@@ -10,7 +11,7 @@ use tantivy::schema::IndexRecordOption;
 use crate::catalog::FileEntry;
 use crate::logs::filter::LogFilter;
 use crate::logs::index::build::{Fields, MAX_INDEXED_VALUE, fields};
-use crate::logs::index::tokens::{MAX_INDEXED_TOKEN, Term};
+use crate::logs::index::tokens::{Term, index_key};
 
 fn term(t: tantivy::Term) -> Box<dyn Query> {
     Box::new(TermQuery::new(t, IndexRecordOption::Basic))
@@ -24,22 +25,33 @@ pub fn candidates_query(filter: &LogFilter, terms: &[Term], entry: &FileEntry) -
     if entry.min_time_unix_nano < filter.start_unix_nano
         || entry.max_time_unix_nano > filter.end_unix_nano
     {
+        // The granule's [min, max] overlaps [start, end].
+        must.push(Box::new(RangeQuery::new(
+            Bound::Unbounded,
+            Bound::Included(tantivy::Term::from_field_i64(
+                f.time_min,
+                filter.end_unix_nano,
+            )),
+        )));
         must.push(Box::new(RangeQuery::new(
             Bound::Included(tantivy::Term::from_field_i64(
-                f.time,
+                f.time_max,
                 filter.start_unix_nano,
             )),
-            Bound::Included(tantivy::Term::from_field_i64(f.time, filter.end_unix_nano)),
+            Bound::Unbounded,
         )));
     }
-    if filter.min_severity.is_some() || filter.max_severity.is_some() {
-        let bound = |v: Option<i32>| match v {
-            Some(v) => Bound::Included(tantivy::Term::from_field_u64(f.severity, v.max(0) as u64)),
-            None => Bound::Unbounded,
-        };
+    let severity = |field, v: i32| tantivy::Term::from_field_u64(field, v.max(0) as u64);
+    if let Some(min) = filter.min_severity {
         must.push(Box::new(RangeQuery::new(
-            bound(filter.min_severity),
-            bound(filter.max_severity),
+            Bound::Included(severity(f.severity_max, min)),
+            Bound::Unbounded,
+        )));
+    }
+    if let Some(max) = filter.max_severity {
+        must.push(Box::new(RangeQuery::new(
+            Bound::Unbounded,
+            Bound::Included(severity(f.severity_min, max)),
         )));
     }
     if let Some(s) = &filter.service
@@ -48,9 +60,10 @@ pub fn candidates_query(filter: &LogFilter, terms: &[Term], entry: &FileEntry) -
         must.push(term(tantivy::Term::from_field_text(f.service, s)));
     }
     if let Some(id) = &filter.trace_id {
+        let hex = hex::encode(id);
         must.push(Box::new(BooleanQuery::union(vec![
             term(tantivy::Term::from_field_bytes(f.trace_id, id)),
-            term(tantivy::Term::from_field_text(f.body, &hex::encode(id))),
+            term(tantivy::Term::from_field_text(f.body, index_key(&hex))),
         ])));
     }
     for (k, v) in &filter.attributes {
@@ -61,9 +74,8 @@ pub fn candidates_query(filter: &LogFilter, terms: &[Term], entry: &FileEntry) -
         }
     }
     for t in terms {
-        for token in t.indexed_tokens() {
-            debug_assert!(token.len() <= MAX_INDEXED_TOKEN);
-            must.push(term(tantivy::Term::from_field_text(f.body, token)));
+        for key in t.index_keys() {
+            must.push(term(tantivy::Term::from_field_text(f.body, key)));
         }
     }
     match must.len() {

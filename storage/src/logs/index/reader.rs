@@ -25,7 +25,7 @@ use tantivy::{Index, ReloadPolicy, Searcher};
 use crate::catalog::{Catalog, FileEntry};
 use crate::error::StorageError;
 use crate::logs::decode::decode_batch;
-use crate::logs::index::build::{TIME, fields, tokenizers};
+use crate::logs::index::build::{GRANULE_ROWS, TIME_MAX, TIME_MIN, fields, tokenizers};
 use crate::logs::index::split::{Footer, Ranges, SplitDirectory};
 use crate::logs::model::LogRecord;
 use crate::logs::search::Order;
@@ -169,28 +169,46 @@ impl LogIndexReader {
         Ok(searcher)
     }
 
-    /// The rows of `entry` that `query` selects, at most `limit`, the first in `order` by
-    /// time.
+    /// The granules of `entry` that `query` selects, at most `limit`, the first in `order`:
+    /// by latest time, newest first, or by earliest time, oldest first; each with that time.
     pub async fn candidates(
         &self,
         entry: &FileEntry,
         query: Box<dyn Query>,
         order: Order,
         limit: usize,
-    ) -> Result<Vec<u32>, StorageError> {
+    ) -> Result<Vec<(u32, i64)>, StorageError> {
         let searcher = self.searcher(entry).await?;
         let path = entry.path.clone();
         tokio::task::spawn_blocking(move || {
-            let order = match order {
-                Order::NewestFirst => tantivy::Order::Desc,
-                Order::OldestFirst => tantivy::Order::Asc,
+            let (field, order) = match order {
+                Order::NewestFirst => (TIME_MAX, tantivy::Order::Desc),
+                Order::OldestFirst => (TIME_MIN, tantivy::Order::Asc),
             };
-            let top = TopDocs::with_limit(limit.max(1)).order_by_fast_field::<i64>(TIME, order);
+            let top = TopDocs::with_limit(limit.max(1)).order_by_fast_field::<i64>(field, order);
             let hits = searcher.search(&query, &top).map_err(index_err(&path))?;
-            Ok(hits.into_iter().map(|(_, d)| d.doc_id).collect())
+            Ok(hits
+                .into_iter()
+                .map(|(t, d)| (d.doc_id, t.unwrap_or(0)))
+                .collect())
         })
         .await
         .map_err(|e| StorageError::Internal(format!("log index task failed: {e}")))?
+    }
+
+    /// The records of `granules` (any order) of `entry`, in row order.
+    pub async fn read_granules(
+        &self,
+        entry: &FileEntry,
+        granules: &[u32],
+    ) -> Result<Vec<LogRecord>, StorageError> {
+        let g = GRANULE_ROWS as u32;
+        let rows = granules
+            .iter()
+            .flat_map(|&n| n * g..(n + 1) * g)
+            .filter(|&r| u64::from(r) < entry.rows)
+            .collect();
+        self.read_rows(entry, rows).await
     }
 
     /// The records at `rows` (any order) of `entry`'s Parquet part, in row order.

@@ -2,6 +2,7 @@
 //! matches and small for selective queries, opening an index reads only its footer, and a
 //! warm search reads nothing.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use crate::lifecycle::write_file;
 use crate::logs::LogFormat;
 use crate::logs::filter::LogFilter;
 use crate::logs::index::LogIndexReader;
+use crate::logs::index::build::GRANULE_ROWS;
 use crate::logs::index::query::candidates_query;
 use crate::logs::index::split::{Footer, Ranges, SplitDirectory};
 use crate::logs::model::LogRecord;
@@ -22,6 +24,15 @@ use crate::store::{Signal, Storage};
 
 const T0: i64 = 1_700_000_000_000_000_000;
 const LINES: i64 = 6000;
+
+/// A trace id as random as real ones (ids that share their first 12 hex digits share an
+/// index key).
+fn tid(n: i64) -> [u8; 16] {
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&(n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).to_be_bytes());
+    id[8..].copy_from_slice(&(n as u64).to_be_bytes());
+    id
+}
 
 fn resource(service: &str) -> Arc<Resource> {
     Arc::new(Resource {
@@ -43,8 +54,8 @@ fn lines() -> Vec<LogRecord> {
         .map(|i| {
             let body = if i % 3 == 2 {
                 format!(
-                    r#"{{"msg":"served","trace_id":"{:032x}","ip":"10.0.{}.{}"}}"#,
-                    i + 1,
+                    r#"{{"msg":"served","trace_id":"{}","ip":"10.0.{}.{}"}}"#,
+                    hex::encode(tid(i + 1)),
                     i % 7,
                     i % 5
                 )
@@ -66,11 +77,7 @@ fn lines() -> Vec<LogRecord> {
                     "http.status_code".into(),
                     AttrValue::Int(if i % 10 == 0 { 500 } else { 200 }),
                 )]),
-                trace_id: (i % 3 == 1).then(|| {
-                    let mut id = [0u8; 16];
-                    id[8..].copy_from_slice(&(i as u64).to_be_bytes());
-                    id
-                }),
+                trace_id: (i % 3 == 1).then(|| tid(i)),
                 span_id: None,
                 flags: 0,
                 event_name: String::new(),
@@ -113,10 +120,15 @@ fn filter() -> LogFilter {
     }
 }
 
-/// Rows the index offers for `f`, and the rows that truly match (by the record check).
-async fn offered_and_true(reader: &LogIndexReader, e: &FileEntry, f: &LogFilter) -> (usize, usize) {
+/// The granules the index offers for `f`, and those that hold a match (rows in file order:
+/// by service, then time).
+async fn offered_and_ideal(
+    reader: &LogIndexReader,
+    e: &FileEntry,
+    f: &LogFilter,
+) -> (BTreeSet<u32>, BTreeSet<u32>) {
     let terms = f.prepared_terms();
-    let rows = reader
+    let top = reader
         .candidates(
             e,
             candidates_query(f, &terms, e),
@@ -125,11 +137,25 @@ async fn offered_and_true(reader: &LogIndexReader, e: &FileEntry, f: &LogFilter)
         )
         .await
         .unwrap();
-    let truth = lines().iter().filter(|r| f.matches(r, &terms)).count();
-    let read = reader.read_rows(e, rows.clone()).await.unwrap();
+    let offered: BTreeSet<u32> = top.iter().map(|&(g, _)| g).collect();
+    let mut rows = lines();
+    rows.sort_by(|a, b| {
+        (a.service_name(), a.time_unix_nano).cmp(&(b.service_name(), b.time_unix_nano))
+    });
+    let ideal = rows
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| f.matches(r, &terms))
+        .map(|(i, _)| (i / GRANULE_ROWS) as u32)
+        .collect();
+    let read = reader
+        .read_granules(e, &offered.iter().copied().collect::<Vec<_>>())
+        .await
+        .unwrap();
     let passed = read.iter().filter(|r| f.matches(r, &terms)).count();
-    assert_eq!(passed, truth, "every match is a candidate: {f:?}");
-    (rows.len(), truth)
+    let truth = rows.iter().filter(|r| f.matches(r, &terms)).count();
+    assert_eq!(passed, truth, "every match is in an offered granule: {f:?}");
+    (offered, ideal)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,82 +163,67 @@ async fn candidates_hold_every_match_and_selective_queries_offer_few() {
     let (_s, _c, format, _t, e) = stored().await;
     let reader = format.reader();
     let needle = format!("r{:08x}", 4000 * 7919);
-    let cases: Vec<(LogFilter, usize)> = vec![
-        // A request id: exactly its line.
-        (
-            LogFilter {
-                terms: vec![needle],
-                ..filter()
-            },
-            1,
-        ),
+    let cases: Vec<LogFilter> = vec![
+        // A request id: exactly its line's granule.
+        LogFilter {
+            terms: vec![needle],
+            ..filter()
+        },
         // A lifted trace id (found through the body) and a record's own one.
-        (
-            LogFilter {
-                trace_id: Some({
-                    let mut id = [0; 16];
-                    id[15] = 6;
-                    id
-                }),
-                ..filter()
-            },
-            1,
-        ),
-        (
-            LogFilter {
-                trace_id: Some({
-                    let mut id = [0; 16];
-                    id[15] = 7;
-                    id
-                }),
-                ..filter()
-            },
-            1,
-        ),
-        (
-            LogFilter {
-                attributes: vec![("http.status_code".into(), "500".into())],
-                ..filter()
-            },
-            600,
-        ),
-        (
-            LogFilter {
-                service: Some("cart".into()),
-                min_severity: Some(17),
-                ..filter()
-            },
-            200,
-        ),
-        (
-            LogFilter {
-                start_unix_nano: T0 + 1000 * 1_000_000,
-                end_unix_nano: T0 + 1099 * 1_000_000,
-                ..filter()
-            },
-            100,
-        ),
-        (
-            LogFilter {
-                attributes: vec![("k8s.pod.name".into(), "web-7d9f".into())],
-                ..filter()
-            },
-            2000,
-        ),
+        LogFilter {
+            trace_id: Some(tid(6)),
+            ..filter()
+        },
+        LogFilter {
+            trace_id: Some(tid(7)),
+            ..filter()
+        },
+        LogFilter {
+            attributes: vec![("http.status_code".into(), "500".into())],
+            ..filter()
+        },
+        LogFilter {
+            service: Some("cart".into()),
+            min_severity: Some(17),
+            ..filter()
+        },
+        LogFilter {
+            max_severity: Some(9),
+            ..filter()
+        },
+        LogFilter {
+            start_unix_nano: T0 + 1000 * 1_000_000,
+            end_unix_nano: T0 + 1099 * 1_000_000,
+            ..filter()
+        },
+        LogFilter {
+            attributes: vec![("k8s.pod.name".into(), "web-7d9f".into())],
+            ..filter()
+        },
     ];
-    for (f, offered) in cases {
-        let (got, truth) = offered_and_true(reader, &e, &f).await;
-        assert_eq!(got, offered, "{f:?}");
-        assert_eq!(truth, offered, "{f:?}");
+    for f in cases {
+        let (offered, ideal) = offered_and_ideal(reader, &e, &f).await;
+        assert!(!ideal.is_empty(), "{f:?}");
+        assert!(offered.is_superset(&ideal), "{f:?}");
+        // A granule that spans two services spans their time ranges too.
+        assert!(
+            offered.len() <= ideal.len() + 2,
+            "{f:?}: {offered:?} for {ideal:?}"
+        );
     }
-    // An IP is its tokens: the index offers lines with all of them, the check keeps those
-    // that have them in a row.
+    let needle = LogFilter {
+        terms: vec![format!("r{:08x}", 4000 * 7919)],
+        ..filter()
+    };
+    assert_eq!(offered_and_ideal(reader, &e, &needle).await.0.len(), 1);
+    // An IP is its tokens: the index offers granules with all of them, the check keeps the
+    // lines that have them in a row.
     let ip = LogFilter {
         terms: vec!["10.0.3.1".into()],
         ..filter()
     };
-    let (offered, truth) = offered_and_true(reader, &e, &ip).await;
-    assert!(truth > 0 && offered >= truth, "{offered} {truth}");
+    let (offered, ideal) = offered_and_ideal(reader, &e, &ip).await;
+    assert!(offered.is_superset(&ideal) && !ideal.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -241,8 +252,8 @@ async fn a_needle_costs_a_few_ranged_reads_cold_and_none_warm() {
     assert_eq!(hits[0].time_unix_nano, T0 + 300 * 1_000_000);
     let cold = storage.get_requests() - before;
     // The index footer; the term's dictionary block (two reads) and posting list; the time
-    // column to order the hits; the Parquet footer (tail, metadata, page index) and the row's
-    // pages (here one coalesced read).
+    // column to order the hits; the Parquet footer (tail, metadata, page index) and the
+    // granule's pages (here one coalesced read).
     assert!(cold <= 9, "{cold} GETs for a needle in a cold file");
     let before = storage.get_requests();
     search(
@@ -290,5 +301,8 @@ async fn opening_an_index_needs_only_its_footer() {
     let footer = Footer::parse(tantivy::directory::OwnedBytes::new(bytes.to_vec())).unwrap();
     let dir = SplitDirectory::new(Arc::new(footer), Arc::new(Refuses));
     let searcher = crate::logs::index::reader::open(&dir).unwrap();
-    assert_eq!(searcher.num_docs(), LINES as u64);
+    assert_eq!(
+        searcher.num_docs(),
+        (LINES as u64).div_ceil(GRANULE_ROWS as u64)
+    );
 }

@@ -8,15 +8,32 @@
 //! lines that hold every token, and the match is then checked on the line. Nothing is stemmed
 //! and no word is dropped: `error` does not find `errors`, as in a log search it should not.
 //!
-//! Why not tantivy's tokenizers: `simple` splits the same way but has no length cap and
+//! The index keeps a token's first [`KEY_BYTES`] bytes only ([`index_key`]): a request or
+//! trace id is as selective by its first 12 hex digits (48 bits) as whole, and the term
+//! dictionary — which random ids otherwise dominate — holds half as much. Matches are checked
+//! on the lines, so a shared prefix costs a candidate, never a wrong answer.
+//!
+//! Why not tantivy's tokenizers: `simple` splits the same way but cannot cut tokens, and
 //! `regex`/`ngram` cost far more per byte; this one is a byte loop with no allocation per
 //! token.
 
 use tantivy::tokenizer::{Token, TokenStream, Tokenizer};
 
-/// Tokens longer than this (base64 blobs, minified payloads) are not indexed; a query for one
-/// is answered by checking the lines its other tokens select.
-pub const MAX_INDEXED_TOKEN: usize = 96;
+/// How much of a token the index keeps.
+pub const KEY_BYTES: usize = 12;
+
+/// The index's key for a (lower-cased) token: its first [`KEY_BYTES`] bytes, cut at a
+/// character boundary.
+pub fn index_key(token: &str) -> &str {
+    if token.len() <= KEY_BYTES {
+        return token;
+    }
+    let mut end = KEY_BYTES;
+    while !token.is_char_boundary(end) {
+        end -= 1;
+    }
+    &token[..end]
+}
 
 /// The name the tokenizer is registered under in every log index.
 pub const TOKENIZER: &str = "loupe_log";
@@ -67,12 +84,9 @@ impl Term {
         }
     }
 
-    /// The tokens the index can look up.
-    pub fn indexed_tokens(&self) -> impl Iterator<Item = &str> {
-        self.tokens
-            .iter()
-            .filter(|t| t.len() <= MAX_INDEXED_TOKEN)
-            .map(String::as_str)
+    /// The keys the index looks up.
+    pub fn index_keys(&self) -> impl Iterator<Item = &str> {
+        self.tokens.iter().map(|t| index_key(t))
     }
 }
 
@@ -93,7 +107,8 @@ pub fn text_matches(text: &str, terms: &[Term]) -> bool {
     })
 }
 
-/// [`token_ranges`] as a tantivy tokenizer (registered as [`TOKENIZER`]).
+/// [`token_ranges`] cut to [`index_key`]s, as a tantivy tokenizer (registered as
+/// [`TOKENIZER`]).
 #[derive(Clone, Default)]
 pub struct LogTokenizer {
     token: Token,
@@ -122,28 +137,25 @@ impl Tokenizer for LogTokenizer {
 impl TokenStream for LogTokenStream<'_> {
     fn advance(&mut self) -> bool {
         let bytes = self.text.as_bytes();
-        loop {
-            while self.at < bytes.len() && !is_word(bytes[self.at]) {
-                self.at += 1;
-            }
-            if self.at >= bytes.len() {
-                return false;
-            }
-            let start = self.at;
-            while self.at < bytes.len() && is_word(bytes[self.at]) {
-                self.at += 1;
-            }
-            if self.at - start > MAX_INDEXED_TOKEN {
-                continue;
-            }
-            self.token.text.clear();
-            self.token.text.push_str(&self.text[start..self.at]);
-            self.token.text.make_ascii_lowercase();
-            self.token.offset_from = start;
-            self.token.offset_to = self.at;
-            self.token.position = self.token.position.wrapping_add(1);
-            return true;
+        while self.at < bytes.len() && !is_word(bytes[self.at]) {
+            self.at += 1;
         }
+        if self.at >= bytes.len() {
+            return false;
+        }
+        let start = self.at;
+        while self.at < bytes.len() && is_word(bytes[self.at]) {
+            self.at += 1;
+        }
+        self.token.text.clear();
+        self.token
+            .text
+            .push_str(index_key(&self.text[start..self.at]));
+        self.token.text.make_ascii_lowercase();
+        self.token.offset_from = start;
+        self.token.offset_to = self.at;
+        self.token.position = self.token.position.wrapping_add(1);
+        true
     }
 
     fn token(&self) -> &Token {
@@ -172,7 +184,7 @@ mod tests {
     #[test]
     fn ids_ips_paths_and_pairs_split_into_searchable_tokens() {
         let line = r#"10.0.0.1 - GET /api/items/42 user_id=42 req=7f3a-9C2B trace_id="4bf92f3577b34da6a3ce929d0e0e4736" café"#;
-        let want = [
+        let want = vec![
             "10",
             "0",
             "0",
@@ -193,17 +205,27 @@ mod tests {
             "café",
         ];
         assert_eq!(tokens(line), want);
-        assert_eq!(streamed(line), want, "the index sees the same tokens");
+        let keys: Vec<&str> = want.iter().map(|t| index_key(t)).collect();
+        assert_eq!(streamed(line), keys, "the index sees the same tokens, cut");
     }
 
     #[test]
-    fn over_long_tokens_are_not_indexed_but_still_match() {
-        let blob = "a".repeat(MAX_INDEXED_TOKEN + 1);
-        let line = format!("payload {blob} end");
-        assert_eq!(streamed(&line), ["payload", "end"]);
-        let term = Term::new(&blob);
-        assert_eq!(term.indexed_tokens().count(), 0);
-        assert!(text_matches(&line, &[term]));
+    fn the_index_keeps_a_prefix_of_long_tokens() {
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        assert_eq!(
+            streamed(&format!("x {id} é{}", "ü".repeat(10))),
+            [
+                "x".to_string(),
+                id[..KEY_BYTES].to_string(),
+                format!("é{}", "ü".repeat(5)),
+            ]
+        );
+        assert_eq!(
+            Term::new(id).index_keys().collect::<Vec<_>>(),
+            [&id[..KEY_BYTES]]
+        );
+        let other = format!("{}ffff", &id[..KEY_BYTES]);
+        assert!(!text_matches(&other, &[Term::new(id)]), "the line decides");
     }
 
     #[test]
