@@ -1,6 +1,8 @@
 //! The native log search syntax: whitespace-separated conditions, all of which must hold.
 //!
-//! - `word` or `"a phrase"`: occurs in the line's body (ignoring case);
+//! - `word` or `"a phrase"`: its tokens occur in a row in the line's body, ignoring case (a
+//!   token is a run of letters and digits: `GET /api` finds `get /API/items`, `error` does
+//!   not find `errors`; see `loupe_storage::logs::index::tokens`);
 //! - `service:checkout`; `trace_id:<32 hex>`;
 //! - `severity:warn` (that level: WARN..WARN4), `severity>=warn`, `severity<=info`
 //!   (`level` is a synonym; levels are trace, debug, info, warn, error, fatal, or a number

@@ -128,11 +128,17 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<()> {
             server.http
         )
     };
-    let gets = r#"loupe_object_store_requests_total{op="get""#;
+    let gets = || {
+        server.counter(
+            &ctx.client,
+            "loupe_object_store_requests_total",
+            r#"op="get""#,
+        )
+    };
     let mut needle_ms = Vec::new();
     let mut gets_per_pass = Vec::new();
     for pass in 0..2 {
-        let gets0 = server.metric(&ctx.client, gets).await?;
+        let gets0 = gets().await?;
         for needle in &needles {
             let (ms, body) = crate::phases::timed_get(&ctx.client, &search(needle, 100)).await?;
             let found = body["logs"].as_array().map_or(0, Vec::len);
@@ -143,7 +149,7 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<()> {
                 needle_ms.push(ms);
             }
         }
-        let per_query = (server.metric(&ctx.client, gets).await? - gets0) / needles.len() as f64;
+        let per_query = (gets().await? - gets0) / needles.len() as f64;
         gets_per_pass.push(per_query);
     }
     let mut term_ms = Vec::new();

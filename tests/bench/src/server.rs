@@ -123,9 +123,8 @@ impl Server {
         bail!("server not ready after 120 s")
     }
 
-    /// A gauge or counter from `/metrics` (first sample with that name, or with that name and
-    /// first labels: `name{op="get"`); an error when the server does not export it, so a
-    /// renamed metric cannot pass for zero.
+    /// A gauge or counter from `/metrics` (first sample with that name); an error when the
+    /// server does not export it, so a renamed metric cannot pass for zero.
     pub async fn metric(&self, client: &reqwest::Client, name: &str) -> anyhow::Result<f64> {
         let text = client
             .get(self.url("/metrics"))
@@ -134,10 +133,35 @@ impl Server {
             .text()
             .await?;
         text.lines()
-            .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{', '}', ',']))
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| anyhow::anyhow!("the server exports no metric {name}"))
+    }
+
+    /// A labelled counter sample (`labels` as written: `op="get"`): 0 while the counter has
+    /// no such sample yet; an error when the server does not declare the counter at all.
+    pub async fn counter(
+        &self,
+        client: &reqwest::Client,
+        family: &str,
+        labels: &str,
+    ) -> anyhow::Result<f64> {
+        let text = client
+            .get(self.url("/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        if !text.contains(&format!("# TYPE {family} counter")) {
+            bail!("the server exports no counter {family}");
+        }
+        let prefix = format!("{family}{{{labels}}} ");
+        Ok(text
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0))
     }
 
     /// Waits until nothing is buffered (everything acknowledged is in committed files).

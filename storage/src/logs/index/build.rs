@@ -135,33 +135,40 @@ fn scalar_text(v: &AttrValue) -> Option<String> {
     .filter(|s| s.len() <= MAX_INDEXED_VALUE)
 }
 
+/// A key (at most [`KEY_BYTES`] < 16 bytes), lower-cased, with its length: equal keys, equal
+/// numbers, and no allocation or string compare to tell them apart.
+fn packed(key: &str) -> u128 {
+    let mut b = [0u8; 16];
+    let n = key.len().min(KEY_BYTES);
+    b[..n].copy_from_slice(&key.as_bytes()[..n]);
+    b[..n].make_ascii_lowercase();
+    b[15] = n as u8;
+    u128::from_le_bytes(b)
+}
+
 /// One granule's document. `lifted[i]`: record `i`'s trace context is written in its body.
 fn granule(records: &[&LogRecord], lifted: &[bool], f: &Fields) -> TantivyDocument {
     let mut doc = TantivyDocument::new();
-    let mut seen: HashSet<String> = HashSet::default();
+    let mut seen: HashSet<u128> = HashSet::default();
     let mut keys = String::new();
-    let mut key = String::new();
-    let mut span_key = String::new();
     let mut attrs: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut last_resource: *const crate::model::Resource = std::ptr::null();
     let mut traces: Vec<[u8; 16]> = Vec::new();
     for (r, &lifted) in records.iter().zip(lifted) {
-        span_key.clear();
-        if let (true, Some(span)) = (lifted, r.span_id) {
-            span_key = hex::encode(span);
-            span_key.truncate(KEY_BYTES);
-        }
+        let span_key = match (lifted, r.span_id) {
+            (true, Some(span)) => packed(index_key(&hex::encode(span))),
+            _ => 0,
+        };
         let body = r.body_text();
         for (a, b) in token_ranges(&body) {
-            key.clear();
-            key.push_str(index_key(&body[a..b]));
-            key.make_ascii_lowercase();
-            if key == span_key || seen.contains(&key) {
-                continue;
+            let key = index_key(&body[a..b]);
+            let k = packed(key);
+            if k != span_key && seen.insert(k) {
+                let at = keys.len();
+                keys.push_str(key);
+                keys[at..].make_ascii_lowercase();
+                keys.push(' ');
             }
-            keys.push_str(&key);
-            keys.push(' ');
-            seen.insert(key.clone());
         }
         let resource = Arc::as_ptr(&r.resource);
         let own = r.attributes.0.iter();
