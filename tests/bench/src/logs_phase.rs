@@ -170,7 +170,7 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<()> {
         json!({"needles": needles.len(), "p50_ms": percentile(&needle_ms, 0.5), "lines": n,
             "files": state.files().count(),
             "gets_per_query_cold": gets_per_pass[0], "gets_per_query_warm": gets_per_pass[1],
-            "query": "one request or trace id over the whole data set, limit 100, warm (the second pass over the same needles); object-store GETs per query in the first (cold: nothing of the files read before) and second pass"}),
+            "query": "one request or trace id over the whole data set, limit 100, warm (the second pass over the same needles); object-store GETs per query, averaged over the first pass (the server had read nothing of the files; index and Parquet footers stay cached after the first query) and over the second"}),
     ));
     ctx.emit(Figure::new(
         "log_term_search_p99_ms",

@@ -146,11 +146,24 @@ fn packed(key: &str) -> u128 {
     u128::from_le_bytes(b)
 }
 
+/// What building one granule's document needs, kept from one granule to the next.
+#[derive(Default)]
+struct Scratch {
+    seen: HashSet<u128>,
+    keys: String,
+}
+
 /// One granule's document. `lifted[i]`: record `i`'s trace context is written in its body.
-fn granule(records: &[&LogRecord], lifted: &[bool], f: &Fields) -> TantivyDocument {
+fn granule(
+    records: &[&LogRecord],
+    lifted: &[bool],
+    f: &Fields,
+    scratch: &mut Scratch,
+) -> TantivyDocument {
     let mut doc = TantivyDocument::new();
-    let mut seen: HashSet<u128> = HashSet::default();
-    let mut keys = String::new();
+    let Scratch { seen, keys } = scratch;
+    seen.clear();
+    keys.clear();
     let mut attrs: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut last_resource: *const crate::model::Resource = std::ptr::null();
     let mut traces: Vec<[u8; 16]> = Vec::new();
@@ -188,7 +201,7 @@ fn granule(records: &[&LogRecord], lifted: &[bool], f: &Fields) -> TantivyDocume
             traces.push(id);
         }
     }
-    doc.add_text(f.body, &keys);
+    doc.add_text(f.body, keys.as_str());
     let mut services: Vec<&str> = records.iter().map(|r| r.service_name()).collect();
     services.dedup();
     for s in services {
@@ -236,12 +249,13 @@ pub fn build_and_pack(
         .tokenizers(tokenizers())
         .single_segment_index_writer::<TantivyDocument>(dir.clone(), INDEX_MEMORY)
         .map_err(err)?;
+    let mut scratch = Scratch::default();
     for (rows, lifted) in records
         .chunks(GRANULE_ROWS)
         .zip(lifted.chunks(GRANULE_ROWS))
     {
         writer
-            .add_document(granule(rows, lifted, &f))
+            .add_document(granule(rows, lifted, &f, &mut scratch))
             .map_err(err)?;
     }
     let index = writer.finalize().map_err(err)?;
