@@ -68,3 +68,11 @@ impl LogFilter {
         text_matches(&r.body_text(), terms)
     }
 }
+
+/// Which lines a search returns first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    #[default]
+    NewestFirst,
+    OldestFirst,
+}

@@ -23,19 +23,13 @@ use crate::catalog::{Catalog, FileEntry};
 use crate::error::StorageError;
 use crate::fresh::Chunk;
 use crate::logs::filter::LogFilter;
+pub use crate::logs::filter::Order;
 use crate::logs::format::read_records;
 use crate::logs::index::LogIndexReader;
 use crate::logs::index::query::candidates_query;
 use crate::logs::index::tokens::Term;
 use crate::logs::model::LogRecord;
 use crate::store::Signal;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Order {
-    #[default]
-    NewestFirst,
-    OldestFirst,
-}
 
 #[derive(Debug, Clone, Default)]
 pub struct LogQuery {

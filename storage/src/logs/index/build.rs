@@ -32,7 +32,7 @@ use tantivy::schema::{
 };
 use tantivy::store::Compressor;
 use tantivy::tokenizer::TokenizerManager;
-use tantivy::{Index, IndexSettings, TantivyDocument};
+use tantivy::{Index, IndexSettings, ReloadPolicy, Searcher, TantivyDocument};
 
 use crate::error::StorageError;
 use crate::logs::index::split::{self, Footer, InMemory, SplitDirectory};
@@ -285,6 +285,27 @@ pub fn build_and_pack(
     let footer = Footer::parse(OwnedBytes::new(bare[loc.footer_offset as usize..].to_vec()))?;
     let recording =
         SplitDirectory::recording(Arc::new(footer), Arc::new(InMemory(OwnedBytes::new(bare))));
-    super::reader::open(&recording)?;
+    open(&recording)?;
     split::pack(parquet, &files, &recording.recorded())
+}
+
+/// Opens the index in `dir` as a search does, touching what opening needs (segment and
+/// term-dictionary footers): at write time, what this reads becomes the hot cache.
+pub fn open(dir: &SplitDirectory) -> Result<Searcher, StorageError> {
+    let err = |e: tantivy::TantivyError| StorageError::Internal(format!("log index: {e}"));
+    let mut index = Index::open(dir.clone()).map_err(&err)?;
+    index.set_tokenizers(tokenizers());
+    let reader = index
+        .reader_builder()
+        .reload_policy(ReloadPolicy::Manual)
+        .try_into()
+        .map_err(&err)?;
+    let searcher = reader.searcher();
+    let f = fields();
+    for seg in searcher.segment_readers() {
+        for field in [f.body, f.service, f.attributes, f.trace_id] {
+            seg.inverted_index(field).map_err(&err)?;
+        }
+    }
+    Ok(searcher)
 }

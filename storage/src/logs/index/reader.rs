@@ -17,18 +17,18 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
+use tantivy::Searcher;
 use tantivy::collector::TopDocs;
 use tantivy::directory::OwnedBytes;
 use tantivy::query::Query;
-use tantivy::{Index, ReloadPolicy, Searcher};
 
 use crate::catalog::{Catalog, FileEntry};
 use crate::error::StorageError;
 use crate::logs::decode::decode_batch;
-use crate::logs::index::build::{GRANULE_ROWS, TIME_MAX, TIME_MIN, fields, tokenizers};
+use crate::logs::filter::Order;
+use crate::logs::index::build::{GRANULE_ROWS, TIME_MAX, TIME_MIN, open};
 use crate::logs::index::split::{Footer, Ranges, SplitDirectory};
 use crate::logs::model::LogRecord;
-use crate::logs::search::Order;
 use crate::parquet_files::ParquetFiles;
 use crate::store::Storage;
 
@@ -40,27 +40,6 @@ const SEARCHERS: usize = 256;
 
 fn index_err(path: &str) -> impl Fn(tantivy::TantivyError) -> StorageError + '_ {
     move |e| StorageError::Internal(format!("log index of {path}: {e}"))
-}
-
-/// Opens the index in `dir` as a search does, touching what opening needs (segment and
-/// term-dictionary footers): at write time, what this reads becomes the hot cache.
-pub fn open(dir: &SplitDirectory) -> Result<Searcher, StorageError> {
-    let err = index_err("<new file>");
-    let mut index = Index::open(dir.clone()).map_err(&err)?;
-    index.set_tokenizers(tokenizers());
-    let reader = index
-        .reader_builder()
-        .reload_policy(ReloadPolicy::Manual)
-        .try_into()
-        .map_err(&err)?;
-    let searcher = reader.searcher();
-    let f = fields();
-    for seg in searcher.segment_readers() {
-        for field in [f.body, f.service, f.attributes, f.trace_id] {
-            seg.inverted_index(field).map_err(&err)?;
-        }
-    }
-    Ok(searcher)
 }
 
 #[derive(Clone)]

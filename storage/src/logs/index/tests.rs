@@ -300,7 +300,7 @@ async fn opening_an_index_needs_only_its_footer() {
         .unwrap();
     let footer = Footer::parse(tantivy::directory::OwnedBytes::new(bytes.to_vec())).unwrap();
     let dir = SplitDirectory::new(Arc::new(footer), Arc::new(Refuses));
-    let searcher = crate::logs::index::reader::open(&dir).unwrap();
+    let searcher = crate::logs::index::build::open(&dir).unwrap();
     assert_eq!(
         searcher.num_docs(),
         (LINES as u64).div_ceil(GRANULE_ROWS as u64)
