@@ -10,6 +10,7 @@ pub mod decode;
 pub mod encode;
 pub mod filter;
 pub mod format;
+pub mod histogram;
 pub mod index;
 pub mod model;
 pub mod schema;
@@ -17,5 +18,6 @@ pub mod search;
 
 pub use filter::LogFilter;
 pub use format::LogFormat;
+pub use histogram::{Histogram, LEVELS, histogram};
 pub use model::{LogRecord, severity_from_text};
 pub use search::{LogQuery, Order, search};

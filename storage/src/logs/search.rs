@@ -160,8 +160,11 @@ async fn search_file(
     Ok(check(read_records(reader.storage(), f).await?).await?)
 }
 
+/// What makes two stored records the same record.
+pub(crate) type Identity = (i64, i64, String, String, Option<[u8; 16]>, String);
+
 /// What makes two stored records the same record (a fresh copy and its flushed one).
-fn identity(r: &LogRecord) -> (i64, i64, String, String, Option<[u8; 16]>, String) {
+pub(crate) fn identity(r: &LogRecord) -> Identity {
     (
         r.time_unix_nano,
         r.observed_unix_nano,

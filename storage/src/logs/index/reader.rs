@@ -18,7 +18,7 @@ use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 use tantivy::Searcher;
-use tantivy::collector::TopDocs;
+use tantivy::collector::{DocSetCollector, TopDocs};
 use tantivy::directory::OwnedBytes;
 use tantivy::query::Query;
 
@@ -173,6 +173,39 @@ impl LogIndexReader {
         })
         .await
         .map_err(|e| StorageError::Internal(format!("log index task failed: {e}")))?
+    }
+
+    /// Every granule of `entry` that `query` selects, in document order.
+    pub async fn all_candidates(
+        &self,
+        entry: &FileEntry,
+        query: Box<dyn Query>,
+    ) -> Result<Vec<u32>, StorageError> {
+        let searcher = self.searcher(entry).await?;
+        let path = entry.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let docs = searcher
+                .search(&query, &DocSetCollector)
+                .map_err(index_err(&path))?;
+            let mut granules: Vec<u32> = docs.into_iter().map(|d| d.doc_id).collect();
+            granules.sort_unstable();
+            Ok(granules)
+        })
+        .await
+        .map_err(|e| StorageError::Internal(format!("log index task failed: {e}")))?
+    }
+
+    /// The named columns of every row of `entry`'s Parquet part.
+    pub async fn read_columns(
+        &self,
+        entry: &FileEntry,
+        columns: &[&str],
+    ) -> Result<Vec<arrow_array::RecordBatch>, StorageError> {
+        let meta = self.files.metadata(entry).await?;
+        let all = (0..meta.metadata().num_row_groups()).collect();
+        self.files
+            .read(entry, meta, all, None, Some(columns), None)
+            .await
     }
 
     /// The records of `granules` (any order) of `entry`, in row order.

@@ -306,3 +306,88 @@ async fn opening_an_index_needs_only_its_footer() {
         (LINES as u64).div_ceil(GRANULE_ROWS as u64)
     );
 }
+
+/// Counts per level of the records of `lines()` that `f` matches.
+fn truth(f: &LogFilter) -> [u64; 7] {
+    let terms = f.prepared_terms();
+    let mut out = [0; 7];
+    for r in lines().iter().filter(|r| f.matches(r, &terms)) {
+        out[crate::logs::histogram::level_of(r.severity_number)] += 1;
+    }
+    out
+}
+
+fn summed(h: &crate::logs::Histogram) -> [u64; 7] {
+    let mut out = [0; 7];
+    for b in &h.counts {
+        for (o, c) in out.iter_mut().zip(b) {
+            *o += c;
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn histograms_count_every_match_once_by_level() {
+    let (_s, catalog, format, tenant, _e) = stored().await;
+    let window = LogFilter {
+        start_unix_nano: T0,
+        end_unix_nano: T0 + LINES * 1_000_000 - 1,
+        ..LogFilter::default()
+    };
+    let cases = vec![
+        window.clone(),
+        LogFilter {
+            service: Some("cart".into()),
+            min_severity: Some(17),
+            ..window.clone()
+        },
+        LogFilter {
+            terms: vec!["served".into()],
+            ..window.clone()
+        },
+        LogFilter {
+            terms: vec![format!("r{:08x}", 4000 * 7919)],
+            ..window.clone()
+        },
+        LogFilter {
+            attributes: vec![("http.status_code".into(), "500".into())],
+            ..window.clone()
+        },
+    ];
+    let step = 1_000_000_000; // one second: 6000 lines 1 ms apart make six buckets
+    for f in cases {
+        for fresh in [
+            vec![],
+            vec![Arc::new(Chunk::new(lines()[..300].to_vec(), 0))],
+        ] {
+            let h = crate::logs::histogram(
+                &catalog,
+                format.reader(),
+                &tenant,
+                Duration::ZERO,
+                fresh,
+                &f,
+                step,
+            )
+            .await
+            .unwrap();
+            assert_eq!(h.counts.len(), 6);
+            assert_eq!(summed(&h), truth(&f), "{f:?}");
+        }
+    }
+    // Per bucket: the first second holds the first 1000 lines.
+    let h = crate::logs::histogram(
+        &catalog,
+        format.reader(),
+        &tenant,
+        Duration::ZERO,
+        vec![],
+        &window,
+        step,
+    )
+    .await
+    .unwrap();
+    assert_eq!(h.counts[0].iter().sum::<u64>(), 1000);
+    assert_eq!(h.counts[0][5], 100, "every tenth line is an error");
+}
