@@ -417,6 +417,10 @@ pub fn router(state: QueryState) -> Router {
         )
         .route("/api/v1/stats", get(crate::stats::stats))
         .route("/api/v1/logs", get(crate::logs::native::search_logs))
+        .route(
+            "/api/v1/logs/histogram",
+            get(crate::logs::histogram::log_histogram),
+        )
         .route("/api/{*rest}", get(not_found))
         .with_state(state)
 }

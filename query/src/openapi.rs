@@ -25,7 +25,8 @@ use crate::native::{
         native::list_services,
         native::list_operations,
         crate::stats::stats,
-        crate::logs::native::search_logs
+        crate::logs::native::search_logs,
+        crate::logs::histogram::log_histogram
     ),
     components(schemas(
         TraceResponse,
@@ -42,6 +43,8 @@ use crate::native::{
         crate::stats::StatsResponse,
         crate::logs::native::LogsResponse,
         crate::logs::native::LogLine,
+        crate::logs::histogram::HistogramResponse,
+        crate::logs::histogram::LevelCounts,
         crate::stats::SignalStats
     ))
 )]
@@ -55,7 +58,7 @@ fn schema_for(name: &str) -> Option<Value> {
     ]});
     Some(match name {
         "start" | "end" => time,
-        "minDuration" | "maxDuration" => json!({
+        "minDuration" | "maxDuration" | "step" => json!({
             "type": "string",
             "pattern": "^([0-9]{1,12}(\\.[0-9]{1,9})?(ns|us|µs|ms|s|m|h|d))+$"
         }),

@@ -255,6 +255,30 @@ async fn check_logs(server: &Server, runs: &[(&str, &serde_json::Value)]) {
         .map(|l| l["timeUnixNano"].as_str().unwrap().parse().unwrap())
         .collect();
     assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first");
+    // The histogram counts what the search finds, by level.
+    for query in ["", "severity>=error", "service:web"] {
+        let found = logs(server, query).await;
+        let url = server.url(&format!(
+            "/api/v1/logs/histogram?step=1m&query={}",
+            url::form_urlencoded::byte_serialize(query.as_bytes()).collect::<String>()
+        ));
+        let (status, h) = get_json(&url, None).await;
+        assert_eq!(status, 200, "{query}: {h}");
+        assert_eq!(h["total"], found.len(), "{query}: {h}");
+        let errors: u64 = h["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["level"] == "error")
+            .flat_map(|s| s["counts"].as_array().unwrap())
+            .map(|c| c.as_u64().unwrap())
+            .sum();
+        let want = found
+            .iter()
+            .filter(|l| (17..=20).contains(&l["severityNumber"].as_i64().unwrap()))
+            .count();
+        assert_eq!(errors, want as u64, "{query}: {h}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,7 +1,8 @@
 //! Logs on the query side: [`LogService`] (stored files through the catalog, plus the
 //! collector's fresh records in the same process), the native search syntax ([`syntax`]) and
-//! the native endpoint ([`native`]).
+//! the native endpoints: search ([`native`]) and the histogram by severity ([`histogram`]).
 
+pub mod histogram;
 pub mod native;
 pub mod syntax;
 
@@ -13,7 +14,7 @@ use loupe_storage::StorageError;
 use loupe_storage::catalog::Catalog;
 use loupe_storage::fresh::Fresh;
 use loupe_storage::logs::index::LogIndexReader;
-use loupe_storage::logs::{LogQuery, LogRecord, search};
+use loupe_storage::logs::{Histogram, LogFilter, LogQuery, LogRecord, search};
 
 pub struct LogService {
     catalog: Catalog,
@@ -36,6 +37,26 @@ impl LogService {
             fresh,
             max_age,
         }
+    }
+
+    /// How many lines match `filter`, per bucket of `step_nanos` and severity level.
+    pub async fn histogram(
+        &self,
+        tenant: &TenantId,
+        filter: &LogFilter,
+        step_nanos: i64,
+    ) -> Result<Histogram, StorageError> {
+        let chunks = self.fresh.chunks(tenant);
+        loupe_storage::logs::histogram(
+            &self.catalog,
+            &self.reader,
+            tenant,
+            self.max_age,
+            chunks,
+            filter,
+            step_nanos,
+        )
+        .await
     }
 
     /// The records of `q`, in its order.

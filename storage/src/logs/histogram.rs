@@ -53,7 +53,11 @@ pub struct Histogram {
 
 impl Histogram {
     fn new(filter: &LogFilter, step_nanos: i64) -> Self {
-        let span = (filter.end_unix_nano - filter.start_unix_nano).max(0) as u128 + 1;
+        let span = filter
+            .end_unix_nano
+            .saturating_sub(filter.start_unix_nano)
+            .max(0) as u128
+            + 1;
         let n = span.div_ceil(step_nanos.max(1) as u128) as usize;
         Histogram {
             start_unix_nano: filter.start_unix_nano,

@@ -24,6 +24,7 @@ pub const FIGURES: &[&str] = &[
     "log_stored_vs_zstd3",
     "log_search_p99_ms",
     "log_term_search_p99_ms",
+    "log_histogram_p99_ms",
 ];
 
 /// Needles looked up per run.
@@ -179,6 +180,36 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<()> {
         Some("<= 200"),
         json!({"runs": term_ms.len(), "p50_ms": percentile(&term_ms, 0.5), "lines": n,
             "query": "completed (in about a third of the lines), newest 100, warm"}),
+    ));
+    // The severity histogram of the last hour (every line sent is in it), 60 buckets.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64;
+    let histogram_url = format!(
+        "http://{}/api/v1/logs/histogram?start={}&end={now_ms}&step=1m",
+        server.http,
+        now_ms - 3_600_000
+    );
+    let mut histogram_ms = Vec::new();
+    for pass in 0..=ctx.sizes.search_repeat {
+        let (ms, body) = crate::phases::timed_get(&ctx.client, &histogram_url).await?;
+        if body["total"].as_u64() != Some(n as u64) {
+            anyhow::bail!(
+                "the histogram counts {} lines, {n} were sent",
+                body["total"]
+            );
+        }
+        if pass > 0 {
+            histogram_ms.push(ms);
+        }
+    }
+    ctx.emit(Figure::new(
+        "log_histogram_p99_ms",
+        percentile(&histogram_ms, 0.99),
+        "ms",
+        Some("<= 200"),
+        json!({"runs": histogram_ms.len(), "p50_ms": percentile(&histogram_ms, 0.5), "lines": n,
+            "query": "every line of the last hour by severity level, 1-minute buckets, warm"}),
     ));
     server.stop()?;
     Ok(())
