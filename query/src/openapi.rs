@@ -73,6 +73,7 @@ fn schema_for(name: &str) -> Option<Value> {
         }),
         "q" => json!({"type": "string", "format": "traceql"}),
         "order" => json!({"type": "string", "enum": ["newest", "oldest"]}),
+        "cursor" => json!({"type": "string", "pattern": "^[no][0-9]{1,19}-[0-9]{1,5}$"}),
         _ => return None,
     })
 }

@@ -255,6 +255,20 @@ async fn check_logs(server: &Server, runs: &[(&str, &serde_json::Value)]) {
         .map(|l| l["timeUnixNano"].as_str().unwrap().parse().unwrap())
         .collect();
     assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first");
+    // Pages of 4 through the cursor give the same lines in the same order.
+    let mut paged = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (status, body) =
+            get_json(&server.url(&format!("/api/v1/logs?limit=4{cursor}")), None).await;
+        assert_eq!(status, 200, "{body}");
+        paged.extend(body["logs"].as_array().unwrap().iter().cloned());
+        match body["nextCursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(paged, all, "paged through the cursor");
     // The histogram counts what the search finds, by level.
     for query in ["", "severity>=error", "service:web"] {
         let found = logs(server, query).await;
