@@ -421,6 +421,7 @@ pub fn router(state: QueryState) -> Router {
             "/api/v1/logs/histogram",
             get(crate::logs::histogram::log_histogram),
         )
+        .route("/api/v1/logs/facets", get(crate::logs::facets::log_facets))
         .route("/api/{*rest}", get(not_found))
         .with_state(state)
 }

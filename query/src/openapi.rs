@@ -26,7 +26,8 @@ use crate::native::{
         native::list_operations,
         crate::stats::stats,
         crate::logs::native::search_logs,
-        crate::logs::histogram::log_histogram
+        crate::logs::histogram::log_histogram,
+        crate::logs::facets::log_facets
     ),
     components(schemas(
         TraceResponse,
@@ -45,6 +46,8 @@ use crate::native::{
         crate::logs::native::LogLine,
         crate::logs::histogram::HistogramResponse,
         crate::logs::histogram::LevelCounts,
+        crate::logs::facets::FacetResponse,
+        crate::logs::facets::FacetValue,
         crate::stats::SignalStats
     ))
 )]
@@ -62,7 +65,8 @@ fn schema_for(name: &str) -> Option<Value> {
             "type": "string",
             "pattern": "^([0-9]{1,12}(\\.[0-9]{1,9})?(ns|us|µs|ms|s|m|h|d))+$"
         }),
-        "limit" => json!({"type": "integer", "minimum": 1}),
+        "limit" | "sample" => json!({"type": "integer", "minimum": 1}),
+        "field" => json!({"type": "string", "minLength": 1, "pattern": "\\S"}),
         "status" => json!({"type": "string", "enum": ["error", "ok", "unset"]}),
         "traceId" => json!({"type": "string", "pattern": "^[0-9a-fA-F]{1,32}$"}),
         "tags" => json!({

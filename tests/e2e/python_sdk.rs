@@ -269,6 +269,17 @@ async fn check_logs(server: &Server, runs: &[(&str, &serde_json::Value)]) {
         }
     }
     assert_eq!(paged, all, "paged through the cursor");
+    // Facets count the sampled lines' values: here every line.
+    let (status, f) = get_json(&server.url("/api/v1/logs/facets?field=service"), None).await;
+    assert_eq!(status, 200, "{f}");
+    assert_eq!(f["sampled"], all.len(), "{f}");
+    for v in f["values"].as_array().unwrap() {
+        let service = v["value"].as_str().unwrap();
+        let n = all.iter().filter(|l| l["serviceName"] == service).count();
+        assert_eq!(v["count"], n, "{service}: {f}");
+    }
+    let (status, f) = get_json(&server.url("/api/v1/logs/facets"), None).await;
+    assert_eq!(status, 400, "a facet needs a field: {f}");
     // The histogram counts what the search finds, by level.
     for query in ["", "severity>=error", "service:web"] {
         let found = logs(server, query).await;
