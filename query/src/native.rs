@@ -422,6 +422,10 @@ pub fn router(state: QueryState) -> Router {
             get(crate::logs::histogram::log_histogram),
         )
         .route("/api/v1/logs/facets", get(crate::logs::facets::log_facets))
+        .route(
+            "/api/v1/logs/context",
+            get(crate::logs::context::log_context),
+        )
         .route("/api/{*rest}", get(not_found))
         .with_state(state)
 }

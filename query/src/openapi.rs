@@ -27,7 +27,8 @@ use crate::native::{
         crate::stats::stats,
         crate::logs::native::search_logs,
         crate::logs::histogram::log_histogram,
-        crate::logs::facets::log_facets
+        crate::logs::facets::log_facets,
+        crate::logs::context::log_context
     ),
     components(schemas(
         TraceResponse,
@@ -48,6 +49,7 @@ use crate::native::{
         crate::logs::histogram::LevelCounts,
         crate::logs::facets::FacetResponse,
         crate::logs::facets::FacetValue,
+        crate::logs::context::ContextResponse,
         crate::stats::SignalStats
     ))
 )]
@@ -66,6 +68,8 @@ fn schema_for(name: &str) -> Option<Value> {
             "pattern": "^([0-9]{1,12}(\\.[0-9]{1,9})?(ns|us|µs|ms|s|m|h|d))+$"
         }),
         "limit" | "sample" => json!({"type": "integer", "minimum": 1}),
+        "before" | "after" => json!({"type": "integer", "minimum": 0}),
+        "time" => json!({"type": "string", "pattern": "^[0-9]{1,19}$"}),
         "field" => json!({"type": "string", "minLength": 1, "pattern": "\\S"}),
         "status" => json!({"type": "string", "enum": ["error", "ok", "unset"]}),
         "traceId" => json!({"type": "string", "pattern": "^[0-9a-fA-F]{1,32}$"}),

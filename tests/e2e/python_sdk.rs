@@ -280,6 +280,39 @@ async fn check_logs(server: &Server, runs: &[(&str, &serde_json::Value)]) {
     }
     let (status, f) = get_json(&server.url("/api/v1/logs/facets"), None).await;
     assert_eq!(status, 400, "a facet needs a field: {f}");
+    // The context of a line: the lines of its service just before and after it.
+    let line = &all[all.len() / 2];
+    let (service, t) = (
+        line["serviceName"].as_str().unwrap(),
+        line["timeUnixNano"].as_str().unwrap(),
+    );
+    let t_of =
+        |l: &serde_json::Value| -> i64 { l["timeUnixNano"].as_str().unwrap().parse().unwrap() };
+    let (status, c) = get_json(
+        &server.url(&format!(
+            "/api/v1/logs/context?time={t}&service={service}&before=2&after=2"
+        )),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{c}");
+    assert!(c["at"].as_array().unwrap().contains(line), "{c}");
+    let t: i64 = t.parse().unwrap();
+    let mut of_service: Vec<&serde_json::Value> =
+        all.iter().filter(|l| l["serviceName"] == service).collect();
+    of_service.sort_by_key(|l| t_of(l));
+    let want_before: Vec<&serde_json::Value> =
+        of_service.iter().copied().filter(|l| t_of(l) < t).collect();
+    let want_before = &want_before[want_before.len().saturating_sub(2)..];
+    let want_after: Vec<&serde_json::Value> = of_service
+        .iter()
+        .copied()
+        .filter(|l| t_of(l) > t)
+        .take(2)
+        .collect();
+    let got = |side: &str| c[side].as_array().unwrap().iter().collect::<Vec<_>>();
+    assert_eq!(got("before"), want_before, "{c}");
+    assert_eq!(got("after"), want_after, "{c}");
     // The histogram counts what the search finds, by level.
     for query in ["", "severity>=error", "service:web"] {
         let found = logs(server, query).await;

@@ -1,8 +1,9 @@
 //! Logs on the query side: [`LogService`] (stored files through the catalog, plus the
 //! collector's fresh records in the same process), the native search syntax ([`syntax`]) and
-//! the native endpoints: search ([`native`]), the histogram by severity ([`histogram`]) and the top values of a field
-//! ([`facets`]).
+//! the native endpoints: search ([`native`]), the histogram by severity ([`histogram`]), the top values of a field
+//! ([`facets`]) and the lines around a line ([`context`]).
 
+pub mod context;
 pub mod facets;
 pub mod histogram;
 pub mod native;
