@@ -26,6 +26,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use loupe_core::{Signal, TenantId};
 use loupe_storage::catalog::Catalog;
+use loupe_storage::fresh::Chunk;
+use loupe_storage::lifecycle::Format;
 use loupe_storage::logs::LogFormat;
 use loupe_storage::spans::SpanFormat;
 use loupe_wal::{OnDurable, Wal};
@@ -34,6 +36,7 @@ use crate::batcher::BatchLimits;
 use crate::error::IngestError;
 use crate::inflight::InFlight;
 use crate::lane::{Lane, SignalLane};
+use crate::otlp::Validated;
 use crate::replay::ReplayState;
 
 #[derive(Debug, Clone)]
@@ -63,6 +66,21 @@ impl Default for IngestLimits {
             max_log_line_bytes: 256 << 10,
         }
     }
+}
+
+/// One decoded export of a signal: the validation outcome, what goes to the WAL (the
+/// request as received when nothing had to change, else the valid part re-encoded), and the
+/// rows for the signal's lane (`None` when nothing was valid).
+pub struct Decoded<R> {
+    pub validated: Validated,
+    pub(crate) payload: Bytes,
+    pub(crate) chunk: Option<Chunk<R>>,
+}
+
+/// The names of a signal's export counters: items accepted, items refused as invalid.
+pub struct ExportCounters {
+    pub accepted: &'static str,
+    pub rejected: &'static str,
 }
 
 pub struct Ingester {
@@ -223,6 +241,33 @@ impl Ingester {
             .await?;
         metrics::counter!("loupe_ingest_bytes_total", "signal" => signal.as_str()).increment(bytes);
         Ok(seq)
+    }
+
+    /// Makes the valid rows of `decoded` durable and hands them to `lane` (one function for
+    /// every signal; `counters` names its metrics). Nothing is written when nothing was valid.
+    pub async fn export<F: Format>(
+        &self,
+        lane: &SignalLane<F>,
+        tenant: &TenantId,
+        decoded: Decoded<F::Rows>,
+        protocol: &'static str,
+        counters: ExportCounters,
+    ) -> Result<Validated, IngestError> {
+        let Decoded {
+            validated,
+            payload,
+            chunk,
+        } = decoded;
+        let signal = F::SIGNAL.as_str();
+        metrics::counter!(counters.rejected, "signal" => signal, "reason" => "invalid")
+            .increment(validated.rejected);
+        if let Some(chunk) = chunk {
+            let staged = lane.stage(tenant, chunk);
+            self.append(tenant, F::SIGNAL, payload, staged).await?;
+            metrics::counter!(counters.accepted, "signal" => signal, "protocol" => protocol)
+                .increment(validated.accepted);
+        }
+        Ok(validated)
     }
 
     /// The WAL may be trimmed below this (see the module docs).

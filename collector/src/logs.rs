@@ -1,27 +1,22 @@
 //! Logs at the edge: a request body (decompressed) becomes validated log records, the WAL
 //! payload and the chunk the logs lane will buffer — CPU work, run on the CPU pool by the
-//! edges — and is then made durable through the ingest core.
+//! edges — and is then made durable through the ingest core: the export is answered after its
+//! WAL record (with any filled-in times, so replay rebuilds the same records) is fsynced; see
+//! `crate::ingest` for what is synced when after that.
 
 use bytes::Bytes;
-use loupe_core::{Signal, TenantId};
+use loupe_core::TenantId;
 use loupe_storage::fresh::Chunk;
 use loupe_storage::logs::LogRecord;
 use prost::Message;
 
 use crate::error::IngestError;
-use crate::ingest::Ingester;
+use crate::ingest::{Decoded, ExportCounters, Ingester};
 use crate::otlp::logs::{decode_logs, to_log_records, validate_logs};
 use crate::otlp::{Encoding, TimeWindow, Validated};
 
 /// A decoded log export.
-pub struct DecodedLogs {
-    pub validated: Validated,
-    /// What goes to the WAL: the request as received when it was protobuf, every record was
-    /// valid and had both times; else the valid records with their filled-in times,
-    /// re-encoded.
-    payload: Bytes,
-    chunk: Option<Chunk<Vec<LogRecord>>>,
-}
+pub type DecodedLogs = Decoded<Vec<LogRecord>>;
 
 /// Decodes, validates and converts one request. CPU-heavy: call on the CPU pool.
 pub fn decode_request(
@@ -42,7 +37,7 @@ pub fn decode_request(
         .all(|r| r.time_unix_nano != 0 && r.observed_time_unix_nano != 0);
     let validated = validate_logs(&mut req, &window, max_line, now);
     if validated.accepted == 0 {
-        return Ok(DecodedLogs {
+        return Ok(Decoded {
             validated,
             payload: Bytes::new(),
             chunk: None,
@@ -54,7 +49,7 @@ pub fn decode_request(
         Bytes::from(req.encode_to_vec())
     };
     let chunk = Chunk::new(to_log_records(req), payload.len() as u64);
-    Ok(DecodedLogs {
+    Ok(Decoded {
         validated,
         payload,
         chunk: Some(chunk),
@@ -68,22 +63,13 @@ pub async fn export(
     decoded: DecodedLogs,
     protocol: &'static str,
 ) -> Result<Validated, IngestError> {
-    let DecodedLogs {
-        validated,
-        payload,
-        chunk,
-    } = decoded;
-    metrics::counter!("loupe_ingest_rejected_log_records_total", "signal" => "logs", "reason" => "invalid")
-        .increment(validated.rejected);
-    if let Some(chunk) = chunk {
-        let staged = ingester.logs().stage(tenant, chunk);
-        ingester
-            .append(tenant, Signal::Logs, payload, staged)
-            .await?;
-        metrics::counter!("loupe_ingest_log_records_total", "signal" => "logs", "protocol" => protocol)
-            .increment(validated.accepted);
-    }
-    Ok(validated)
+    let counters = ExportCounters {
+        accepted: "loupe_ingest_log_records_total",
+        rejected: "loupe_ingest_rejected_log_records_total",
+    };
+    ingester
+        .export(ingester.logs(), tenant, decoded, protocol, counters)
+        .await
 }
 
 #[cfg(test)]

@@ -3,25 +3,19 @@
 //! is then made durable through the ingest core.
 
 use bytes::Bytes;
-use loupe_core::{Signal, TenantId};
+use loupe_core::TenantId;
 use loupe_storage::fresh::Chunk;
 use loupe_storage::spans::SpanRows;
 use prost::Message;
 
 use crate::error::IngestError;
-use crate::ingest::Ingester;
+use crate::ingest::{Decoded, ExportCounters, Ingester};
 use crate::otlp::{
     Encoding, TimeWindow, Validated, decode_traces, to_span_records, validate_traces,
 };
 
 /// A decoded trace export.
-pub struct DecodedTraces {
-    pub validated: Validated,
-    /// What goes to the WAL: the request as received when every span was valid (no
-    /// re-encoding), else the valid spans re-encoded.
-    payload: Bytes,
-    chunk: Option<Chunk<SpanRows>>,
-}
+pub type DecodedTraces = Decoded<SpanRows>;
 
 /// Decodes, validates (spans outside `window` are rejected) and converts one request.
 /// CPU-heavy: call on the CPU pool.
@@ -38,14 +32,14 @@ pub fn decode_request(
             ..Validated::default()
         };
         if spans == 0 {
-            return Ok(DecodedTraces {
+            return Ok(Decoded {
                 validated,
                 payload: Bytes::new(),
                 chunk: None,
             });
         }
         let chunk = Chunk::new(rows, plain.len() as u64);
-        return Ok(DecodedTraces {
+        return Ok(Decoded {
             validated,
             payload: plain,
             chunk: Some(chunk),
@@ -54,7 +48,7 @@ pub fn decode_request(
     let mut req = decode_traces(&plain, enc)?;
     let validated = validate_traces(&mut req, &window);
     if validated.accepted == 0 {
-        return Ok(DecodedTraces {
+        return Ok(Decoded {
             validated,
             payload: Bytes::new(),
             chunk: None,
@@ -68,7 +62,7 @@ pub fn decode_request(
     let rows = SpanRows::from_records(&to_span_records(req))
         .map_err(|e| IngestError::Internal(e.to_string()))?;
     let chunk = Chunk::new(rows, payload.len() as u64);
-    Ok(DecodedTraces {
+    Ok(Decoded {
         validated,
         payload,
         chunk: Some(chunk),
@@ -82,20 +76,11 @@ pub async fn export(
     decoded: DecodedTraces,
     protocol: &'static str,
 ) -> Result<Validated, IngestError> {
-    let DecodedTraces {
-        validated,
-        payload,
-        chunk,
-    } = decoded;
-    metrics::counter!("loupe_ingest_rejected_spans_total", "signal" => "traces", "reason" => "invalid")
-        .increment(validated.rejected);
-    if let Some(chunk) = chunk {
-        let staged = ingester.traces().stage(tenant, chunk);
-        ingester
-            .append(tenant, Signal::Traces, payload, staged)
-            .await?;
-        metrics::counter!("loupe_ingest_spans_total", "signal" => "traces", "protocol" => protocol)
-            .increment(validated.accepted);
-    }
-    Ok(validated)
+    let counters = ExportCounters {
+        accepted: "loupe_ingest_spans_total",
+        rejected: "loupe_ingest_rejected_spans_total",
+    };
+    ingester
+        .export(ingester.traces(), tenant, decoded, protocol, counters)
+        .await
 }
