@@ -43,7 +43,7 @@ impl SpanReader {
         entry: &FileEntry,
         (start, end): (i64, i64),
     ) -> Result<Vec<SpanLink>, StorageError> {
-        let meta = self.metadata(entry).await?;
+        let meta = self.files.metadata(entry).await?;
         let row_groups = row_groups_starting_in(&meta, start, end);
         let cols = [
             schema::TRACE_ID,
@@ -53,6 +53,7 @@ impl SpanReader {
             schema::START,
         ];
         let batches = self
+            .files
             .read(entry, meta, row_groups, None, Some(&cols), None)
             .await?;
         Ok(loupe_core::cpu::run(move || links_in(batches.iter(), (start, end))).await?)

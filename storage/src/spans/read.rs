@@ -91,7 +91,7 @@ pub fn operations_in<'a>(batches: impl Iterator<Item = &'a RecordBatch>) -> Vec<
 }
 
 pub struct SpanReader {
-    files: ParquetFiles,
+    pub(super) files: ParquetFiles,
     operations: Mutex<HashMap<String, Arc<Vec<Operation>>>>,
 }
 
@@ -141,27 +141,6 @@ impl SpanReader {
         }
     }
 
-    pub(super) async fn metadata(
-        &self,
-        entry: &FileEntry,
-    ) -> Result<ArrowReaderMetadata, StorageError> {
-        self.files.metadata(entry).await
-    }
-
-    pub(super) async fn read(
-        &self,
-        entry: &FileEntry,
-        meta: ArrowReaderMetadata,
-        row_groups: Vec<usize>,
-        selection: Option<RowSelection>,
-        columns: Option<&[&str]>,
-        row_filter: Option<RowFilter>,
-    ) -> Result<Vec<RecordBatch>, StorageError> {
-        self.files
-            .read(entry, meta, row_groups, selection, columns, row_filter)
-            .await
-    }
-
     /// Every span of `ids` that `entry` holds. Row groups are pruned by their `trace_id`
     /// statistics and, within them, pages by the column index, so a lookup decodes only the
     /// pages (of every column) whose id range covers a wanted trace.
@@ -181,13 +160,14 @@ impl SpanReader {
         ids: &HashSet<TraceId>,
         projection: Option<&Projection>,
     ) -> Result<Vec<SpanRecord>, StorageError> {
-        let meta = self.metadata(entry).await?;
+        let meta = self.files.metadata(entry).await?;
         let (row_groups, selection) = match column_index(&meta, schema::TRACE_ID) {
             Some(col) => plan_lookup(&meta, col, ids),
             None => ((0..meta.metadata().num_row_groups()).collect(), None),
         };
         let columns = projection.map(|p| p.columns_for(json_keys_of(&meta).as_ref()));
         let batches = self
+            .files
             .read(entry, meta, row_groups, selection, columns.as_deref(), None)
             .await?;
         let ids = ids.clone();
@@ -218,7 +198,7 @@ impl SpanReader {
         entry: &FileEntry,
         filter: &SpanFilter,
     ) -> Result<Vec<(TraceId, i64)>, StorageError> {
-        let meta = self.metadata(entry).await?;
+        let meta = self.files.metadata(entry).await?;
         let row_groups =
             row_groups_starting_in(&meta, filter.start_unix_nano, filter.end_unix_nano);
         let json_keys = json_keys_of(&meta);
@@ -262,6 +242,7 @@ impl SpanReader {
             Some(RowFilter::new(vec![Box::new(pred)]))
         });
         let batches = self
+            .files
             .read(entry, meta, row_groups, None, Some(&cols), row_filter)
             .await?;
         let filter = filter.clone();
@@ -279,14 +260,14 @@ impl SpanReader {
         &self,
         entry: &FileEntry,
     ) -> Result<Option<HashSet<String>>, StorageError> {
-        Ok(json_keys_of(&self.metadata(entry).await?))
+        Ok(json_keys_of(&self.files.metadata(entry).await?))
     }
 
     /// The whole file, in full schema (for compaction).
     pub async fn read_all(&self, entry: &FileEntry) -> Result<Vec<RecordBatch>, StorageError> {
-        let meta = self.metadata(entry).await?;
+        let meta = self.files.metadata(entry).await?;
         let all = (0..meta.metadata().num_row_groups()).collect();
-        self.read(entry, meta, all, None, None, None).await
+        self.files.read(entry, meta, all, None, None, None).await
     }
 
     /// Distinct (service, name, kind) in `entry`; cached per file.
@@ -299,10 +280,13 @@ impl SpanReader {
         {
             return Ok(ops.clone());
         }
-        let meta = self.metadata(entry).await?;
+        let meta = self.files.metadata(entry).await?;
         let all = (0..meta.metadata().num_row_groups()).collect();
         let cols = [schema::SERVICE_NAME, schema::NAME, schema::KIND];
-        let batches = self.read(entry, meta, all, None, Some(&cols), None).await?;
+        let batches = self
+            .files
+            .read(entry, meta, all, None, Some(&cols), None)
+            .await?;
         let ops: Arc<Vec<Operation>> =
             Arc::new(loupe_core::cpu::run(move || operations_in(batches.iter())).await?);
         let mut cache = self.operations.lock().unwrap_or_else(|e| e.into_inner());
