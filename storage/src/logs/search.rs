@@ -142,7 +142,7 @@ async fn search_file(
             let Some(next) = next else {
                 return Ok(out);
             };
-            if out.len() >= q.limit {
+            if q.limit > 0 && out.len() >= q.limit {
                 sort(&mut out, q.order);
                 let kth = out[q.limit - 1].time_unix_nano;
                 let done = match q.order {

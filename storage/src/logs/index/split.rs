@@ -6,6 +6,11 @@
 //! the footer is ([`IndexLocation`]), so one ranged read opens an index; a search then reads
 //! only the term dictionary blocks and posting lists it needs.
 //!
+//! Durability is the file's: the index is built before the upload and written in the same
+//! object, by the same put (synced on the local store before it returns), before the catalog
+//! commit that names the file. A committed log file always has its index; a crash before the
+//! commit leaves an orphan that the sweep deletes, as for any file.
+//!
 //! [`SplitDirectory`] is tantivy's view of such an object: read-only, every read served
 //! from the hot bytes or else from a [`Ranges`] source (memory, or the object store with a
 //! cache: `index::reader`).
