@@ -141,8 +141,10 @@ async fn kill_loop_under_concurrent_load_loses_and_duplicates_nothing() {
     verify_exactly_once(&server, &sent).await;
 }
 
-/// Log exporters under kill -9: every acknowledged line is stored once, no line twice, and
-/// nothing appears that was not sent. Lines are few enough (≤ 1000) for one search to list.
+/// Log exporters under kill -9, with flushes every 100 ms and compaction (which rebuilds the
+/// log files' indexes) every second: every acknowledged line is stored once, no line twice,
+/// and nothing appears that was not sent; lines are found through the index by their words.
+/// Lines are few enough (≤ 1000) for one search to list.
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_loop_with_log_exporters_loses_and_duplicates_no_line() {
     use std::sync::{Arc, Mutex};
@@ -151,6 +153,7 @@ async fn kill_loop_with_log_exporters_loses_and_duplicates_no_line() {
     let dir = tempfile::tempdir().unwrap();
     let mut env = fixed_addrs();
     env.push(("LOUPE_FLUSH_INTERVAL", "100ms".to_string()));
+    env.push(("LOUPE_COMPACTION_INTERVAL", "1s".to_string()));
     let env = env_refs(&env);
     let server = Server::start(&["server"], dir.path(), &env);
     let url = server.otlp_url("/v1/logs");
@@ -196,6 +199,23 @@ async fn kill_loop_with_log_exporters_loses_and_duplicates_no_line() {
     assert!(server.take().unwrap().stop().success());
     let server = Server::start(&["server"], dir.path(), &env);
     server.wait_ready().await;
+    // The checks read merged files: compaction (before or after the last kill) rebuilt their
+    // indexes. Either a merged file exists already or enough small ones are left to merge.
+    let storage =
+        loupe_storage::store::Storage::open(&format!("file://{}/objects", dir.path().display()))
+            .unwrap();
+    let catalog = loupe_storage::catalog::Catalog::new(storage, "kill-loop-check");
+    crate::harness::eventually(60, "a merged log file", || async {
+        let state = catalog
+            .refresh(
+                &loupe_storage::TenantId::default_tenant(),
+                loupe_storage::Signal::Logs,
+            )
+            .await
+            .ok()?;
+        state.files().any(|f| f.level > 0).then_some(())
+    })
+    .await;
     let (status, found) = get_json(
         &server.url("/api/v1/logs?query=service%3Akl&limit=1000&order=oldest"),
         None,
@@ -227,6 +247,22 @@ async fn kill_loop_with_log_exporters_loses_and_duplicates_no_line() {
     assert_eq!(before, stored.len(), "no line stored twice");
     for b in &acked {
         assert!(stored.binary_search(b).is_ok(), "acknowledged {b} lost");
+    }
+    // Found by their words through the index of whatever files hold them now.
+    for b in acked.iter().step_by(40) {
+        let (status, found) = get_json(
+            &server.url(&format!("/api/v1/logs?query=service%3Akl+{b}&limit=10")),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{found}");
+        let bodies: Vec<&str> = found["logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["body"].as_str().unwrap())
+            .collect();
+        assert_eq!(bodies, [b.as_str()], "a search for {b}");
     }
     for s in &stored {
         assert!(
