@@ -13,7 +13,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use loupe_core::TenantId;
-use loupe_storage::fresh::{Chunk, Fresh};
+use loupe_storage::fresh::{ARRIVALS_CAPACITY, Arrived, Chunk, Fresh};
+use tokio::sync::broadcast;
 
 /// When an open batch is sealed for flushing before the interval. The byte bound keeps every
 /// Arrow string column of the file far from its 2 GiB offset limit.
@@ -81,6 +82,8 @@ pub struct Batcher<R> {
     /// Woken when a batch is sealed by its limits.
     pub flush_now: tokio::sync::Notify,
     limits: BatchLimits,
+    /// Every chunk as it arrives, for live tail.
+    arrivals: broadcast::Sender<Arrived<R>>,
 }
 
 impl<R: loupe_storage::fresh::Rows> Batcher<R> {
@@ -93,6 +96,7 @@ impl<R: loupe_storage::fresh::Rows> Batcher<R> {
             }),
             flush_now: tokio::sync::Notify::new(),
             limits,
+            arrivals: broadcast::Sender::new(ARRIVALS_CAPACITY),
         }
     }
 
@@ -102,6 +106,13 @@ impl<R: loupe_storage::fresh::Rows> Batcher<R> {
 
     /// Adds the chunk of WAL record `seq`. Records must arrive in sequence order.
     pub fn push(&self, tenant: &TenantId, seq: u64, chunk: Arc<Chunk<R>>) {
+        if self.arrivals.receiver_count() > 0 {
+            // No subscriber left is not an error: the send is only for live tails.
+            let _ = self.arrivals.send(Arrived {
+                tenant: tenant.clone(),
+                chunk: chunk.clone(),
+            });
+        }
         let sealed = {
             let mut st = self.lock();
             st.buffered_bytes += chunk.bytes();
@@ -183,6 +194,10 @@ impl<R: loupe_storage::fresh::Rows> Fresh<R> for Batcher<R> {
             out.extend(o.chunks.iter().cloned());
         }
         out
+    }
+
+    fn subscribe(&self) -> Option<broadcast::Receiver<Arrived<R>>> {
+        Some(self.arrivals.subscribe())
     }
 }
 

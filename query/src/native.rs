@@ -422,6 +422,7 @@ pub fn router(state: QueryState) -> Router {
             get(crate::logs::histogram::log_histogram),
         )
         .route("/api/v1/logs/facets", get(crate::logs::facets::log_facets))
+        .route("/api/v1/logs/tail", get(crate::logs::tail::tail_logs))
         .route(
             "/api/v1/logs/context",
             get(crate::logs::context::log_context),

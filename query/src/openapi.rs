@@ -28,7 +28,8 @@ use crate::native::{
         crate::logs::native::search_logs,
         crate::logs::histogram::log_histogram,
         crate::logs::facets::log_facets,
-        crate::logs::context::log_context
+        crate::logs::context::log_context,
+        crate::logs::tail::tail_logs
     ),
     components(schemas(
         TraceResponse,

@@ -8,6 +8,10 @@
 //! runtime; a lookup by trace id skips every chunk whose id list lacks the id. The query crate
 //! consumes [`Fresh`] without depending on the collector; a process that runs the query role
 //! alone has no fresh data ([`NoFresh`]) and sees data once its flush is committed.
+//!
+//! Live tail uses the same hook: [`Fresh::subscribe`] hands out every chunk as it is
+//! acknowledged ([`Arrived`]), through a bounded broadcast channel; a subscriber that falls
+//! more than [`ARRIVALS_CAPACITY`] chunks behind is told how many it missed.
 
 use std::sync::Arc;
 
@@ -86,10 +90,35 @@ impl<R> Chunk<R> {
     }
 }
 
+/// A chunk as it is acknowledged, for live tail.
+#[derive(Debug)]
+pub struct Arrived<R> {
+    pub tenant: TenantId,
+    pub chunk: Arc<Chunk<R>>,
+}
+
+impl<R> Clone for Arrived<R> {
+    fn clone(&self) -> Self {
+        Arrived {
+            tenant: self.tenant.clone(),
+            chunk: self.chunk.clone(),
+        }
+    }
+}
+
+/// Chunks a live-tail subscriber may fall behind before it misses some.
+pub const ARRIVALS_CAPACITY: usize = 4096;
+
 /// The fresh chunks of a tenant, for one signal.
 pub trait Fresh<R>: Send + Sync {
     /// A snapshot of `tenant`'s unflushed chunks, oldest first.
     fn chunks(&self, tenant: &TenantId) -> Vec<Arc<Chunk<R>>>;
+
+    /// Every chunk acknowledged from now on, in acknowledgement order (`None`: this process
+    /// acknowledges nothing).
+    fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<Arrived<R>>> {
+        None
+    }
 }
 
 /// No fresh data: the standalone query role.

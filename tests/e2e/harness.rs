@@ -215,3 +215,76 @@ pub async fn get_json(url: &str, token: Option<&str>) -> (u16, serde_json::Value
         serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)),
     )
 }
+
+/// A server-sent-events stream being read: its events `(event, data)` as they come.
+pub struct EventStream {
+    rx: tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
+}
+
+impl EventStream {
+    /// Opens `url`; fails the test unless it answers 200 with `text/event-stream`.
+    pub async fn open(url: &str) -> EventStream {
+        use futures::StreamExt;
+        let resp = reqwest::Client::new()
+            .get(url)
+            .send()
+            .await
+            .expect("open event stream");
+        assert_eq!(resp.status(), 200, "{url}");
+        let ct = resp.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(ct.starts_with("text/event-stream"), "{ct}");
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut body = resp.bytes_stream();
+        tokio::spawn(async move {
+            let mut buf = String::new();
+            while let Some(Ok(chunk)) = body.next().await {
+                buf.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buf.find("\n\n") {
+                    let block: String = buf.drain(..end + 2).collect();
+                    let (mut event, mut data) = (String::from("message"), String::new());
+                    for line in block.lines() {
+                        if let Some(v) = line.strip_prefix("event:") {
+                            event = v.trim().to_string();
+                        } else if let Some(v) = line.strip_prefix("data:") {
+                            data.push_str(v.trim_start());
+                        }
+                    }
+                    if !data.is_empty() && tx.send((event, data)).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        EventStream { rx }
+    }
+
+    /// The next event, waiting at most `secs`.
+    pub async fn next(&mut self, secs: u64) -> Option<(String, serde_json::Value)> {
+        let (event, data) = tokio::time::timeout(Duration::from_secs(secs), self.rx.recv())
+            .await
+            .ok()??;
+        Some((
+            event,
+            serde_json::from_str(&data).expect("event data is JSON"),
+        ))
+    }
+}
+
+/// Posts one OTLP/JSON log export of `lines` from `service`; fails the test unless acked.
+pub async fn post_log_lines(otlp_url: &str, service: &str, lines: &[&str]) {
+    let records: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::json!({"body": {"stringValue": l}}))
+        .collect();
+    let export = serde_json::json!({"resourceLogs": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
+        "scopeLogs": [{"logRecords": records}]}]});
+    let resp = reqwest::Client::new()
+        .post(otlp_url)
+        .header("content-type", "application/json")
+        .body(export.to_string())
+        .send()
+        .await
+        .expect("post logs");
+    assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
+}

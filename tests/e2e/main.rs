@@ -10,6 +10,7 @@ mod durability;
 mod full_disk;
 mod grafana_tempo;
 mod harness;
+mod live_tail;
 mod load;
 mod openapi;
 mod otlp;

@@ -1,13 +1,14 @@
 //! Logs on the query side: [`LogService`] (stored files through the catalog, plus the
 //! collector's fresh records in the same process), the native search syntax ([`syntax`]) and
 //! the native endpoints: search ([`native`]), the histogram by severity ([`histogram`]), the top values of a field
-//! ([`facets`]) and the lines around a line ([`context`]).
+//! ([`facets`]), the lines around a line ([`context`]) and live tail ([`tail`]).
 
 pub mod context;
 pub mod facets;
 pub mod histogram;
 pub mod native;
 pub mod syntax;
+pub mod tail;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,6 +61,21 @@ impl LogService {
             step_nanos,
         )
         .await
+    }
+
+    /// Starts a live tail of `tenant`'s new lines that match `filter` (see
+    /// [`loupe_storage::logs::tail`]).
+    pub fn tail(
+        &self,
+        tenant: &TenantId,
+        filter: LogFilter,
+    ) -> tokio::sync::mpsc::Receiver<loupe_storage::logs::tail::TailEvent> {
+        loupe_storage::logs::tail::tail(
+            self.fresh.as_ref(),
+            self.catalog.clone(),
+            tenant.clone(),
+            filter,
+        )
     }
 
     /// The records of `q`, in its order.

@@ -1,6 +1,7 @@
 //! Log records: the model the collector buffers and queries return ([`model`]), their
 //! Parquet file format ([`schema`], [`encode`], [`decode`]), the file lifecycle's
-//! [`LogFormat`], and the predicate every log search applies ([`filter`]).
+//! [`LogFormat`], the predicate every log search applies ([`filter`]) and live tail
+//! ([`tail`]).
 //!
 //! A log file is sorted by (service, time) so lines of one service sit together and
 //! compress well; its catalog entry carries the time range, the services and a filter of the
@@ -15,6 +16,7 @@ pub mod index;
 pub mod model;
 pub mod schema;
 pub mod search;
+pub mod tail;
 
 pub use filter::LogFilter;
 pub use format::LogFormat;

@@ -3,7 +3,8 @@
 //! server CPU-second (from the first send until the lines are in files), and the stored size
 //! (every byte of the log files) against `zstd -3` of the same raw text; then warm searches
 //! through the native API: a needle (one request or trace id over the whole data set) and a
-//! common term (newest 100).
+//! common term (newest 100), the severity histogram, and the time from a line's ack to its
+//! arrival on a live tail (server-sent events).
 
 use std::sync::Arc;
 
@@ -25,7 +26,11 @@ pub const FIGURES: &[&str] = &[
     "log_search_p99_ms",
     "log_term_search_p99_ms",
     "log_histogram_p99_ms",
+    "log_ack_to_tail_p99_ms",
 ];
+
+/// Lines sent one at a time to a live tail.
+const TAIL_PROBES: usize = 50;
 
 /// Needles looked up per run.
 const NEEDLES: usize = 20;
@@ -211,6 +216,81 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<()> {
         json!({"runs": histogram_ms.len(), "p50_ms": percentile(&histogram_ms, 0.5), "lines": n,
             "query": "every line of the last hour by severity level, 1-minute buckets, warm"}),
     ));
+    if ctx.wanted("log_ack_to_tail_p99_ms") {
+        let (ack_ms, send_ms) = tail_latency(ctx, &server).await?;
+        ctx.emit(Figure::new(
+            "log_ack_to_tail_p99_ms",
+            percentile(&ack_ms, 0.99),
+            "ms",
+            Some("<= 2000"),
+            json!({"lines": ack_ms.len(), "p50_ms": percentile(&ack_ms, 0.5),
+                "send_to_tail_p99_ms": percentile(&send_ms, 0.99),
+                "measured": "one OTLP/JSON export of one line at a time, after the searches; from the export's 200 response to the line's event on GET /api/v1/logs/tail (0 when the event came first)"}),
+        ));
+    }
     server.stop()?;
     Ok(())
+}
+
+/// Sends [`TAIL_PROBES`] lines one at a time with a live tail open; per line, the time from
+/// its ack to its tail event, and from its send.
+async fn tail_latency(
+    ctx: &Ctx<'_>,
+    server: &crate::server::Server,
+) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
+    use futures::StreamExt;
+    use std::time::{Duration, Instant};
+    let resp = ctx
+        .client
+        .get(format!(
+            "http://{}/api/v1/logs/tail?query=tailprobe",
+            server.http
+        ))
+        .send()
+        .await?
+        .error_for_status()?;
+    let mut events = resp.bytes_stream();
+    let mut buf = String::new();
+    let (mut ack_ms, mut send_ms) = (Vec::new(), Vec::new());
+    for i in 0..TAIL_PROBES {
+        let body = format!("tailprobe {i} arrived");
+        let export = json!({"resourceLogs": [{
+            "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "tail"}}]},
+            "scopeLogs": [{"logRecords": [{"body": {"stringValue": body}}]}]}]});
+        let sent = Instant::now();
+        let post = ctx
+            .client
+            .post(format!("http://{}/v1/logs", server.otlp_http))
+            .header("content-type", "application/json")
+            .body(export.to_string())
+            .send();
+        // The event may come before the answer: read both at once.
+        let wait_event = async {
+            loop {
+                if buf.contains(&body) {
+                    buf.clear();
+                    return Ok::<Instant, anyhow::Error>(Instant::now());
+                }
+                match tokio::time::timeout(Duration::from_secs(30), events.next()).await {
+                    Ok(Some(chunk)) => buf.push_str(&String::from_utf8_lossy(&chunk?)),
+                    _ => anyhow::bail!("line {i} did not arrive on the tail within 30 s"),
+                }
+            }
+        };
+        let (answer, arrived) = tokio::join!(
+            async {
+                let r = post.await?.error_for_status()?;
+                Ok::<Instant, anyhow::Error>({
+                    let at = Instant::now();
+                    drop(r);
+                    at
+                })
+            },
+            wait_event
+        );
+        let (acked, arrived) = (answer?, arrived?);
+        ack_ms.push(arrived.saturating_duration_since(acked).as_secs_f64() * 1e3);
+        send_ms.push((arrived - sent).as_secs_f64() * 1e3);
+    }
+    Ok((ack_ms, send_ms))
 }
