@@ -255,6 +255,37 @@ async fn check_logs(server: &Server, runs: &[(&str, &serde_json::Value)]) {
         .map(|l| l["timeUnixNano"].as_str().unwrap().parse().unwrap())
         .collect();
     assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first");
+    // Boolean operators, wildcards and ranges select what the same test on every line does.
+    type Pick = fn(&serde_json::Value) -> bool;
+    let cases: [(&str, Pick); 4] = [
+        ("service:billing OR service:orders", |l| {
+            l["serviceName"] != "web"
+        }),
+        ("-service:web (severity>=error OR NOT declined)", |l| {
+            l["serviceName"] != "web"
+                && (l["severityNumber"].as_i64().unwrap() >= 17
+                    || !l["body"].to_string().to_lowercase().contains("declined"))
+        }),
+        (
+            "service:bill* attributes.http.status_code:[500 TO 599]",
+            |l| {
+                l["serviceName"] == "billing"
+                    && l["attributes"]["http.status_code"]
+                        .as_i64()
+                        .is_some_and(|c| (500..=599).contains(&c))
+            },
+        ),
+        ("decl* OR traceparent", |l| {
+            let b = l["body"].to_string().to_lowercase();
+            b.contains("declined") || b.contains("traceparent")
+        }),
+    ];
+    for (query, pick) in cases {
+        let got = logs(server, query).await;
+        let want: Vec<&serde_json::Value> = all.iter().filter(|l| pick(l)).collect();
+        assert!(!want.is_empty(), "{query} selects something");
+        assert_eq!(got.iter().collect::<Vec<_>>(), want, "{query}");
+    }
     // Pages of 4 through the cursor give the same lines in the same order.
     let mut paged = Vec::new();
     let mut cursor = String::new();

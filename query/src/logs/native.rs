@@ -204,7 +204,7 @@ pub fn log_query(query: &str) -> Result<LogQuery, QueryError> {
 
 #[utoipa::path(get, path = "/api/v1/logs", tag = "logs",
     params(
-        ("query" = Option<String>, Query, description = "conditions, all of which must hold: words and \"phrases\" in the body (whole tokens in a row, ignoring case; a token is a run of letters and digits), service:NAME, trace_id:ID, severity:LEVEL, severity>=LEVEL, severity<=LEVEL, key:value on an attribute (attributes.key:value, resource.key:value)"),
+        ("query" = Option<String>, Query, description = "Lucene-like conditions, all of which must hold: words and \"phrases\" in the body (whole tokens in a row, ignoring case; a token is a run of letters and digits), service:NAME, trace_id:ID, severity:LEVEL, severity>=LEVEL (also >, <=, <, :[LEVEL TO LEVEL]), key:value on an attribute (attributes.key:value, resource.key:value); wildcards (time*, service:check*), ranges (key>=500, key:[200 TO 299], key:{a TO *}), OR, AND, NOT or -, parentheses"),
         ("start" = Option<String>, Query, description = "unix milliseconds or RFC 3339; default end - 1h"),
         ("end" = Option<String>, Query, description = "unix milliseconds or RFC 3339; default now"),
         ("limit" = Option<usize>, Query, description = "1 to 1000 (larger values are clamped), default 100"),

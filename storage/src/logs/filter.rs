@@ -2,6 +2,7 @@
 //! catalog-level test that skips files which cannot hold a match.
 
 use crate::catalog::FileEntry;
+use crate::logs::expr::LogExpr;
 use crate::logs::index::tokens::{Term, text_matches};
 use crate::logs::model::LogRecord;
 use crate::model::TraceId;
@@ -23,6 +24,8 @@ pub struct LogFilter {
     /// `key = value` on the record's attributes or else its resource's (values compared as
     /// text, as span tag filters are).
     pub attributes: Vec<(String, String)>,
+    /// Any other condition (alternatives, negations, wildcards, ranges), which must hold too.
+    pub expr: Option<LogExpr>,
 }
 
 impl LogFilter {
@@ -65,7 +68,15 @@ impl LogFilter {
                 return false;
             }
         }
-        text_matches(&r.body_text(), terms)
+        text_matches(&r.body_text(), terms) && self.expr.as_ref().is_none_or(|e| e.matches(r))
+    }
+
+    /// Whether the filter asks only for a time range, service and severity.
+    pub fn is_plain(&self) -> bool {
+        self.terms.is_empty()
+            && self.attributes.is_empty()
+            && self.trace_id.is_none()
+            && self.expr.is_none()
     }
 }
 

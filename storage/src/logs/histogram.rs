@@ -153,8 +153,7 @@ async fn count_file(
     fresh: Option<&Identities>,
 ) -> Result<Histogram, StorageError> {
     let mut h = Histogram::new(filter, step_nanos);
-    let columns_suffice =
-        terms.is_empty() && filter.attributes.is_empty() && filter.trace_id.is_none();
+    let columns_suffice = filter.is_plain();
     if columns_suffice && fresh.is_none() {
         let batches = reader
             .read_columns(

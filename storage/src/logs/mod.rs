@@ -9,6 +9,7 @@
 
 pub mod decode;
 pub mod encode;
+pub mod expr;
 pub mod filter;
 pub mod format;
 pub mod histogram;
@@ -18,6 +19,7 @@ pub mod schema;
 pub mod search;
 pub mod tail;
 
+pub use expr::{Cond, Glob, LogExpr, Scalar, ValueTest};
 pub use filter::LogFilter;
 pub use format::LogFormat;
 pub use histogram::{Histogram, LEVELS, histogram};

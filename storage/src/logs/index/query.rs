@@ -9,9 +9,10 @@ use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, RangeQuery, TermQuery
 use tantivy::schema::IndexRecordOption;
 
 use crate::catalog::FileEntry;
+use crate::logs::expr::{Cond, LogExpr, ValueTest};
 use crate::logs::filter::LogFilter;
 use crate::logs::index::build::{Fields, MAX_INDEXED_VALUE, fields};
-use crate::logs::index::tokens::{Term, index_key};
+use crate::logs::index::tokens::{KEY_BYTES, Term, index_key};
 
 fn term(t: tantivy::Term) -> Box<dyn Query> {
     Box::new(TermQuery::new(t, IndexRecordOption::Basic))
@@ -78,6 +79,11 @@ pub fn candidates_query(filter: &LogFilter, terms: &[Term], entry: &FileEntry) -
             must.push(term(tantivy::Term::from_field_text(f.body, key)));
         }
     }
+    if let Some(e) = &filter.expr
+        && let Some(q) = narrow(e, &f)
+    {
+        must.push(q);
+    }
     match must.len() {
         0 => Box::new(AllQuery),
         1 => must.remove(0),
@@ -85,4 +91,96 @@ pub fn candidates_query(filter: &LogFilter, terms: &[Term], entry: &FileEntry) -
             must.into_iter().map(|q| (Occur::Must, q)).collect(),
         )),
     }
+}
+
+/// The granules that may hold a match of `e`, or `None` when the index cannot tell (a
+/// negation, a range, a value pattern: every granule may).
+fn narrow(e: &LogExpr, f: &Fields) -> Option<Box<dyn Query>> {
+    let all = |qs: Vec<Box<dyn Query>>| -> Option<Box<dyn Query>> {
+        match qs.len() {
+            0 => None,
+            1 => qs.into_iter().next(),
+            _ => Some(Box::new(BooleanQuery::intersection(qs))),
+        }
+    };
+    match e {
+        LogExpr::All(xs) => all(xs.iter().filter_map(|x| narrow(x, f)).collect()),
+        LogExpr::Any(xs) => {
+            let qs: Option<Vec<_>> = xs.iter().map(|x| narrow(x, f)).collect();
+            qs.map(|qs| Box::new(BooleanQuery::union(qs)) as Box<dyn Query>)
+        }
+        LogExpr::Not(_) => None,
+        LogExpr::Cond(c) => match c {
+            Cond::Words(t) => all(t
+                .index_keys()
+                .map(|k| term(tantivy::Term::from_field_text(f.body, k)))
+                .collect()),
+            Cond::TokenGlob(g) => {
+                // A token that fits starts with the pattern's literal prefix, and so does
+                // its key (or the key is the prefix cut to the key's length).
+                let prefix = g.prefix().to_ascii_lowercase();
+                if prefix.is_empty() {
+                    None
+                } else if prefix.len() >= KEY_BYTES {
+                    Some(term(tantivy::Term::from_field_text(
+                        f.body,
+                        index_key(&prefix),
+                    )))
+                } else {
+                    let upper = match prefix_successor(&prefix) {
+                        Some(s) => Bound::Excluded(tantivy::Term::from_field_text(f.body, &s)),
+                        None => Bound::Unbounded,
+                    };
+                    Some(Box::new(RangeQuery::new(
+                        Bound::Included(tantivy::Term::from_field_text(f.body, &prefix)),
+                        upper,
+                    )))
+                }
+            }
+            Cond::Service(ValueTest::Eq(s)) => {
+                Some(term(tantivy::Term::from_field_text(f.service, s)))
+            }
+            Cond::Severity(lo, hi) => {
+                let severity =
+                    |field, v: i32| tantivy::Term::from_field_u64(field, v.max(0) as u64);
+                Some(Box::new(BooleanQuery::intersection(vec![
+                    Box::new(RangeQuery::new(
+                        Bound::Included(severity(f.severity_max, *lo)),
+                        Bound::Unbounded,
+                    )),
+                    Box::new(RangeQuery::new(
+                        Bound::Unbounded,
+                        Bound::Included(severity(f.severity_min, *hi)),
+                    )),
+                ])))
+            }
+            Cond::TraceId(id) => {
+                let hex = hex::encode(id);
+                Some(Box::new(BooleanQuery::union(vec![
+                    term(tantivy::Term::from_field_bytes(f.trace_id, id)),
+                    term(tantivy::Term::from_field_text(f.body, index_key(&hex))),
+                ])))
+            }
+            Cond::Attribute(k, ValueTest::Eq(v)) if v.len() <= MAX_INDEXED_VALUE => {
+                let mut t = tantivy::Term::from_field_json_path(f.attributes, k, true);
+                t.append_type_and_str(v);
+                Some(term(t))
+            }
+            Cond::Service(_) | Cond::Attribute(..) => None,
+        },
+    }
+}
+
+/// The smallest string above every string that starts with `p` (`None`: there is none).
+/// UTF-8 orders as code points do, so the last character's successor bounds them.
+fn prefix_successor(p: &str) -> Option<String> {
+    let mut chars: Vec<char> = p.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = (last as u32 + 1..=char::MAX as u32).find_map(char::from_u32);
+        if let Some(n) = next {
+            chars.push(n);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
 }

@@ -17,6 +17,7 @@ use crate::logs::index::LogIndexReader;
 use crate::logs::index::build::GRANULE_ROWS;
 use crate::logs::index::query::candidates_query;
 use crate::logs::index::split::{Footer, Ranges, SplitDirectory};
+use crate::logs::index::tokens::Term;
 use crate::logs::model::LogRecord;
 use crate::logs::search::{LogQuery, Order, search};
 use crate::model::{AttrValue, Attrs, Resource, Scope};
@@ -224,6 +225,76 @@ async fn candidates_hold_every_match_and_selective_queries_offer_few() {
     };
     let (offered, ideal) = offered_and_ideal(reader, &e, &ip).await;
     assert!(offered.is_superset(&ideal) && !ideal.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expressions_narrow_where_they_can_and_never_lose_a_match() {
+    use crate::logs::expr::{Cond, Glob, LogExpr, Scalar, ValueTest};
+    use std::ops::Bound;
+    let (_s, _c, format, _t, e) = stored().await;
+    let reader = format.reader();
+    let words = |t: String| LogExpr::Cond(Cond::Words(Term::new(&t)));
+    let needle = |i: i64| format!("r{:08x}", i * 7919);
+    let glob = |p: &str| Glob::new(p).unwrap();
+    let with = |x: LogExpr| LogFilter {
+        expr: Some(x),
+        ..filter()
+    };
+    // (expression, most granules it may offer; None: no narrowing expected)
+    let cases: Vec<(LogExpr, Option<usize>)> = vec![
+        (
+            LogExpr::Any(vec![words(needle(4000)), words(needle(9))]),
+            Some(2),
+        ),
+        // A prefix of one line's request id, short and as long as a key.
+        (
+            LogExpr::Cond(Cond::TokenGlob(glob(&format!("{}*", &needle(4000)[..7])))),
+            Some(8),
+        ),
+        (
+            LogExpr::Cond(Cond::TokenGlob(glob(&format!("{}*", needle(4000))))),
+            Some(1),
+        ),
+        (LogExpr::Cond(Cond::TokenGlob(glob("*ms"))), None),
+        (LogExpr::Not(Box::new(words("served".into()))), None),
+        (
+            LogExpr::All(vec![
+                words(needle(4000)),
+                LogExpr::Not(Box::new(words("served".into()))),
+            ]),
+            Some(1),
+        ),
+        (
+            LogExpr::Cond(Cond::Attribute(
+                "http.status_code".into(),
+                ValueTest::Range(Bound::Included(Scalar::Num(400.0)), Bound::Unbounded),
+            )),
+            None,
+        ),
+        (
+            LogExpr::Any(vec![
+                LogExpr::Cond(Cond::Severity(17, 20)),
+                LogExpr::Cond(Cond::Service(ValueTest::Glob(glob("ca*")))),
+            ]),
+            None,
+        ),
+        (
+            LogExpr::All(vec![
+                LogExpr::Cond(Cond::Severity(17, 20)),
+                LogExpr::Cond(Cond::Service(ValueTest::Eq("cart".into()))),
+            ]),
+            None,
+        ),
+    ];
+    for (x, most) in cases {
+        let f = with(x);
+        let (offered, ideal) = offered_and_ideal(reader, &e, &f).await;
+        assert!(!ideal.is_empty(), "{f:?}");
+        assert!(offered.is_superset(&ideal), "{f:?}");
+        if let Some(most) = most {
+            assert!(offered.len() <= most, "{f:?}: {offered:?}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
