@@ -18,6 +18,7 @@ use loupe_storage::StorageError;
 use loupe_storage::catalog::Catalog;
 use loupe_storage::fresh::Fresh;
 use loupe_storage::logs::index::LogIndexReader;
+use loupe_storage::logs::scan::ScanSource;
 use loupe_storage::logs::{Histogram, LogFilter, LogQuery, LogRecord, search};
 
 pub struct LogService {
@@ -50,17 +51,18 @@ impl LogService {
         filter: &LogFilter,
         step_nanos: i64,
     ) -> Result<Histogram, StorageError> {
-        let chunks = self.fresh.chunks(tenant);
-        loupe_storage::logs::histogram(
-            &self.catalog,
-            &self.reader,
+        loupe_storage::logs::histogram(self.source(tenant), filter, step_nanos).await
+    }
+
+    /// Where a scan of `tenant`'s lines reads: fresh records (taken now) and the catalog.
+    pub fn source<'a>(&'a self, tenant: &'a TenantId) -> ScanSource<'a> {
+        ScanSource {
+            catalog: &self.catalog,
+            reader: &self.reader,
             tenant,
-            self.max_age,
-            chunks,
-            filter,
-            step_nanos,
-        )
-        .await
+            max_age: self.max_age,
+            fresh: self.fresh.chunks(tenant),
+        }
     }
 
     /// Starts a live tail of `tenant`'s new lines that match `filter` (see

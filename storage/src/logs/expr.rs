@@ -150,6 +150,22 @@ pub enum Cond {
     TraceId(TraceId),
     /// An attribute of the record, or else of its resource.
     Attribute(String, ValueTest),
+    /// An attribute of the resource only.
+    Resource(String, ValueTest),
+    /// The body contains this text, case and all (LogQL's `|=`).
+    Contains(String),
+    /// The body has a match of this expression (LogQL's `|~`).
+    Matches(Pattern),
+}
+
+/// A regular expression, compared by its text.
+#[derive(Debug, Clone)]
+pub struct Pattern(pub Regex);
+
+impl PartialEq for Pattern {
+    fn eq(&self, o: &Self) -> bool {
+        self.0.as_str() == o.0.as_str()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -204,6 +220,14 @@ impl LogExpr {
                 Cond::Severity(lo, hi) => (*lo..=*hi).contains(&l.r.severity_number),
                 Cond::TraceId(id) => l.r.trace_id.as_ref() == Some(id),
                 Cond::Attribute(k, v) => l.r.attribute(k).is_some_and(|a| v.matches_value(a)),
+                Cond::Resource(k, v) => {
+                    l.r.resource
+                        .attributes
+                        .get(k)
+                        .is_some_and(|a| v.matches_value(a))
+                }
+                Cond::Contains(s) => l.body.contains(s.as_str()),
+                Cond::Matches(p) => p.0.is_match(&l.body),
             },
         }
     }

@@ -1,6 +1,8 @@
 //! What a log search asks for, as one predicate on records (fresh and stored alike) and the
 //! catalog-level test that skips files which cannot hold a match.
 
+use std::sync::Arc;
+
 use crate::catalog::FileEntry;
 use crate::logs::expr::LogExpr;
 use crate::logs::index::tokens::{Term, text_matches};
@@ -26,6 +28,24 @@ pub struct LogFilter {
     pub attributes: Vec<(String, String)>,
     /// Any other condition (alternatives, negations, wildcards, ranges), which must hold too.
     pub expr: Option<LogExpr>,
+    /// A check beyond all the above (a LogQL pipeline), run last, on records only.
+    pub residual: Option<Residual>,
+}
+
+/// A check of a whole record that the index cannot help with.
+#[derive(Clone)]
+pub struct Residual(pub Arc<dyn Fn(&LogRecord) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for Residual {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Residual(..)")
+    }
+}
+
+impl PartialEq for Residual {
+    fn eq(&self, o: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &o.0)
+    }
 }
 
 impl LogFilter {
@@ -68,7 +88,9 @@ impl LogFilter {
                 return false;
             }
         }
-        text_matches(&r.body_text(), terms) && self.expr.as_ref().is_none_or(|e| e.matches(r))
+        text_matches(&r.body_text(), terms)
+            && self.expr.as_ref().is_none_or(|e| e.matches(r))
+            && self.residual.as_ref().is_none_or(|k| (k.0)(r))
     }
 
     /// Whether the filter asks only for a time range, service and severity.
@@ -77,6 +99,7 @@ impl LogFilter {
             && self.attributes.is_empty()
             && self.trace_id.is_none()
             && self.expr.is_none()
+            && self.residual.is_none()
     }
 }
 

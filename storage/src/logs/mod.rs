@@ -15,12 +15,13 @@ pub mod format;
 pub mod histogram;
 pub mod index;
 pub mod model;
+pub mod scan;
 pub mod schema;
 pub mod search;
 pub mod tail;
 
-pub use expr::{Cond, Glob, LogExpr, Scalar, ValueTest};
-pub use filter::LogFilter;
+pub use expr::{Cond, Glob, LogExpr, Pattern, Scalar, ValueTest};
+pub use filter::{LogFilter, Residual};
 pub use format::LogFormat;
 pub use histogram::{Histogram, LEVELS, histogram};
 pub use model::{LogRecord, severity_from_text};

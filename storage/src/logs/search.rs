@@ -161,10 +161,10 @@ async fn search_file(
 }
 
 /// What makes two stored records the same record.
-pub(crate) type Identity = (i64, i64, String, String, Option<[u8; 16]>, String);
+pub type Identity = (i64, i64, String, String, Option<[u8; 16]>, String);
 
 /// What makes two stored records the same record (a fresh copy and its flushed one).
-pub(crate) fn identity(r: &LogRecord) -> Identity {
+pub fn identity(r: &LogRecord) -> Identity {
     (
         r.time_unix_nano,
         r.observed_unix_nano,

@@ -12,7 +12,7 @@ use crate::catalog::FileEntry;
 use crate::logs::expr::{Cond, LogExpr, ValueTest};
 use crate::logs::filter::LogFilter;
 use crate::logs::index::build::{Fields, MAX_INDEXED_VALUE, fields};
-use crate::logs::index::tokens::{KEY_BYTES, Term, index_key};
+use crate::logs::index::tokens::{KEY_BYTES, Term, index_key, token_ranges};
 
 fn term(t: tantivy::Term) -> Box<dyn Query> {
     Box::new(TermQuery::new(t, IndexRecordOption::Basic))
@@ -166,8 +166,51 @@ fn narrow(e: &LogExpr, f: &Fields) -> Option<Box<dyn Query>> {
                 t.append_type_and_str(v);
                 Some(term(t))
             }
-            Cond::Service(_) | Cond::Attribute(..) => None,
+            Cond::Resource(k, ValueTest::Eq(v)) if v.len() <= MAX_INDEXED_VALUE => {
+                // Resource attributes are indexed in the same field as the record's.
+                let mut t = tantivy::Term::from_field_json_path(f.attributes, k, true);
+                t.append_type_and_str(v);
+                Some(term(t))
+            }
+            Cond::Contains(s) => contains(s, f),
+            Cond::Service(_) | Cond::Attribute(..) | Cond::Resource(..) | Cond::Matches(_) => None,
         },
+    }
+}
+
+/// The granules whose lines may contain `s`: every token of `s` that is whole in any line
+/// containing it is in the line; the first token may be the end of a longer one, the last
+/// the start of one (a prefix of a key).
+fn contains(s: &str, f: &Fields) -> Option<Box<dyn Query>> {
+    let ranges: Vec<(usize, usize)> = token_ranges(s).collect();
+    let mut qs: Vec<Box<dyn Query>> = Vec::new();
+    for (i, &(a, b)) in ranges.iter().enumerate() {
+        let token = s[a..b].to_ascii_lowercase();
+        let cut_before = i == 0 && a == 0;
+        let cut_after = i == ranges.len() - 1 && b == s.len();
+        if cut_before {
+            continue;
+        }
+        if cut_after && token.len() < KEY_BYTES {
+            let upper = match prefix_successor(&token) {
+                Some(u) => Bound::Excluded(tantivy::Term::from_field_text(f.body, &u)),
+                None => Bound::Unbounded,
+            };
+            qs.push(Box::new(RangeQuery::new(
+                Bound::Included(tantivy::Term::from_field_text(f.body, &token)),
+                upper,
+            )));
+        } else {
+            qs.push(term(tantivy::Term::from_field_text(
+                f.body,
+                index_key(&token),
+            )));
+        }
+    }
+    match qs.len() {
+        0 => None,
+        1 => qs.pop(),
+        _ => Some(Box::new(BooleanQuery::intersection(qs))),
     }
 }
 

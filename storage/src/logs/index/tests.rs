@@ -256,6 +256,16 @@ async fn expressions_narrow_where_they_can_and_never_lose_a_match() {
             Some(1),
         ),
         (LogExpr::Cond(Cond::TokenGlob(glob("*ms"))), None),
+        // A substring: its inner tokens are whole words of the line, its last a prefix.
+        (
+            LogExpr::Cond(Cond::Contains(format!("q={} to", needle(4000)))),
+            Some(1),
+        ),
+        (LogExpr::Cond(Cond::Contains("200 req=r".into())), None),
+        (
+            LogExpr::Cond(Cond::Contains("GET /api/items/7 2".into())),
+            None,
+        ),
         (LogExpr::Not(Box::new(words("served".into()))), None),
         (
             LogExpr::All(vec![
@@ -433,11 +443,13 @@ async fn histograms_count_every_match_once_by_level() {
             vec![Arc::new(Chunk::new(lines()[..300].to_vec(), 0))],
         ] {
             let h = crate::logs::histogram(
-                &catalog,
-                format.reader(),
-                &tenant,
-                Duration::ZERO,
-                fresh,
+                crate::logs::scan::ScanSource {
+                    catalog: &catalog,
+                    reader: format.reader(),
+                    tenant: &tenant,
+                    max_age: Duration::ZERO,
+                    fresh: fresh,
+                },
                 &f,
                 step,
             )
@@ -449,11 +461,13 @@ async fn histograms_count_every_match_once_by_level() {
     }
     // Per bucket: the first second holds the first 1000 lines.
     let h = crate::logs::histogram(
-        &catalog,
-        format.reader(),
-        &tenant,
-        Duration::ZERO,
-        vec![],
+        crate::logs::scan::ScanSource {
+            catalog: &catalog,
+            reader: format.reader(),
+            tenant: &tenant,
+            max_age: Duration::ZERO,
+            fresh: vec![],
+        },
         &window,
         step,
     )
