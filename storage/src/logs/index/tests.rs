@@ -448,7 +448,7 @@ async fn histograms_count_every_match_once_by_level() {
                     reader: format.reader(),
                     tenant: &tenant,
                     max_age: Duration::ZERO,
-                    fresh: fresh,
+                    fresh,
                 },
                 &f,
                 step,
