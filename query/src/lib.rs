@@ -12,7 +12,10 @@
 
 pub mod dependencies;
 pub mod error;
+#[cfg(test)]
+mod golden;
 pub mod jaeger;
+pub mod logql;
 pub mod logs;
 pub mod native;
 pub mod openapi;
