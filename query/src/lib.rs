@@ -17,6 +17,7 @@ mod golden;
 pub mod jaeger;
 pub mod logql;
 pub mod logs;
+pub mod loki;
 pub mod native;
 pub mod openapi;
 pub mod params;
@@ -33,5 +34,6 @@ pub fn router(state: QueryState) -> axum::Router {
     native::router(state.clone())
         .route("/api/v1/openapi.json", axum::routing::get(openapi::serve))
         .merge(jaeger::router(state.clone()))
-        .merge(tempo::router(state))
+        .merge(tempo::router(state.clone()))
+        .merge(loki::router(state))
 }

@@ -207,7 +207,97 @@ async fn logs(server: &Server, query: &str) -> Vec<serde_json::Value> {
     body["logs"].as_array().unwrap().clone()
 }
 
+/// A Loki `query_range` (the last hour) and its result.
+async fn loki(server: &Server, query: &str, extra: &str) -> serde_json::Value {
+    let url = server.url(&format!(
+        "/loki/api/v1/query_range?query={}{extra}",
+        url::form_urlencoded::byte_serialize(query.as_bytes()).collect::<String>()
+    ));
+    let (status, body) = get_json(&url, None).await;
+    assert_eq!(status, 200, "{query}: {body}");
+    body["data"]["result"].clone()
+}
+
+/// The lines of a Loki streams result.
+fn loki_lines(result: &serde_json::Value) -> Vec<String> {
+    result
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["values"].as_array().unwrap())
+        .map(|v| v[1].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The SDK's lines through Grafana's Loki API: by words, trace id, a parsed field, and
+/// counted by level.
+async fn check_loki(server: &Server, runs: &[(&str, &serde_json::Value)]) {
+    for (run, emitted) in runs {
+        let found = loki(
+            server,
+            &format!(r#"{{service_name="web"}} |= "checkout started run={run}""#),
+            "",
+        )
+        .await;
+        assert_eq!(loki_lines(&found).len(), 4, "{run}: {found}");
+        for t in emitted["traces"].as_array().unwrap() {
+            let id = t["trace_id"].as_str().unwrap();
+            let found = loki(
+                server,
+                &format!(r#"{{service_name=~"web|orders|billing"}} | trace_id="{id}""#),
+                "",
+            )
+            .await;
+            let want = if t["error"].as_bool().unwrap() { 3 } else { 2 };
+            assert_eq!(loki_lines(&found).len(), want, "{run} {id}: {found}");
+        }
+    }
+    let failed = loki(
+        server,
+        r#"{service_name="billing"} | json | status >= 500"#,
+        "",
+    )
+    .await;
+    let lines = loki_lines(&failed);
+    assert_eq!(lines.len(), runs.len(), "{failed}");
+    assert!(lines.iter().all(|l| l.contains("card declined")));
+    assert_eq!(failed[0]["stream"]["status"], "502");
+    let by_level = loki(
+        server,
+        r#"sum by (level) (count_over_time({service_name="billing"} | json [1m]))"#,
+        "&step=60",
+    )
+    .await;
+    let total: f64 = by_level[0]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v[1].as_str().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(
+        by_level[0]["metric"],
+        serde_json::json!({"level": "error"}),
+        "{by_level}"
+    );
+    assert!(total >= runs.len() as f64, "{by_level}");
+    // Grafana's log volume: by the level Loki detects from the severity.
+    let volume = loki(
+        server,
+        r#"sum by (detected_level) (count_over_time({service_name=~"web|orders|billing"} | drop __error__ [1m]))"#,
+        "&step=60",
+    )
+    .await;
+    let levels: Vec<&str> = volume
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["metric"]["detected_level"].as_str().unwrap())
+        .collect();
+    assert_eq!(levels, vec!["error", "info"], "{volume}");
+}
+
 async fn check_logs(server: &Server, runs: &[(&str, &serde_json::Value)]) {
+    check_loki(server, runs).await;
     for (run, emitted) in runs {
         for t in emitted["traces"].as_array().unwrap() {
             let id = t["trace_id"].as_str().unwrap();

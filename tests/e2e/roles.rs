@@ -51,9 +51,13 @@ async fn collector_and_query_run_apart_on_shared_storage() {
         .await
         .unwrap();
     assert!(ui.contains("<div id=\"app\">"), "{ui}");
-    let (status, body) = get_json(&query.url("/loki/api/v1/labels"), None).await;
+    let (status, body) = get_json(&query.url("/api/v1/nothing"), None).await;
     assert_eq!(status, 404);
     assert_eq!(body["error"]["code"], "not_found");
+    // The query role serves the Loki API.
+    let (status, body) = get_json(&query.url("/loki/api/v1/labels"), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "success");
     // The query role serves the Tempo API.
     let echo = reqwest::get(query.url("/tempo/api/echo")).await.unwrap();
     assert_eq!(echo.status(), 200);

@@ -8,7 +8,7 @@ instrumentation does. One trace in each run fails in `billing` with a recorded e
 With --logs, each service also logs through the SDK's logging handler (an OTLP
 LoggerProvider per service), inside its spans, so each record carries the span's context: web
 logs the checkout (INFO), billing logs the failed charge (ERROR, with http.status_code 500),
-and orders logs a plain line that carries its context only in its text (a `traceparent`, as a
+(a JSON line with its own level and status), and orders logs a plain line that carries its context only in its text (a `traceparent`, as a
 service without a log SDK writes to stdout), with no trace context of its own.
 
 Usage: emit_traces.py --protocol grpc|http --endpoint URL [--token T] [--traces N] [--logs]
@@ -151,7 +151,10 @@ def main():
                         except ValueError as e:
                             charge.record_exception(e)
                             charge.set_status(Status(StatusCode.ERROR, "card declined"))
-                            log("billing", "error", f"card declined run={args.protocol}",
+                            # A JSON line, as services that log JSON write them.
+                            log("billing", "error",
+                                json.dumps({"msg": "card declined", "run": args.protocol,
+                                            "level": "error", "status": 502}),
                                 **{"http.status_code": 500, "e2e.run": args.protocol})
                 bclient.end()
             client.end()

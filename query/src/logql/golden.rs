@@ -16,8 +16,8 @@ use super::eval::{Collect, Steps, evaluate, leaf};
 use super::labels::Cat;
 use super::{Plan, parse};
 
-const S: i64 = 1_000_000_000;
-const T0: i64 = 1_700_000_000 * S;
+pub(crate) const S: i64 = 1_000_000_000;
+pub(crate) const T0: i64 = 1_700_000_000 * S;
 
 fn resource(service: &str, pod: &str) -> Arc<Resource> {
     Arc::new(Resource {
@@ -32,7 +32,7 @@ fn resource(service: &str, pod: &str) -> Arc<Resource> {
 }
 
 /// Thirty lines, one a second: JSON from web, logfmt from api, nginx-like text from db.
-fn lines() -> Vec<LogRecord> {
+pub(crate) fn lines() -> Vec<LogRecord> {
     let scope = Arc::new(Scope::default());
     (0..30)
         .map(|i| {

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use loupe_storage::logs::{LEVELS, LogRecord};
-use loupe_storage::model::AttrValue;
+use loupe_storage::model::{AttrValue, Resource};
 
 /// Resource attributes that become stream labels (Loki's defaults, and the node name).
 pub const STREAM_ATTRIBUTES: &[&str] = &[
@@ -113,10 +113,11 @@ impl Labels {
             .collect()
     }
 
-    /// The stream labels of a record, its structured metadata, nothing parsed yet.
-    pub fn of_record(r: &LogRecord) -> Labels {
+    /// The labels of a resource: its stream labels and the rest of its attributes as
+    /// structured metadata.
+    pub fn of_resource(res: &Resource) -> Labels {
         let mut l = Labels::default();
-        for (k, v) in &r.resource.attributes.0 {
+        for (k, v) in &res.attributes.0 {
             let cat = if STREAM_ATTRIBUTES.contains(&k.as_str()) {
                 Cat::Stream
             } else {
@@ -125,10 +126,16 @@ impl Labels {
             l.set(label_name(k), text(v), cat);
         }
         if !l.0.contains_key("service_name") {
-            let s = r.service_name();
+            let s = res.service_name.as_str();
             let s = if s.is_empty() { "unknown_service" } else { s };
             l.set("service_name".into(), s.to_string(), Cat::Stream);
         }
+        l
+    }
+
+    /// The stream labels of a record, its structured metadata, nothing parsed yet.
+    pub fn of_record(r: &LogRecord) -> Labels {
+        let mut l = Labels::of_resource(&r.resource);
         for (k, v) in &r.attributes.0 {
             let name = label_name(k);
             if !matches!(l.0.get(&name), Some((_, Cat::Stream))) {

@@ -18,10 +18,11 @@ pub mod labels;
 pub mod lexer;
 pub mod parser;
 pub mod pipeline;
+pub mod run;
 pub mod template;
 
 #[cfg(test)]
-mod golden;
+pub(crate) mod golden;
 
 use std::sync::Arc;
 

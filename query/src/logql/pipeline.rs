@@ -222,7 +222,7 @@ fn scalar_text(v: &serde_json::Value) -> Option<String> {
     }
 }
 
-fn flatten(
+pub(crate) fn flatten(
     prefix: &str,
     v: &serde_json::Map<String, serde_json::Value>,
     out: &mut Vec<(String, String)>,
@@ -300,7 +300,7 @@ fn json(params: &[(String, String)], e: &mut Entry) {
 }
 
 /// The `key=value` pairs of a logfmt line (`Err`: where it is malformed).
-fn logfmt_pairs(line: &str) -> Result<Vec<(String, Option<String>)>, String> {
+pub(crate) fn logfmt_pairs(line: &str) -> Result<Vec<(String, Option<String>)>, String> {
     let mut out = Vec::new();
     let mut chars = line.char_indices().peekable();
     while let Some(&(i, c)) = chars.peek() {

@@ -5,14 +5,10 @@
 //! `service_name` columns alone when the filter asks nothing else (no terms, attributes or
 //! trace), otherwise from the records that match.
 
-use arrow_array::Array;
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Int32Type, TimestampNanosecondType};
-
 use crate::error::StorageError;
 use crate::logs::filter::LogFilter;
 use crate::logs::model::LogRecord;
-use crate::logs::scan::{ScanSource, Visit, scan};
+use crate::logs::scan::{PlainRows, ScanSource, Visit, scan};
 use crate::logs::schema;
 
 /// Severity levels, by index: unspecified (0), then OpenTelemetry's ranges of four.
@@ -91,36 +87,10 @@ pub async fn histogram(
 }
 
 fn count_columns(b: &arrow_array::RecordBatch, filter: &LogFilter, h: &mut Histogram) {
-    let (Some(time), Some(sev), Some(service)) = (
-        b.column_by_name(schema::TIME)
-            .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>()),
-        b.column_by_name(schema::SEVERITY_NUMBER)
-            .and_then(|c| c.as_primitive_opt::<Int32Type>()),
-        b.column_by_name(schema::SERVICE_NAME)
-            .and_then(|c| c.as_dictionary_opt::<Int32Type>()),
-    ) else {
+    let Some(rows) = PlainRows::new(b, filter) else {
         return;
     };
-    let names = service.values().as_string_opt::<i32>();
-    let wanted: Option<Vec<bool>> = match (&filter.service, names) {
-        (Some(s), Some(names)) => Some((0..names.len()).map(|i| names.value(i) == s).collect()),
-        _ => None,
-    };
-    for i in 0..b.num_rows() {
-        let t = time.value(i);
-        let n = sev.value(i);
-        if t < filter.start_unix_nano
-            || t > filter.end_unix_nano
-            || filter.min_severity.is_some_and(|m| n < m)
-            || filter.max_severity.is_some_and(|m| n > m)
-        {
-            continue;
-        }
-        if let Some(w) = &wanted
-            && (service.is_null(i) || !w[service.keys().value(i) as usize])
-        {
-            continue;
-        }
-        h.add(t, n);
+    for i in rows.iter() {
+        h.add(rows.time.value(i), rows.severity.value(i));
     }
 }

@@ -18,6 +18,7 @@ pub mod model;
 pub mod scan;
 pub mod schema;
 pub mod search;
+pub mod streams;
 pub mod tail;
 
 pub use expr::{Cond, Glob, LogExpr, Pattern, Scalar, ValueTest};

@@ -13,7 +13,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow_array::RecordBatch;
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int32Type, TimestampNanosecondType};
+use arrow_array::{Array, DictionaryArray, PrimitiveArray, RecordBatch};
 use futures::{StreamExt, TryStreamExt};
 use loupe_core::TenantId;
 
@@ -25,6 +27,7 @@ use crate::logs::format::read_records;
 use crate::logs::index::LogIndexReader;
 use crate::logs::index::query::candidates_query;
 use crate::logs::model::LogRecord;
+use crate::logs::schema;
 use crate::logs::search::{Identity, identity};
 use crate::store::Signal;
 
@@ -144,4 +147,61 @@ async fn scan_file<V: Visit>(
         v
     })
     .await?)
+}
+
+/// The rows of a batch (with at least the time, severity and service columns) that a plain
+/// filter keeps: in its time range, of its service, within its severities.
+pub struct PlainRows<'a> {
+    pub time: &'a PrimitiveArray<TimestampNanosecondType>,
+    pub severity: &'a PrimitiveArray<Int32Type>,
+    pub service: &'a DictionaryArray<Int32Type>,
+    wanted: Option<Vec<bool>>,
+    filter: &'a LogFilter,
+}
+
+impl<'a> PlainRows<'a> {
+    /// `None` when the batch lacks one of the columns.
+    pub fn new(b: &'a RecordBatch, filter: &'a LogFilter) -> Option<Self> {
+        let time = b
+            .column_by_name(schema::TIME)?
+            .as_primitive_opt::<TimestampNanosecondType>()?;
+        let severity = b
+            .column_by_name(schema::SEVERITY_NUMBER)?
+            .as_primitive_opt::<Int32Type>()?;
+        let service = b
+            .column_by_name(schema::SERVICE_NAME)?
+            .as_dictionary_opt::<Int32Type>()?;
+        let names = service.values().as_string_opt::<i32>();
+        let wanted = match (&filter.service, names) {
+            (Some(s), Some(names)) => Some((0..names.len()).map(|i| names.value(i) == s).collect()),
+            _ => None,
+        };
+        Some(PlainRows {
+            time,
+            severity,
+            service,
+            wanted,
+            filter,
+        })
+    }
+
+    /// The indexes of the rows kept.
+    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        let f = self.filter;
+        (0..self.time.len()).filter(move |&i| {
+            let t = self.time.value(i);
+            let n = self.severity.value(i);
+            if t < f.start_unix_nano
+                || t > f.end_unix_nano
+                || f.min_severity.is_some_and(|m| n < m)
+                || f.max_severity.is_some_and(|m| n > m)
+            {
+                return false;
+            }
+            match &self.wanted {
+                Some(w) => !self.service.is_null(i) && w[self.service.keys().value(i) as usize],
+                None => true,
+            }
+        })
+    }
 }
