@@ -328,6 +328,55 @@ async fn bad_log_inputs_get_clear_errors_and_lose_nothing() {
     let (s, body) = get_json(&server.url("/api/v1/logs?query=severity%3Aloud"), None).await;
     assert_eq!(s, 400, "{body}");
     assert!(body.to_string().contains("unknown severity"), "{body}");
+    let (s, body) = get_json(&server.url("/api/v1/logs?query=(a+OR+b"), None).await;
+    assert_eq!(s, 400, "{body}");
+    assert!(
+        body.to_string().contains("parenthesis is not closed"),
+        "{body}"
+    );
+    // LogQL: bad syntax, what Loupe does not evaluate, and expressions too large to compile
+    // answer 400 in plain text naming the problem. A pathological expression for a
+    // backtracking engine runs in linear time here, and answers.
+    let loki = |q: &str| {
+        server.url(&format!(
+            "/loki/api/v1/query_range?query={}",
+            url::form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>()
+        ))
+    };
+    for (q, want) in [
+        (
+            r#"{service_name="bad"} |= "x" |"#,
+            "parse error at line 1, col 30: syntax error: unexpected end of input",
+        ),
+        (
+            r#"sum(rate({service_name="bad"}[1m])) > 1"#,
+            "unsupported LogQL: comparisons",
+        ),
+        (
+            r#"{service_name="bad"} |> "<_> x""#,
+            "unsupported LogQL: pattern line filters",
+        ),
+        (r#"{service_name=~"(x{1000}){1000}"}"#, "exceeds size limit"),
+        (
+            r#"{service_name="bad"} | line_format "{{ if .a }}""#,
+            "unsupported template",
+        ),
+    ] {
+        let resp = reqwest::get(loki(q)).await.unwrap();
+        assert_eq!(resp.status(), 400, "{q}");
+        let text = resp.text().await.unwrap();
+        assert!(text.contains(want), "{q}: {text}");
+    }
+    let (s, body) = get_json(
+        &loki(r#"{service_name="bad"} |~ "(k+)+e+p+t+ (o+)+n+e+$""#),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(
+        body["data"]["result"][0]["values"][0][1], "kept one",
+        "{body}"
+    );
     // What was accepted is all there.
     let (s, body) = get_json(&server.url("/api/v1/logs?query=service%3Abad"), None).await;
     assert_eq!(s, 200);

@@ -4,12 +4,15 @@
 //! and Loupe does not evaluate (binary operations, `label_replace`, `vector`, ...) is
 //! refused by name.
 
-use regex::Regex;
-
 use super::LogqlError;
 use super::ast::*;
 use super::lexer::{Spanned, Tok, lex};
 use super::template::Template;
+
+/// Largest compiled regular expression a query may hold. The engine runs in time linear in
+/// the line, whatever the expression (no backtracking: `(a+)+$` is as fast as `a+$`), so
+/// its size is the one thing to bound.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// Deepest nesting of parentheses and aggregations.
 const MAX_DEPTH: usize = 64;
@@ -194,7 +197,9 @@ fn regex_error(e: &regex::Error) -> String {
 }
 
 fn anchored(q: &str, at: usize, text: &str) -> Result<Re, LogqlError> {
-    Regex::new(&format!("^(?s:{text})$"))
+    regex::RegexBuilder::new(&format!("^(?s:{text})$"))
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
         .map(|re| Re {
             text: text.to_string(),
             re,
@@ -214,7 +219,7 @@ fn anchored(q: &str, at: usize, text: &str) -> Result<Re, LogqlError> {
 
 fn unanchored(q: &str, at: usize, text: &str) -> Result<Re, LogqlError> {
     regex::RegexBuilder::new(text)
-        .size_limit(1 << 20)
+        .size_limit(REGEX_SIZE_LIMIT)
         .build()
         .map(|re| Re {
             text: text.to_string(),

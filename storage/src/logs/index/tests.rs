@@ -476,3 +476,44 @@ async fn histograms_count_every_match_once_by_level() {
     assert_eq!(h.counts[0].iter().sum::<u64>(), 1000);
     assert_eq!(h.counts[0][5], 100, "every tenth line is an error");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_count_every_line_once_by_resource_and_bucket() {
+    use crate::logs::scan::{ScanSource, scan};
+    use crate::logs::streams::{Buckets, Streams};
+    let (_s, catalog, format, tenant, _e) = stored().await;
+    let all = lines();
+    let bytes: u64 = all.iter().map(|r| r.body_text().len() as u64).sum();
+    let buckets = Buckets {
+        start: T0,
+        step: 1_000_000_000,
+        n: 6,
+    };
+    for fresh in [vec![], vec![Arc::new(Chunk::new(all[..300].to_vec(), 0))]] {
+        for (with_bytes, b) in [(false, None), (true, None), (true, Some(buckets))] {
+            let src = ScanSource {
+                catalog: &catalog,
+                reader: format.reader(),
+                tenant: &tenant,
+                max_age: Duration::ZERO,
+                fresh: fresh.clone(),
+            };
+            let s = scan(src, &filter(), || Streams::new(with_bytes, b))
+                .await
+                .unwrap();
+            let resources = s.resources();
+            assert_eq!(resources.len(), 3, "one stream per service");
+            let lines: u64 = resources.iter().flat_map(|(_, v)| v).map(|x| x.lines).sum();
+            let got_bytes: u64 = resources.iter().flat_map(|(_, v)| v).map(|x| x.bytes).sum();
+            assert_eq!(lines, all.len() as u64);
+            assert_eq!(got_bytes, if with_bytes { bytes } else { 0 });
+            if let Some(b) = b {
+                // 6000 lines 1 ms apart: a thousand a second.
+                for i in 0..b.n {
+                    let n: u64 = resources.iter().map(|(_, v)| v[i].lines).sum();
+                    assert_eq!(n, 1000, "bucket {i}");
+                }
+            }
+        }
+    }
+}
