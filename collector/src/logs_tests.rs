@@ -58,16 +58,20 @@ fn now() -> u64 {
 fn request() -> Bytes {
     let t = now() - 60_000_000_000;
     let records = vec![
-        // A plain stdout line carrying a traceparent, no time at all (observed = receipt).
+        // A plain stdout line carrying a traceparent and its level, no time or severity at
+        // all (observed = receipt).
         OtlpLog {
-            body: text(&format!("GET /cart 200 traceparent=00-{TRACE}-{SPAN}-01")),
-            severity_text: "INFO".into(),
+            body: text(&format!(
+                "GET /cart 200 level=info traceparent=00-{TRACE}-{SPAN}-01"
+            )),
             ..Default::default()
         },
         // A JSON line with trace_id, a structured attribute.
         OtlpLog {
             time_unix_nano: t,
-            body: text(&format!(r#"{{"msg":"charged","trace_id":"{TRACE}"}}"#)),
+            body: text(&format!(
+                r#"{{"msg":"charged","level":"debug","trace_id":"{TRACE}"}}"#
+            )),
             severity_number: 17,
             attributes: vec![KeyValue {
                 key_strindex: 0,
@@ -175,9 +179,10 @@ async fn logs_are_validated_lifted_and_replayed_once_after_a_crash() {
         "receipt time filled in"
     );
     assert_eq!(plain.time_unix_nano, plain.observed_unix_nano);
-    assert_eq!(plain.severity_number, 9, "from the severity text");
+    assert_eq!(plain.severity_number, 9, "from the level in the text");
     assert_eq!(hex::encode(plain.trace_id.unwrap()), TRACE);
     assert_eq!(hex::encode(plain.span_id.unwrap()), SPAN);
+    // A severity the sender gave wins over the level in the text.
     let json = fresh.iter().find(|r| r.severity_number == 17).unwrap();
     assert_eq!(hex::encode(json.trace_id.unwrap()), TRACE);
     assert_eq!(json.span_id, None);

@@ -8,70 +8,19 @@
 // Optional: LOUPE_TOKEN, an API token for servers that require one.
 // Prints one JSON summary line and exits 0 on success; on failure prints the reason, saves
 // <screenshot>-failure.png and exits 1.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { BASE, check, CheckFailed, main, pageState, waitForRows } from './harness.mjs';
 
-const BASE = (process.env.LOUPE_URL || '').replace(/\/+$/, '');
 const SERVICE = process.env.LOUPE_SERVICE || '';
 const MIN_SPANS = Number(process.env.LOUPE_MIN_SPANS || '1');
-const SCREENSHOT = process.env.LOUPE_SCREENSHOT || join(process.cwd(), 'trace_view.png');
-const FAILURE_SHOT = SCREENSHOT.replace(/\.png$/i, '') + '-failure.png';
-const TOKEN = process.env.LOUPE_TOKEN || '';
-const OVERALL_TIMEOUT_MS = 120_000;
 
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--no-first-run',
-  '--disable-sync',
-  '--disable-quic',
-];
-
-class CheckFailed extends Error {}
-
-/** What the page shows that explains a missing element: error banners, the token prompt, empty states. */
-async function pageState(page) {
-  const parts = [];
-  const banners = await page.locator('[data-testid=error-banner]').allInnerTexts();
-  if (banners.length) parts.push(`error banner: ${banners.join(' | ')}`);
-  if (await page.locator('[data-testid=token-form]').count()) parts.push('the server asked for an API token (set LOUPE_TOKEN)');
-  const empty = await page.locator('.empty').allInnerTexts();
-  if (empty.length) parts.push(`page says: ${empty.join(' | ')}`);
-  return parts.length ? '; ' + parts.join('; ').replace(/\s+/g, ' ') : '';
-}
-
-function check(cond, message) {
-  if (!cond) throw new CheckFailed(message);
-}
-
-async function run(page, pageErrors) {
+async function run(page, pageErrors, SCREENSHOT) {
   const started = Date.now();
   const searchUrl = `${BASE}/traces?service=${encodeURIComponent(SERVICE)}&from=now-1h&to=now`;
   const resp = await page.goto(searchUrl, { waitUntil: 'domcontentloaded', timeout: 30_000 });
   check(resp && resp.ok(), `GET ${searchUrl} answered ${resp ? resp.status() : 'nothing'}`);
 
-  // Wait up to 30 s for results. The UI does not poll, so while the search comes back empty
-  // (spans not yet queryable after ingestion) the page is reloaded every few seconds.
-  const rows = page.locator('[data-testid=trace-row]');
-  const deadline = Date.now() + 30_000;
-  let lastReload = Date.now();
-  for (;;) {
-    if ((await rows.count()) > 0 && (await rows.first().isVisible())) break;
-    if (Date.now() >= deadline) {
-      throw new CheckFailed(`no [data-testid=trace-row] within 30 s for service "${SERVICE}"` + (await pageState(page)));
-    }
-    const settled = (await page.locator('.empty, [data-testid=error-banner]').count()) > 0;
-    if (settled && Date.now() - lastReload > 3_000) {
-      await page.reload({ waitUntil: 'domcontentloaded' });
-      lastReload = Date.now();
-    }
-    await page.waitForTimeout(250);
-  }
+  // Results may take a moment to become queryable after ingestion.
+  const rows = await waitForRows(page, '[data-testid=trace-row]', `service "${SERVICE}"`);
   const traceRows = await rows.count();
 
   const scatter = page.locator('[data-testid=scatter]');
@@ -161,78 +110,12 @@ async function run(page, pageErrors) {
   };
 }
 
-async function main() {
-  if (!BASE) {
-    console.error('trace_view: set LOUPE_URL to the Loupe base URL');
-    process.exit(1);
-  }
-  if (!SERVICE) {
-    console.error('trace_view: set LOUPE_SERVICE to a service that has traces');
-    process.exit(1);
-  }
-  const userDataDir = mkdtempSync(join(tmpdir(), 'loupe-browser-'));
-  let context;
-  let page;
-  const pageErrors = [];
-  const consoleErrors = [];
-  const watchdog = setTimeout(() => {
-    console.error(`trace_view: FAILED: no result within ${OVERALL_TIMEOUT_MS / 1000} s`);
-    process.exit(1);
-  }, OVERALL_TIMEOUT_MS);
-  let code = 0;
-  try {
-    context = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: '/usr/bin/chromium',
-      headless: true,
-      args: CHROMIUM_ARGS,
-      viewport: { width: 1440, height: 900 },
-    });
-    if (TOKEN) {
-      // The UI reads its API token from local storage (the same key the token prompt writes).
-      await context.addInitScript((token) => window.localStorage.setItem('loupe.apiToken', token), TOKEN);
-    }
-    page = context.pages()[0] ?? (await context.newPage());
-    page.on('console', (msg) => {
-      if (msg.type() === 'error') {
-        consoleErrors.push(msg.text());
-        console.error(`browser console error: ${msg.text()}`);
-      }
-    });
-    page.on('pageerror', (err) => {
-      pageErrors.push(String(err && err.stack ? err.stack : err));
-      console.error(`browser uncaught exception: ${err && err.stack ? err.stack : err}`);
-    });
-    const result = await run(page, pageErrors);
-    console.log(
-      JSON.stringify({
-        ok: true,
-        url: BASE,
-        service: SERVICE,
-        minSpans: MIN_SPANS,
-        ...result,
-        consoleErrors: consoleErrors.length,
-        screenshot: SCREENSHOT,
-      }),
-    );
-  } catch (err) {
-    code = 1;
-    const reason = err instanceof CheckFailed ? err.message : String(err && err.stack ? err.stack : err);
-    console.error(`trace_view: FAILED: ${reason}`);
-    if (page) {
-      try {
-        await page.screenshot({ path: FAILURE_SHOT, fullPage: true });
-        console.error(`trace_view: failure screenshot at ${FAILURE_SHOT} (page ${page.url()})`);
-      } catch (shotErr) {
-        console.error(`trace_view: could not take a failure screenshot: ${shotErr}`);
-      }
-    }
-    console.log(JSON.stringify({ ok: false, url: BASE, service: SERVICE, reason, screenshot: FAILURE_SHOT }));
-  } finally {
-    clearTimeout(watchdog);
-    if (context) await context.close().catch(() => {});
-    rmSync(userDataDir, { recursive: true, force: true });
-  }
-  process.exit(code);
+if (!SERVICE) {
+  console.error('trace_view: set LOUPE_SERVICE to a service that has traces');
+  process.exit(1);
 }
-
-main();
+main('trace_view', 'trace_view.png', async (page, pageErrors, screenshot) => ({
+  service: SERVICE,
+  minSpans: MIN_SPANS,
+  ...(await run(page, pageErrors, screenshot)),
+}));

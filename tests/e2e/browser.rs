@@ -1,6 +1,8 @@
 //! The web UI in headless Chromium against a demo server: search → open a trace → the
 //! waterfall shows its spans → span search highlights; recent traces on arrival; a TraceQL
-//! query from the query box; a pasted trace id opens it. Saves screenshots under target/.
+//! query from the query box; a pasted trace id opens it. The log explorer: a JSON and a
+//! logfmt line (context only in their text) → expand → their trace → the Logs tab shows them;
+//! autocomplete, filters, context and live tail. Saves screenshots under target/.
 
 use std::process::Command;
 
@@ -43,4 +45,53 @@ async fn ui_search_and_trace_view_in_chromium() {
     let png = std::fs::read(shots.join("trace_view-traceql.png")).expect("TraceQL screenshot");
     assert!(png.starts_with(b"\x89PNG"), "TraceQL screenshot is a PNG");
     eprintln!("browser: {stdout}screenshot: {}", shot.display());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn log_explorer_leads_to_the_trace_and_its_logs_tab_in_chromium() {
+    let browser_dir = workspace_root().join("tests/browser");
+    assert!(
+        browser_dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is missing: run `tests/setup.sh` (or `make test`) first"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&["server", "--demo"], dir.path(), &[]);
+    server.wait_ready().await;
+    // cart logs JSON lines, inventory logfmt lines, both with a traceparent in the text.
+    for service in ["cart", "inventory"] {
+        eventually(30, "demo log lines", || async {
+            let (_, b) = get_json(
+                &server.url(&format!("/api/v1/logs?limit=1&query=service%3A{service}")),
+                None,
+            )
+            .await;
+            (b["logs"].as_array()?.len() == 1).then_some(())
+        })
+        .await;
+    }
+    let shots = workspace_root().join("target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let shot = shots.join("log_explorer.png");
+    let out = Command::new("node")
+        .arg(browser_dir.join("log_explorer.mjs"))
+        .env("LOUPE_URL", format!("http://{}", server.http))
+        .env("LOUPE_SERVICES", "cart,inventory")
+        .env("LOUPE_SCREENSHOT", &shot)
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "browser test failed:\n{stdout}\n{stderr}"
+    );
+    for name in [
+        "log_explorer.png",
+        "log_explorer-cart.png",
+        "log_explorer-inventory.png",
+    ] {
+        let png = std::fs::read(shots.join(name)).expect("screenshot saved");
+        assert!(png.starts_with(b"\x89PNG"), "{name} is a PNG");
+    }
+    eprintln!("browser: {stdout}screenshots: {}", shots.display());
 }

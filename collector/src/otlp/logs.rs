@@ -145,11 +145,18 @@ pub fn to_log_records(req: ExportLogsServiceRequest) -> Vec<LogRecord> {
                     trace_id = Some(ctx.trace_id);
                     span_id = ctx.span_id;
                 }
-                let severity_number = if r.severity_number == 0 {
+                let mut severity_number = if r.severity_number == 0 {
                     severity_from_text(&r.severity_text)
                 } else {
                     r.severity_number
                 };
+                if severity_number == 0
+                    && let AttrValue::Str(text) = &body
+                    && let Some(level) = loupe_core::log_level::find(text)
+                {
+                    // The level the line states (JSON `"level"` or logfmt `level=`).
+                    severity_number = severity_from_text(level);
+                }
                 out.push(LogRecord {
                     time_unix_nano: r.time_unix_nano as i64,
                     observed_unix_nano: r.observed_time_unix_nano.min(i64::MAX as u64) as i64,

@@ -205,3 +205,139 @@ export function useApi<T>(load: (signal: AbortSignal) => Promise<T>, deps: unkno
   }, [enabled, ...deps]);
   return state;
 }
+
+// ---- logs ----
+
+export interface LogLine {
+  timeUnixNano: string;
+  observedTimeUnixNano: string;
+  severityNumber: number;
+  severityText: string;
+  serviceName: string;
+  body: unknown;
+  attributes: Attributes;
+  resource: Attributes;
+  traceId?: string;
+  spanId?: string;
+  scopeName: string;
+  eventName?: string;
+}
+
+export interface LogsPage {
+  logs: LogLine[];
+  limit: number;
+  nextCursor?: string;
+}
+
+export interface LogQuery {
+  query: string;
+  start: number;
+  end: number;
+  limit?: number;
+  order?: 'newest' | 'oldest';
+  cursor?: string;
+}
+
+function logParams(q: LogQuery): URLSearchParams {
+  const p = new URLSearchParams();
+  if (q.query.trim()) p.set('query', q.query);
+  p.set('start', String(Math.floor(q.start)));
+  p.set('end', String(Math.ceil(q.end)));
+  if (q.limit) p.set('limit', String(q.limit));
+  if (q.order) p.set('order', q.order);
+  if (q.cursor) p.set('cursor', q.cursor);
+  return p;
+}
+
+export async function searchLogs(q: LogQuery, signal?: AbortSignal): Promise<LogsPage> {
+  const r = await apiGet<LogsPage>('/api/v1/logs', logParams(q), signal);
+  return { logs: r.logs ?? [], limit: r.limit, nextCursor: r.nextCursor };
+}
+
+export interface LogHistogram {
+  start: number;
+  stepMs: number;
+  times: number[];
+  series: { level: string; counts: number[] }[];
+  total: number;
+}
+
+export async function logHistogram(q: LogQuery, signal?: AbortSignal): Promise<LogHistogram> {
+  return apiGet<LogHistogram>('/api/v1/logs/histogram', logParams(q), signal);
+}
+
+export interface LogFacets {
+  field: string;
+  values: { value: string; count: number }[];
+  sampled: number;
+  missing: number;
+}
+
+export async function logFacets(field: string, q: LogQuery, signal?: AbortSignal): Promise<LogFacets> {
+  const p = logParams(q);
+  p.set('field', field);
+  p.set('limit', '20');
+  p.set('sample', '1000');
+  return apiGet<LogFacets>('/api/v1/logs/facets', p, signal);
+}
+
+export interface LogContext {
+  before: LogLine[];
+  at: LogLine[];
+  after: LogLine[];
+}
+
+export async function logContext(line: LogLine, n: number, signal?: AbortSignal): Promise<LogContext> {
+  const p = new URLSearchParams();
+  p.set('time', line.timeUnixNano);
+  p.set('service', line.serviceName);
+  const pod = line.resource?.['k8s.pod.name'];
+  if (typeof pod === 'string' && pod) p.set('pod', pod);
+  p.set('before', String(n));
+  p.set('after', String(n));
+  return apiGet<LogContext>('/api/v1/logs/context', p, signal);
+}
+
+/**
+ * Follows `/api/v1/logs/tail` (server-sent events, read with fetch so the bearer token is
+ * sent) and calls `onLine` for each new line until `signal` aborts. Resolves when the
+ * stream ends; rejects with an ApiError when the server refuses it.
+ */
+export async function tailLogs(query: string, onLine: (l: LogLine) => void, signal: AbortSignal): Promise<void> {
+  const p = new URLSearchParams();
+  if (query.trim()) p.set('query', query);
+  const headers: Record<string, string> = { Accept: 'text/event-stream' };
+  const token = getToken();
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const res = await fetch(`/api/v1/logs/tail?${p}`, { headers, signal });
+  if (!res.ok || !res.body) {
+    if (res.status === 401) window.dispatchEvent(new Event(UNAUTHORIZED_EVENT));
+    const text = await res.text();
+    let message = text.slice(0, 300);
+    try {
+      message = JSON.parse(text)?.error?.message ?? message;
+    } catch {
+      /* plain text */
+    }
+    throw new ApiError(res.status, `http_${res.status}`, message || 'live tail failed');
+  }
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buf += value;
+    let end: number;
+    while ((end = buf.indexOf('\n\n')) >= 0) {
+      const block = buf.slice(0, end);
+      buf = buf.slice(end + 2);
+      let event = 'message';
+      let data = '';
+      for (const line of block.split('\n')) {
+        if (line.startsWith('event:')) event = line.slice(6).trim();
+        else if (line.startsWith('data:')) data += line.slice(5).trimStart();
+      }
+      if (event === 'log' && data) onLine(JSON.parse(data) as LogLine);
+    }
+  }
+}

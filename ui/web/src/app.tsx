@@ -5,6 +5,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { UNAUTHORIZED_EVENT, getToken, setToken } from './api';
 import { Link } from './components/common';
 import { TimePicker } from './components/TimePicker';
+import { LogsPage } from './pages/Logs';
 import { SignalPage } from './pages/SignalPage';
 import { ServicesPage } from './pages/Services';
 import { TracesPage } from './pages/Traces';
@@ -100,7 +101,7 @@ function Page(props: { route: Route }) {
     case '/services':
       return <ServicesPage route={props.route} />;
     case '/logs':
-      return <SignalPage signal="Logs" />;
+      return <LogsPage route={props.route} />;
     case '/metrics':
       return <SignalPage signal="Metrics" />;
     default:

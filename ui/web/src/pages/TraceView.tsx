@@ -1,11 +1,12 @@
 // Trace view page (/traces/:traceId): trace header, a span search box (the URL's `find`)
 // that highlights matching spans, the waterfall and the details panel of the span selected
-// in the URL's `span` param.
+// in the URL's `span` param; the Logs tab (`tab=logs`) lists the trace's log lines.
 import { useMemo, useState } from 'preact/hooks';
-import { ApiError, getTrace, useApi } from '../api';
+import { ApiError, getTrace, searchLogs, useApi } from '../api';
 import { ErrorBanner, ErrorIcon, Link, Loading, ServiceChip } from '../components/common';
 import { SpanDetails } from '../components/SpanDetails';
 import { Waterfall } from '../components/Waterfall';
+import { TraceLogs } from '../logs/TraceLogs';
 import { formatDuration, formatTime, nanosToMs } from '../format';
 import { buildTrace, spanMatches } from '../trace';
 import { href, navigate, paramsToMap, timeParams, type Route } from '../url';
@@ -16,6 +17,23 @@ export function TraceViewPage(props: { route: Route; traceId: string }) {
   const result = useApi((signal) => getTrace(traceId, signal), [traceId]);
   const model = useMemo(() => (result.data ? buildTrace(traceId, result.data.spans) : null), [result.data, traceId]);
   const [collapsed, setCollapsed] = useState<Set<string>>(new Set());
+  // The trace's log lines: by its id, from an hour before its start to an hour after its end.
+  const startMs = model ? Number(model.startNanos / 1_000_000n) : 0;
+  const endMs = model ? startMs + model.duration / 1e6 : 0;
+  const logs = useApi(
+    async (signal) =>
+      (
+        await searchLogs(
+          { query: `trace_id:${traceId}`, start: startMs - 3600e3, end: endMs + 3600e3, order: 'oldest', limit: 1000 },
+          signal,
+        )
+      ).logs,
+    [traceId, startMs],
+    !!model,
+  );
+  const tab = params.get('tab') === 'logs' ? 'logs' : 'timeline';
+  const setTab = (t: string) =>
+    navigate(href(props.route.path, { ...paramsToMap(params), tab: t === 'logs' ? 'logs' : undefined }), { replace: true });
 
   const find = params.get('find') ?? '';
   const matches = useMemo(() => {
@@ -119,7 +137,31 @@ export function TraceViewPage(props: { route: Route; traceId: string }) {
               </span>
             )}
           </div>
-          <div class={`trace-body${selected ? ' with-details' : ''}`}>
+          <div class="tabs" role="tablist">
+            <button type="button" role="tab" class={tab === 'timeline' ? 'active' : ''} onClick={() => setTab('timeline')}>
+              Timeline
+            </button>
+            <button
+              type="button"
+              role="tab"
+              class={tab === 'logs' ? 'active' : ''}
+              onClick={() => setTab('logs')}
+              data-testid="logs-tab"
+            >
+              Logs{logs.data ? ` (${logs.data.length})` : ''}
+            </button>
+          </div>
+          {tab === 'logs' && (
+            <TraceLogs
+              logs={logs}
+              traceStart={model.startNanos}
+              spanIds={new Set(model.byId.keys())}
+              path={props.route.path}
+              params={paramsToMap(params)}
+              time={time}
+            />
+          )}
+          <div class={`trace-body${selected ? ' with-details' : ''}`} style={tab === 'logs' ? { display: 'none' } : undefined}>
             <Waterfall
               model={model}
               matches={matches}
