@@ -4,7 +4,8 @@
 //! (every byte of the log files) against `zstd -3` of the same raw text; then warm searches
 //! through the native API: a needle (one request or trace id over the whole data set) and a
 //! common term (newest 100), the severity histogram, and the time from a line's ack to its
-//! arrival on a live tail (server-sent events).
+//! arrival on a live tail (server-sent events). ClickHouse (chdb) stores the same lines and
+//! answers the same searches, as the baseline of the stored size and the searches.
 
 use std::sync::Arc;
 
@@ -96,6 +97,18 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<()> {
     if rows != n as u64 {
         anyhow::bail!("the catalog holds {rows} log lines, {n} were sent");
     }
+    // Searches over everything sent (a minute of margin on both sides).
+    let (start_ms, end_ms) = (
+        lines[0].time_unix_nano / 1_000_000 - 60_000,
+        lines[n - 1].time_unix_nano / 1_000_000 + 60_000,
+    );
+    let needles: Vec<&str> = lines
+        .iter()
+        .step_by((n / NEEDLES).max(1))
+        .filter_map(|l| l.needle.as_deref())
+        .take(NEEDLES)
+        .collect();
+    let chdb = clickhouse(ctx, &dir, &lines, &needles, (start_ms, end_ms))?;
     ctx.emit(Figure::new(
         "logs_ingest_mb_per_cpu_s",
         raw as f64 / 1e6 / cpu.max(1e-9),
@@ -112,21 +125,13 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<()> {
             "ratio",
             Some("<= 1.0"),
             json!({"stored_bytes": stored, "files": state.files().count(), "zstd3_bytes": zstd,
-                "raw_text_bytes": raw, "baseline_is": "zstd -3 of the raw log text (one line per record)"}),
+                "raw_text_bytes": raw, "baseline_is": "zstd -3 of the raw log text (one line per record)",
+                "clickhouse_bytes": chdb.stored_bytes,
+                "clickhouse_vs_zstd3": chdb.stored_bytes as f64 / zstd as f64,
+                "clickhouse_is": "chdb MergeTree ordered by (service, time), body zstd(3) with a tokenbf_v1 index, after OPTIMIZE FINAL; service, time and body only (Loupe also keeps severity, attributes, resource, trace context)"}),
         )
         .with_baseline_ratio(zstd as f64, stored as f64 / zstd as f64),
     );
-    // Searches over everything sent (a minute of margin on both sides).
-    let (start_ms, end_ms) = (
-        lines[0].time_unix_nano / 1_000_000 - 60_000,
-        lines[n - 1].time_unix_nano / 1_000_000 + 60_000,
-    );
-    let needles: Vec<&str> = lines
-        .iter()
-        .step_by((n / NEEDLES).max(1))
-        .filter_map(|l| l.needle.as_deref())
-        .take(NEEDLES)
-        .collect();
     let search = |query: &str, limit: usize| {
         let q: String = url::form_urlencoded::byte_serialize(query.as_bytes()).collect();
         format!(
@@ -168,24 +173,37 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<()> {
             term_ms.push(ms);
         }
     }
+    let (needle_p99, chdb_needle_p99) = (
+        percentile(&needle_ms, 0.99),
+        percentile(&chdb.needle_ms, 0.99),
+    );
     ctx.emit(Figure::new(
         "log_search_p99_ms",
-        percentile(&needle_ms, 0.99),
+        needle_p99,
         "ms",
         Some("<= 200"),
         json!({"needles": needles.len(), "p50_ms": percentile(&needle_ms, 0.5), "lines": n,
             "files": state.files().count(),
             "gets_per_query_cold": gets_per_pass[0], "gets_per_query_warm": gets_per_pass[1],
+            "clickhouse_p99_ms": chdb_needle_p99, "clickhouse_p50_ms": percentile(&chdb.needle_ms, 0.5),
             "query": "one request or trace id over the whole data set, limit 100, warm (the second pass over the same needles); object-store GETs per query, averaged over the first pass (the server had read nothing of the files; index and Parquet footers stay cached after the first query) and over the second"}),
-    ));
-    ctx.emit(Figure::new(
-        "log_term_search_p99_ms",
-        percentile(&term_ms, 0.99),
-        "ms",
-        Some("<= 200"),
-        json!({"runs": term_ms.len(), "p50_ms": percentile(&term_ms, 0.5), "lines": n,
-            "query": "completed (in about a third of the lines), newest 100, warm"}),
-    ));
+    )
+    .with_baseline_ratio(chdb_needle_p99, needle_p99 / chdb_needle_p99.max(1e-9)));
+    ctx.emit(
+        Figure::new(
+            "log_term_search_p99_ms",
+            percentile(&term_ms, 0.99),
+            "ms",
+            Some("<= 200"),
+            json!({"runs": term_ms.len(), "p50_ms": percentile(&term_ms, 0.5), "lines": n,
+            "query": "completed (in about a third of the lines), newest 100, warm",
+            "clickhouse_p99_ms": percentile(&chdb.term_ms, 0.99)}),
+        )
+        .with_baseline_ratio(
+            percentile(&chdb.term_ms, 0.99),
+            percentile(&term_ms, 0.99) / percentile(&chdb.term_ms, 0.99).max(1e-9),
+        ),
+    );
     // The severity histogram of the last hour (every line sent is in it), 60 buckets.
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
@@ -293,4 +311,55 @@ async fn tail_latency(
         send_ms.push((arrived - sent).as_secs_f64() * 1e3);
     }
     Ok((ack_ms, send_ms))
+}
+
+/// ClickHouse's figures on the same lines (see `chdb_baseline.py`).
+struct ClickHouse {
+    stored_bytes: u64,
+    needle_ms: Vec<f64>,
+    term_ms: Vec<f64>,
+}
+
+/// Loads the lines into ClickHouse (chdb) and runs the same needle and term searches.
+fn clickhouse(
+    ctx: &Ctx<'_>,
+    dir: &std::path::Path,
+    lines: &[crate::loggen::Line],
+    needles: &[&str],
+    (start_ms, end_ms): (u64, u64),
+) -> anyhow::Result<ClickHouse> {
+    use std::io::Write;
+    let path = dir.join("lines.jsonl");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);
+    for l in lines {
+        serde_json::to_writer(
+            &mut out,
+            &json!({"service": l.service, "time": l.time_unix_nano, "body": l.text}),
+        )?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    drop(out);
+    let job = json!({
+        "lines": path, "needles": needles, "term": "completed",
+        "start": start_ms * 1_000_000, "end": end_ms * 1_000_000, "limit": 100,
+        "repeat": ctx.sizes.search_repeat,
+    });
+    let v = crate::searches::python_job(ctx.args, "chdb_baseline.py", &job, "ClickHouse (chdb)")?;
+    std::fs::remove_file(&path)?;
+    let floats = |a: &serde_json::Value| -> Vec<f64> {
+        a.as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+            .unwrap_or_default()
+    };
+    eprintln!(
+        "clickhouse (chdb): {} bytes stored, loaded in {:.1} s",
+        v["stored_bytes"],
+        v["load_s"].as_f64().unwrap_or_default()
+    );
+    Ok(ClickHouse {
+        stored_bytes: v["stored_bytes"].as_u64().unwrap_or_default(),
+        needle_ms: floats(&v["needle_ms"]),
+        term_ms: floats(&v["term_ms"]),
+    })
 }

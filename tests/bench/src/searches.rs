@@ -146,6 +146,36 @@ fn python(args: &Args) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python"))
 }
 
+/// Runs a baseline script of this crate with the repository's Python: `job` as JSON on its
+/// stdin, its stdout parsed as JSON.
+pub fn python_job(
+    args: &Args,
+    script: &str,
+    job: &serde_json::Value,
+    what: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(script);
+    let mut child = Command::new(python(args))
+        .arg(&script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| {
+            format!("cannot run the {what} baseline (run tests/setup.sh for the .venv)")
+        })?;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(job.to_string().as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("the {what} baseline failed");
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
 /// DuckDB's warm timings: trace by id for `ids`, then each list of searches. Returns the
 /// by-id timings followed by one vector per list.
 pub fn duckdb(
@@ -162,24 +192,7 @@ pub fn duckdb(
         "search_lists": lists.iter().map(|l| l.iter().map(|s| json!({"sql_ids": s.sql_ids, "start": start, "end": end})).collect::<Vec<_>>()).collect::<Vec<_>>(),
         "repeat": repeat,
     });
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("duckdb_baseline.py");
-    let mut child = Command::new(python(args))
-        .arg(&script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("cannot run the DuckDB baseline (run tests/setup.sh for the .venv)")?;
-    child
-        .stdin
-        .take()
-        .context("stdin")?
-        .write_all(job.to_string().as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!("DuckDB baseline failed");
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let v = python_job(args, "duckdb_baseline.py", &job, "DuckDB")?;
     let floats = |a: &serde_json::Value| -> Vec<f64> {
         a.as_array()
             .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
