@@ -6,16 +6,25 @@
 //! A scan of the bytes for the key (with `memchr`'s substring search), not a parse of the line:
 //! the key must start a JSON key or a logfmt pair, and its value must be a word of letters.
 
-use memchr::memmem;
+use std::sync::LazyLock;
 
-const KEYS: [&[u8]; 3] = [b"level", b"severity", b"lvl"];
+use memchr::memmem::Finder;
+
+/// The keys, with their searchers built once (building one costs more than a short scan).
+static KEYS: LazyLock<[Finder<'static>; 3]> = LazyLock::new(|| {
+    [
+        Finder::new(b"level"),
+        Finder::new(b"severity"),
+        Finder::new(b"lvl"),
+    ]
+});
 
 /// The level word `line` states, as written (`INFO`, `warn`, `Error`).
 pub fn find(line: &str) -> Option<&str> {
     let b = line.as_bytes();
-    for key in KEYS {
-        for at in memmem::find_iter(b, key) {
-            if let Some(v) = value_after(b, at, key.len()) {
+    for key in KEYS.iter() {
+        for at in key.find_iter(b) {
+            if let Some(v) = value_after(b, at, key.needle().len()) {
                 return Some(&line[v.0..v.1]);
             }
         }

@@ -9,6 +9,10 @@
 //! at ingest and again when a stored line is read, so it jumps between candidates with
 //! `memchr` (`trace`, `span`, `-`) instead of trying every position.
 
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
+
 /// Trace and span id found in a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TraceContext {
@@ -21,11 +25,15 @@ const TRACE: &[u8] = b"trace";
 const SPAN: &[u8] = b"span";
 const SUFFIXES: [&[u8]; 3] = [b"_id", b"Id", b"ID"];
 
+/// Searchers for the stems, built once (building one costs more than scanning a line).
+static FINDERS: LazyLock<[Finder<'static>; 2]> =
+    LazyLock::new(|| [Finder::new(TRACE), Finder::new(SPAN)]);
+
 /// The trace context in `line`, if it carries one.
 pub fn find(line: &str) -> Option<TraceContext> {
     let b = line.as_bytes();
-    if let Some(trace_id) = keyed::<16>(b, TRACE) {
-        let span_id = keyed::<8>(b, SPAN);
+    if let Some(trace_id) = keyed::<16>(b, &FINDERS[0]) {
+        let span_id = keyed::<8>(b, &FINDERS[1]);
         return Some(TraceContext { trace_id, span_id });
     }
     traceparent(b)
@@ -55,8 +63,9 @@ fn hex_id<const N: usize>(b: &[u8], at: usize) -> Option<[u8; N]> {
 
 /// The id after `stem` + one of [`SUFFIXES`] as a JSON member (`"key": "…"`) or a logfmt
 /// pair (`key=…`).
-fn keyed<const N: usize>(b: &[u8], stem: &[u8]) -> Option<[u8; N]> {
-    for pos in memchr::memmem::find_iter(b, stem) {
+fn keyed<const N: usize>(b: &[u8], finder: &Finder<'static>) -> Option<[u8; N]> {
+    let stem = finder.needle();
+    for pos in finder.find_iter(b) {
         let after = &b[pos + stem.len()..];
         let Some(suffix) = SUFFIXES.iter().find(|s| after.starts_with(s)) else {
             continue;
