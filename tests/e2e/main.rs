@@ -8,6 +8,7 @@ mod demo_logs;
 mod deploy;
 mod durability;
 mod full_disk;
+mod grafana_loki;
 mod grafana_tempo;
 mod harness;
 mod live_tail;
