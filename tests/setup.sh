@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs, idempotently (safe to run on every test run):
 #   - Debian's chromium, for the browser test
+#   - Debian's nginx-light, wrk and postgresql, whose logs the benchmark ingests
 #   - a Python virtualenv (.venv) with the OpenTelemetry SDK and moto (S3 test server)
 #   - playwright-core (no browser download) for tests/browser
 #   - cargo-nextest, the test runner
@@ -14,6 +15,13 @@ if [ ! -x /usr/bin/chromium ]; then
   export DEBIAN_FRONTEND=noninteractive
   as_root apt-get update -qq
   as_root apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+
+if [ ! -x /usr/sbin/nginx ] || [ ! -x /usr/bin/wrk ] || ! ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1; then
+  echo "setup: installing nginx-light, wrk and postgresql (Debian packages)"
+  export DEBIAN_FRONTEND=noninteractive
+  as_root apt-get update -qq
+  as_root apt-get install -y -qq --no-install-recommends nginx-light wrk postgresql >/dev/null
 fi
 
 if [ ! -x .venv/bin/python ] || ! cmp -s tests/python/requirements.txt .venv/.loupe-requirements; then

@@ -49,54 +49,21 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<()> {
         .as_nanos() as u64;
     let mut generator = LogGen::new(0x10_65, now - 600_000_000_000);
     let lines: Vec<_> = (0..n).map(|_| generator.line()).collect();
-    let raw: usize = lines.iter().map(|l| l.text.len() + 1).sum();
-    let zstd = {
-        let mut text = Vec::with_capacity(raw);
-        for l in &lines {
-            text.extend_from_slice(l.text.as_bytes());
-            text.push(b'\n');
-        }
-        zstd::bulk::compress(&text, 3)?.len()
-    };
-    let bodies: Vec<Bytes> = requests(&lines, LINES_PER_REQUEST)
-        .iter()
-        .map(|r| Bytes::from(r.encode_to_vec()))
-        .collect();
-    let otlp_bytes: usize = bodies.iter().map(Bytes::len).sum();
-    eprintln!(
-        "generated {n} log lines, {:.1} MB of text, {:.1} MB OTLP",
-        raw as f64 / 1e6,
-        otlp_bytes as f64 / 1e6
-    );
-
     // Its own data dir, so the trace phases' servers do not compact these files.
     let dir = ctx.data_dir().join("logs");
     std::fs::create_dir_all(&dir)?;
     let server = ctx.start_in(&dir, &[("LOUPE_COMPACTION_INTERVAL", "1h".to_string())])?;
     server.wait_ready(&ctx.client).await?;
-    let cpu0 = server.cpu_seconds();
-    let wall = std::time::Instant::now();
-    let retries = send_all_to(
-        Protocol::Http,
-        server.otlp_http,
-        Arc::new(bodies),
-        ctx.sizes.concurrency,
-        "logs",
-    )
-    .await?;
-    server.wait_flushed(&ctx.client).await?;
-    let cpu = server.cpu_seconds() - cpu0;
-    let elapsed = wall.elapsed().as_secs_f64();
-    let storage = Storage::open(&format!("file://{}/objects", dir.display()))?;
-    let state = Catalog::new(storage, "bench")
-        .refresh(&TenantId::default_tenant(), Signal::Logs)
-        .await?;
-    let (rows, stored): (u64, u64) = state
-        .files()
-        .fold((0, 0), |(r, b), f| (r + f.rows, b + f.bytes));
-    if rows != n as u64 {
-        anyhow::bail!("the catalog holds {rows} log lines, {n} were sent");
-    }
+    let Ingested {
+        raw,
+        zstd,
+        otlp_bytes,
+        cpu,
+        elapsed,
+        retries,
+        stored,
+        state,
+    } = ingest(ctx, &server, &dir, &lines).await?;
     // Searches over everything sent (a minute of margin on both sides).
     let (start_ms, end_ms) = (
         lines[0].time_unix_nano / 1_000_000 - 60_000,
@@ -109,6 +76,8 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<()> {
         .take(NEEDLES)
         .collect();
     let chdb = clickhouse(ctx, &dir, &lines, &needles, (start_ms, end_ms))?;
+    let real = real_programs(ctx, n).await?;
+    eprintln!("real programs' logs: {real}");
     ctx.emit(Figure::new(
         "logs_ingest_mb_per_cpu_s",
         raw as f64 / 1e6 / cpu.max(1e-9),
@@ -116,7 +85,8 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<()> {
         Some(">= 25"),
         json!({"lines": n, "raw_text_bytes": raw, "otlp_bytes": otlp_bytes, "server_cpu_s": cpu,
             "wall_s": elapsed, "overload_retries": retries, "lines_per_request": LINES_PER_REQUEST,
-            "counted": "server process user+system CPU from the first send until every line is in a committed file"}),
+            "counted": "server process user+system CPU from the first send until every line is in a committed file",
+            "real_programs": real.clone()}),
     ));
     ctx.emit(
         Figure::new(
@@ -128,6 +98,7 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<()> {
                 "raw_text_bytes": raw, "baseline_is": "zstd -3 of the raw log text (one line per record)",
                 "clickhouse_bytes": chdb.stored_bytes,
                 "clickhouse_vs_zstd3": chdb.stored_bytes as f64 / zstd as f64,
+                "real_programs": real,
                 "clickhouse_is": "chdb MergeTree ordered by (service, time), body zstd(3) with a tokenbf_v1 index, after OPTIMIZE FINAL; service, time and body only (Loupe also keeps severity, attributes, resource, trace context)"}),
         )
         .with_baseline_ratio(zstd as f64, stored as f64 / zstd as f64),
@@ -362,4 +333,108 @@ fn clickhouse(
         needle_ms: floats(&v["needle_ms"]),
         term_ms: floats(&v["term_ms"]),
     })
+}
+
+/// What sending lines to a server cost and left stored.
+struct Ingested {
+    raw: usize,
+    zstd: usize,
+    otlp_bytes: usize,
+    cpu: f64,
+    elapsed: f64,
+    retries: u64,
+    stored: u64,
+    state: std::sync::Arc<loupe_storage::catalog::CatalogState>,
+}
+
+/// Sends `lines` over OTLP/HTTP (protobuf) to `server` (whose objects are under `dir`) and
+/// waits until every line is in a committed file.
+async fn ingest(
+    ctx: &Ctx<'_>,
+    server: &crate::server::Server,
+    dir: &std::path::Path,
+    lines: &[crate::loggen::Line],
+) -> anyhow::Result<Ingested> {
+    let n = lines.len();
+    let raw: usize = lines.iter().map(|l| l.text.len() + 1).sum();
+    let zstd = {
+        let mut text = Vec::with_capacity(raw);
+        for l in lines {
+            text.extend_from_slice(l.text.as_bytes());
+            text.push(b'\n');
+        }
+        zstd::bulk::compress(&text, 3)?.len()
+    };
+    let bodies: Vec<Bytes> = requests(lines, LINES_PER_REQUEST)
+        .iter()
+        .map(|r| Bytes::from(r.encode_to_vec()))
+        .collect();
+    let otlp_bytes: usize = bodies.iter().map(Bytes::len).sum();
+    eprintln!(
+        "{n} log lines, {:.1} MB of text, {:.1} MB OTLP",
+        raw as f64 / 1e6,
+        otlp_bytes as f64 / 1e6
+    );
+    let cpu0 = server.cpu_seconds();
+    let wall = std::time::Instant::now();
+    let retries = send_all_to(
+        Protocol::Http,
+        server.otlp_http,
+        Arc::new(bodies),
+        ctx.sizes.concurrency,
+        "logs",
+    )
+    .await?;
+    server.wait_flushed(&ctx.client).await?;
+    let cpu = server.cpu_seconds() - cpu0;
+    let elapsed = wall.elapsed().as_secs_f64();
+    let storage = Storage::open(&format!("file://{}/objects", dir.display()))?;
+    let state = Catalog::new(storage, "bench")
+        .refresh(&TenantId::default_tenant(), Signal::Logs)
+        .await?;
+    let (rows, stored): (u64, u64) = state
+        .files()
+        .fold((0, 0), |(r, b), f| (r + f.rows, b + f.bytes));
+    if rows != n as u64 {
+        anyhow::bail!("the catalog holds {rows} log lines, {n} were sent");
+    }
+    Ok(Ingested {
+        raw,
+        zstd,
+        otlp_bytes,
+        cpu,
+        elapsed,
+        retries,
+        stored,
+        state,
+    })
+}
+
+/// The ingest speed and stored size of lines real programs wrote (see [`crate::real_logs`]),
+/// each on a fresh server.
+async fn real_programs(ctx: &Ctx<'_>, max: usize) -> anyhow::Result<serde_json::Value> {
+    let mut out = serde_json::Map::new();
+    let dir = ctx.data_dir().join("real-logs");
+    for (name, get) in [
+        (
+            "nginx",
+            crate::real_logs::nginx
+                as fn(&std::path::Path, usize) -> anyhow::Result<Vec<crate::loggen::Line>>,
+        ),
+        ("postgres", crate::real_logs::postgres),
+    ] {
+        let lines = get(&dir, max)?;
+        let data = dir.join(format!("{name}-server"));
+        std::fs::create_dir_all(&data)?;
+        let server = ctx.start_in(&data, &[("LOUPE_COMPACTION_INTERVAL", "1h".to_string())])?;
+        server.wait_ready(&ctx.client).await?;
+        let i = ingest(ctx, &server, &data, &lines).await?;
+        server.stop()?;
+        out.insert(
+            name.to_string(),
+            json!({"lines": lines.len(), "raw_text_bytes": i.raw, "mb_per_cpu_s": i.raw as f64 / 1e6 / i.cpu.max(1e-9),
+                "stored_bytes": i.stored, "zstd3_bytes": i.zstd, "stored_vs_zstd3": i.stored as f64 / i.zstd as f64}),
+        );
+    }
+    Ok(serde_json::Value::Object(out))
 }

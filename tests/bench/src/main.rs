@@ -13,6 +13,7 @@ mod loggen;
 mod logs_phase;
 mod phases;
 mod pipeline;
+mod real_logs;
 mod searches;
 mod server;
 mod tracegen;
