@@ -4,7 +4,8 @@
 //! Fresh chunks are taken before the catalog is read, so a batch committed in between is
 //! seen twice rather than not at all; identical records are kept once. Files are read
 //! newest first (oldest first when asked) and the scan stops once `limit` records are
-//! found and no unread file can hold an earlier (later) one.
+//! found and no unread file can hold an earlier (later) one. The first file is searched
+//! alone (it often holds the whole answer), the rest a few at a time.
 //!
 //! A file is searched through its index ([`crate::logs::index`]): the index gives candidate
 //! rows in time order, only those rows are read, and the same [`LogFilter`] that fresh
@@ -75,7 +76,24 @@ pub async fn search(
         Order::OldestFirst => files.sort_by_key(|f| f.min_time_unix_nano),
     }
     let terms = &terms;
-    let mut found = futures::stream::iter(files)
+    // The first file alone: for a common word it often holds the whole answer, and the
+    // next files then need no reading at all. The rest a few at a time, in order, while
+    // they can still hold a line earlier (oldest first: later) than the `limit`-th found.
+    let mut rest = files.split_off(files.len().min(1));
+    if let Some(first) = files.first() {
+        hits.extend(search_file(reader, first, q, terms).await?);
+    }
+    if hits.len() >= q.limit {
+        sort(&mut hits, q.order);
+        hits.truncate(q.limit);
+        if let Some(t) = hits.last().map(|r| r.time_unix_nano) {
+            rest.retain(|f| match q.order {
+                Order::NewestFirst => f.max_time_unix_nano >= t,
+                Order::OldestFirst => f.min_time_unix_nano <= t,
+            });
+        }
+    }
+    let mut found = futures::stream::iter(rest)
         .map(move |f: Arc<FileEntry>| async move {
             let records = search_file(reader, &f, q, terms).await;
             (f, records)

@@ -119,7 +119,9 @@ pub fn postgres(dir: &Path, max: usize) -> anyhow::Result<Vec<Line>> {
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .collect();
     versions.sort_unstable();
-    let version = versions.last().context("no PostgreSQL under /usr/lib/postgresql")?;
+    let version = versions
+        .last()
+        .context("no PostgreSQL under /usr/lib/postgresql")?;
     let bin_dir = std::path::PathBuf::from(format!("/usr/lib/postgresql/{version}/bin"));
     let bin = bin_dir.as_path();
     let dir = dir.join("postgres");
