@@ -79,6 +79,24 @@ impl From<loupe_core::cpu::Panicked> for QueryError {
     }
 }
 
+impl QueryError {
+    /// The error as a plain-text body with its status (and `Retry-After` when it has one):
+    /// the envelope of the APIs that answer errors as text (Tempo, Loki). `api` names the API
+    /// in the log line of an internal error.
+    pub fn plain_text(self, api: &str) -> Response {
+        let code = self.code();
+        if matches!(self, QueryError::Internal(_)) {
+            tracing::error!(error = %self, api, "query failed");
+        }
+        let mut resp = (code.http_status(), self.to_string()).into_response();
+        if let Some(secs) = code.retry_after_secs() {
+            resp.headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+        }
+        resp
+    }
+}
+
 impl IntoResponse for QueryError {
     fn into_response(self) -> Response {
         if matches!(self, QueryError::Internal(_)) {

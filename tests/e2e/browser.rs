@@ -8,8 +8,8 @@ use std::process::Command;
 
 use crate::harness::{Server, eventually, get_json, workspace_root};
 
-#[tokio::test(flavor = "multi_thread")]
-async fn ui_search_and_trace_view_in_chromium() {
+/// The browser checks' folder (with playwright-core installed) and a ready demo server.
+async fn demo() -> (std::path::PathBuf, tempfile::TempDir, Server) {
     let browser_dir = workspace_root().join("tests/browser");
     assert!(
         browser_dir.join("node_modules/playwright-core").exists(),
@@ -18,6 +18,12 @@ async fn ui_search_and_trace_view_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&["server", "--demo"], dir.path(), &[]);
     server.wait_ready().await;
+    (browser_dir, dir, server)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ui_search_and_trace_view_in_chromium() {
+    let (browser_dir, _dir, server) = demo().await;
     eventually(30, "demo traces", || async {
         let (_, b) = get_json(&server.url("/api/v1/traces?service=checkout&limit=1"), None).await;
         (b["traces"].as_array()?.len() == 1).then_some(())
@@ -49,14 +55,7 @@ async fn ui_search_and_trace_view_in_chromium() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn log_explorer_leads_to_the_trace_and_its_logs_tab_in_chromium() {
-    let browser_dir = workspace_root().join("tests/browser");
-    assert!(
-        browser_dir.join("node_modules/playwright-core").exists(),
-        "playwright-core is missing: run `tests/setup.sh` (or `make test`) first"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&["server", "--demo"], dir.path(), &[]);
-    server.wait_ready().await;
+    let (browser_dir, _dir, server) = demo().await;
     // cart logs JSON lines, inventory logfmt lines, both with a traceparent in the text.
     for service in ["cart", "inventory"] {
         eventually(30, "demo log lines", || async {

@@ -196,8 +196,9 @@ fn regex_error(e: &regex::Error) -> String {
         .to_string()
 }
 
-fn anchored(q: &str, at: usize, text: &str) -> Result<Re, LogqlError> {
-    regex::RegexBuilder::new(&format!("^(?s:{text})$"))
+/// `text` compiled as written (`pattern`), kept with `text` for printing.
+fn compile(q: &str, at: usize, text: &str, pattern: &str) -> Result<Re, LogqlError> {
+    regex::RegexBuilder::new(pattern)
         .size_limit(REGEX_SIZE_LIMIT)
         .build()
         .map(|re| Re {
@@ -205,37 +206,23 @@ fn anchored(q: &str, at: usize, text: &str) -> Result<Re, LogqlError> {
             re,
         })
         .map_err(|e| {
-            LogqlError::parse(
-                q,
-                at,
-                format!(
-                    "invalid regular expression {}: {}",
-                    quote(text),
-                    regex_error(&e)
-                ),
-            )
+            let msg = format!(
+                "invalid regular expression {}: {}",
+                quote(text),
+                regex_error(&e)
+            );
+            LogqlError::parse(q, at, msg)
         })
 }
 
+/// A label matcher's expression: it must match the whole value.
+fn anchored(q: &str, at: usize, text: &str) -> Result<Re, LogqlError> {
+    compile(q, at, text, &format!("^(?s:{text})$"))
+}
+
+/// A line filter's or parser's expression: it may match anywhere.
 fn unanchored(q: &str, at: usize, text: &str) -> Result<Re, LogqlError> {
-    regex::RegexBuilder::new(text)
-        .size_limit(REGEX_SIZE_LIMIT)
-        .build()
-        .map(|re| Re {
-            text: text.to_string(),
-            re,
-        })
-        .map_err(|e| {
-            LogqlError::parse(
-                q,
-                at,
-                format!(
-                    "invalid regular expression {}: {}",
-                    quote(text),
-                    regex_error(&e)
-                ),
-            )
-        })
+    compile(q, at, text, text)
 }
 
 impl Parser<'_> {

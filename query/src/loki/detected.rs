@@ -25,24 +25,7 @@ const DEFAULT_LINES: usize = 1000;
 const MAX_LINES: usize = 5000;
 
 pub async fn detected_labels(State(st): State<QueryState>, req: LokiRequest) -> LokiResult {
-    let (start, end) = req.range()?;
-    let sel = match req.get("query") {
-        Some(q) if !q.trim().is_empty() => match parse(q)? {
-            Query::Log(l) => Some(l.selector),
-            Query::Metric(_) => return Err(bad("expected a stream selector")),
-        },
-        _ => None,
-    };
-    let (streams, _) = run::streams(
-        &st.logs,
-        &req.tenant,
-        sel.as_deref(),
-        start,
-        end,
-        false,
-        None,
-    )
-    .await?;
+    let streams = super::labels::selected_streams(&st, &req).await?;
     let mut values: BTreeMap<&String, BTreeSet<&String>> = BTreeMap::new();
     for (labels, _) in &streams {
         for (k, v) in labels {

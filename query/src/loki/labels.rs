@@ -24,7 +24,7 @@ fn selector(q: &str) -> Result<Vec<Matcher>, LokiError> {
     }
 }
 
-fn query_selector(req: &LokiRequest) -> Result<Option<Vec<Matcher>>, LokiError> {
+pub(super) fn query_selector(req: &LokiRequest) -> Result<Option<Vec<Matcher>>, LokiError> {
     match req.get("query") {
         Some(q) if !q.trim().is_empty() => Ok(Some(selector(q)?)),
         _ => Ok(None),
@@ -35,9 +35,14 @@ fn success(data: Value) -> axum::response::Response {
     respond(json!({"status": "success", "data": data}))
 }
 
-pub async fn labels(State(st): State<QueryState>, req: LokiRequest) -> LokiResult {
+/// The streams of the request's range under its `query` selector (all without one), without
+/// byte counts.
+pub(super) async fn selected_streams(
+    st: &QueryState,
+    req: &LokiRequest,
+) -> Result<Vec<run::Stream>, LokiError> {
     let (start, end) = req.range()?;
-    let sel = query_selector(&req)?;
+    let sel = query_selector(req)?;
     let (streams, _) = run::streams(
         &st.logs,
         &req.tenant,
@@ -48,6 +53,11 @@ pub async fn labels(State(st): State<QueryState>, req: LokiRequest) -> LokiResul
         None,
     )
     .await?;
+    Ok(streams)
+}
+
+pub async fn labels(State(st): State<QueryState>, req: LokiRequest) -> LokiResult {
+    let streams = selected_streams(&st, &req).await?;
     let names: BTreeSet<&String> = streams.iter().flat_map(|(l, _)| l.keys()).collect();
     Ok(success(json!(names)))
 }
@@ -57,18 +67,7 @@ pub async fn label_values(
     Path(name): Path<String>,
     req: LokiRequest,
 ) -> LokiResult {
-    let (start, end) = req.range()?;
-    let sel = query_selector(&req)?;
-    let (streams, _) = run::streams(
-        &st.logs,
-        &req.tenant,
-        sel.as_deref(),
-        start,
-        end,
-        false,
-        None,
-    )
-    .await?;
+    let streams = selected_streams(&st, &req).await?;
     let values: BTreeSet<&String> = streams.iter().filter_map(|(l, _)| l.get(&name)).collect();
     Ok(success(json!(values)))
 }

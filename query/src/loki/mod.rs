@@ -15,7 +15,6 @@ use axum::extract::{FromRequest, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderMap, Method, header};
-use loupe_core::Classify;
 use loupe_storage::TenantId;
 use serde_json::Value;
 
@@ -34,16 +33,7 @@ impl<E: Into<QueryError>> From<E> for LokiError {
 
 impl IntoResponse for LokiError {
     fn into_response(self) -> Response {
-        let code = self.0.code();
-        if matches!(self.0, QueryError::Internal(_)) {
-            tracing::error!(error = %self.0, "loki query failed");
-        }
-        let mut resp = (code.http_status(), self.0.to_string()).into_response();
-        if let Some(secs) = code.retry_after_secs() {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, http::HeaderValue::from(secs));
-        }
-        resp
+        self.0.plain_text("loki")
     }
 }
 

@@ -17,7 +17,6 @@ use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderMap, StatusCode, header};
-use loupe_core::Classify;
 use loupe_storage::TenantId;
 use loupe_storage::model::parse_trace_id;
 use prost::Message;
@@ -38,16 +37,7 @@ impl From<QueryError> for TempoError {
 
 impl IntoResponse for TempoError {
     fn into_response(self) -> Response {
-        let code = self.0.code();
-        if matches!(self.0, QueryError::Internal(_)) {
-            tracing::error!(error = %self.0, "tempo query failed");
-        }
-        let mut resp = (code.http_status(), self.0.to_string()).into_response();
-        if let Some(secs) = code.retry_after_secs() {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, http::HeaderValue::from(secs));
-        }
-        resp
+        self.0.plain_text("tempo")
     }
 }
 
