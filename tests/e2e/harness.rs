@@ -139,9 +139,18 @@ impl Drop for Server {
 }
 
 /// A loopback address with a port free right now (for servers restarted on the same port).
+/// The port is drawn below Linux's ephemeral range (32768 and up): a port the kernel handed
+/// out for `:0` could be handed out again, to another test's server or to an outgoing
+/// connection, before this server binds it; one drawn here is taken only by a bind like this.
 pub fn free_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").to_string()
+    use rand::Rng;
+    let mut rng = rand::rng();
+    loop {
+        let port: u16 = rng.random_range(20_000..32_000);
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            return l.local_addr().expect("addr").to_string();
+        }
+    }
 }
 
 /// Fixed addresses for a server that is restarted: clients keep their URLs.
