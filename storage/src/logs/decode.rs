@@ -9,6 +9,7 @@ use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::error::StorageError;
+use crate::logs::body_ids;
 use crate::logs::model::LogRecord;
 use crate::logs::schema;
 use crate::model::{AttrValue, Attrs, Resource, Scope};
@@ -94,6 +95,13 @@ pub fn decode_batch(batch: &RecordBatch) -> Result<Vec<LogRecord>, StorageError>
     let sev_text = strings(batch, schema::SEVERITY_TEXT)?;
     let service = strings(batch, schema::SERVICE_NAME)?;
     let body = strings(batch, schema::BODY)?;
+    let body_ids = batch
+        .column_by_name(schema::BODY_IDS)
+        .map(|c| {
+            c.as_binary_opt::<i32>()
+                .ok_or_else(|| bad(schema::BODY_IDS))
+        })
+        .transpose()?;
     let event = strings(batch, schema::EVENT_NAME)?;
     let resource = strings(batch, schema::RESOURCE_ATTRIBUTES)?;
     let scope_name = strings(batch, schema::SCOPE_NAME)?;
@@ -137,11 +145,16 @@ pub fn decode_batch(batch: &RecordBatch) -> Result<Vec<LogRecord>, StorageError>
                 s
             }
         };
+        let text = match body_ids {
+            Some(ids) if !ids.is_null(i) => body_ids::join(body.value(i), ids.value(i))
+                .ok_or_else(|| bad("body_ids (does not fit its template)"))?,
+            _ => body.value(i).to_string(),
+        };
         let body = if body_json.value(i) {
-            serde_json::from_str::<AttrValue>(body.value(i))
+            serde_json::from_str::<AttrValue>(&text)
                 .map_err(|e| StorageError::parquet("<log batch>", format!("body: {e}")))?
         } else {
-            AttrValue::Str(body.value(i).to_string())
+            AttrValue::Str(text)
         };
         let (trace_id, span_id) = match &body {
             AttrValue::Str(text) if in_body.value(i) => crate::logs::encode::context_in(text),

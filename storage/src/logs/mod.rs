@@ -1,5 +1,6 @@
 //! Log records: the model the collector buffers and queries return ([`model`]), their
-//! Parquet file format ([`schema`], [`encode`], [`decode`]), the file lifecycle's
+//! Parquet file format ([`schema`], [`encode`], [`decode`], ids cut out of the text:
+//! [`body_ids`]), the file lifecycle's
 //! [`LogFormat`], the predicate every log search applies ([`filter`]) and live tail
 //! ([`tail`]).
 //!
@@ -7,6 +8,7 @@
 //! compress well; its catalog entry carries the time range, the services and a filter of the
 //! trace ids its lines carry (so a trace's lines are found without opening other files).
 
+pub mod body_ids;
 pub mod decode;
 pub mod encode;
 pub mod expr;

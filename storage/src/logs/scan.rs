@@ -130,7 +130,7 @@ async fn scan_file<V: Visit>(
     }
     let terms = filter.prepared_terms();
     let records = if f.index.is_some() {
-        let query = candidates_query(filter, &terms, f);
+        let query = |ids: Option<&_>| candidates_query(filter, &terms, f, ids);
         let granules = reader.all_candidates(f, query).await?;
         reader.read_granules(f, &granules).await?
     } else {

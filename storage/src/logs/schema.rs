@@ -8,6 +8,11 @@
 //! body's text (`context_in_body`) is not stored again in `trace_id`/`span_id` (random ids do
 //! not compress: they were a quarter of the bytes of stdout logs); reading finds it in the
 //! text again with the same function the collector lifted it with.
+//!
+//! `body` holds a template where the line's hex ids are cut out into `body_ids` (see
+//! [`crate::logs::body_ids`]); `body_ids` is null where `body` is the line itself, and files
+//! written before it have no such column. Other readers of these files (DuckDB, Spark) see
+//! the template; Loupe joins the two.
 
 use std::sync::{Arc, LazyLock};
 
@@ -23,6 +28,7 @@ pub const SEVERITY_TEXT: &str = "severity_text";
 pub const SERVICE_NAME: &str = "service_name";
 pub const BODY: &str = "body";
 pub const BODY_JSON: &str = "body_json";
+pub const BODY_IDS: &str = "body_ids";
 pub const TRACE_ID: &str = "trace_id";
 pub const SPAN_ID: &str = "span_id";
 pub const FLAGS: &str = "flags";
@@ -49,6 +55,7 @@ pub static LOG_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         dict(SERVICE_NAME),
         Field::new(BODY, DataType::Utf8, false),
         Field::new(BODY_JSON, DataType::Boolean, false),
+        Field::new(BODY_IDS, DataType::Binary, true),
         Field::new(CONTEXT_IN_BODY, DataType::Boolean, false),
         Field::new(TRACE_ID, DataType::FixedSizeBinary(16), true),
         Field::new(SPAN_ID, DataType::FixedSizeBinary(8), true),

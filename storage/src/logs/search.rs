@@ -147,7 +147,7 @@ async fn search_file(
         let mut out = Vec::new();
         let mut want = 8;
         while want <= MAX_GRANULES {
-            let query = candidates_query(&q.filter, terms, f);
+            let query = |ids: Option<&_>| candidates_query(&q.filter, terms, f, ids);
             let top = reader.candidates(f, query, q.order, want + 1).await?;
             let next = top.get(want).map(|&(_, t)| t);
             let new: Vec<u32> = top

@@ -13,6 +13,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::Int32Type;
 use arrow_array::{Array, RecordBatch};
 
+use crate::logs::body_ids;
 use crate::logs::filter::LogFilter;
 use crate::logs::model::LogRecord;
 use crate::logs::scan::{PlainRows, Visit};
@@ -71,6 +72,7 @@ const COLUMNS_WITH_BODY: &[&str] = &[
     schema::SERVICE_NAME,
     schema::RESOURCE_ATTRIBUTES,
     schema::BODY,
+    schema::BODY_IDS,
 ];
 
 impl Streams {
@@ -177,6 +179,9 @@ impl Visit for Streams {
         let body = b
             .column_by_name(schema::BODY)
             .and_then(|c| c.as_string_opt::<i32>());
+        let ids = b
+            .column_by_name(schema::BODY_IDS)
+            .and_then(|c| c.as_binary_opt::<i32>());
         // Counted per pair of dictionary keys and bucket first: a batch has few streams.
         let mut per_key: HashMap<(i32, i32, usize), StreamStats> = HashMap::new();
         for i in rows.iter() {
@@ -191,7 +196,10 @@ impl Visit for Streams {
                 resource.keys().value(i),
                 bucket,
             );
-            let bytes = body.map_or(0, |b| b.value(i).len() as u64);
+            let bytes = body.map_or(0, |b| match ids {
+                Some(ids) if !ids.is_null(i) => body_ids::joined_len(b.value(i), ids.value(i)),
+                _ => b.value(i).len(),
+            }) as u64;
             per_key
                 .entry(k)
                 .or_default()

@@ -8,8 +8,10 @@
 //! (a common word is one posting per granule, not one per line), for the cost of checking
 //! up to 63 rows more per hit. The index holds no documents (the Parquet part does) and no
 //! positions or norms. Fields:
-//! - `body`: the distinct keys of the body tokens ([`super::tokens`]); the span id lifted
-//!   from a line is left out (no query looks one up; the trace id is kept).
+//! - `body`: the distinct keys of the body tokens ([`super::tokens`]) but id tokens, which go
+//!   to the file's id filter ([`super::ids`]); the span id lifted from a line is left out
+//!   (no query looks one up; the trace id is kept).
+//! - `id_prefix`: the first bytes of the id tokens, for prefix searches.
 //! - `service`: the service names, exact.
 //! - `attributes`: record and resource attributes as one JSON field with dots expanded, every
 //!   scalar value as exact text (`attributes.http.status_code:500` finds an int 500 and a
@@ -35,6 +37,7 @@ use tantivy::tokenizer::TokenizerManager;
 use tantivy::{Index, IndexSettings, ReloadPolicy, Searcher, TantivyDocument};
 
 use crate::error::StorageError;
+use crate::logs::index::ids::{self, IdFilterBuilder, PREFIX_BYTES};
 use crate::logs::index::split::{self, Footer, InMemory, SplitDirectory};
 use crate::logs::index::tokens::{KEY_BYTES, LogTokenizer, TOKENIZER, index_key, token_ranges};
 use crate::logs::model::LogRecord;
@@ -48,6 +51,7 @@ pub const MAX_INDEXED_VALUE: usize = 256;
 const INDEX_MEMORY: usize = 64 * 1024 * 1024;
 
 pub const BODY: &str = "body";
+pub const ID_PREFIX: &str = "id_prefix";
 pub const SERVICE: &str = "service";
 pub const ATTRIBUTES: &str = "attributes";
 pub const TRACE_ID: &str = "trace_id";
@@ -69,6 +73,8 @@ pub struct Fields {
     pub time_max: Field,
     pub severity_min: Field,
     pub severity_max: Field,
+    /// Absent from indexes written before ids had a filter.
+    pub id_prefix: Field,
 }
 
 pub static SCHEMA: LazyLock<(Schema, Fields)> = LazyLock::new(|| {
@@ -86,6 +92,7 @@ pub static SCHEMA: LazyLock<(Schema, Fields)> = LazyLock::new(|| {
         SERVICE,
         TextOptions::default().set_indexing_options(exact.clone()),
     );
+    let raw = TextOptions::default().set_indexing_options(exact.clone());
     let attributes = b.add_json_field(
         ATTRIBUTES,
         JsonObjectOptions::default()
@@ -103,6 +110,7 @@ pub static SCHEMA: LazyLock<(Schema, Fields)> = LazyLock::new(|| {
         time_max: b.add_i64_field(TIME_MAX, fast()),
         severity_min: b.add_u64_field(SEVERITY_MIN, fast()),
         severity_max: b.add_u64_field(SEVERITY_MAX, fast()),
+        id_prefix: b.add_text_field(ID_PREFIX, raw),
     };
     (b.build(), fields)
 });
@@ -151,32 +159,56 @@ fn packed(key: &str) -> u128 {
 struct Scratch {
     seen: HashSet<u128>,
     keys: String,
+    prefixes: Vec<[u8; PREFIX_BYTES]>,
+    ids: IdFilterBuilder,
 }
 
-/// One granule's document. `lifted[i]`: record `i`'s trace context is written in its body.
+/// Granule `number`'s document (its id tokens go to the id filter). `lifted[i]`: record
+/// `i`'s trace context is written in its body.
 fn granule(
+    number: u32,
     records: &[&LogRecord],
     lifted: &[bool],
     f: &Fields,
     scratch: &mut Scratch,
 ) -> TantivyDocument {
     let mut doc = TantivyDocument::new();
-    let Scratch { seen, keys } = scratch;
+    let Scratch {
+        seen,
+        keys,
+        prefixes,
+        ids,
+    } = scratch;
     seen.clear();
     keys.clear();
+    prefixes.clear();
     let mut attrs: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut last_resource: *const crate::model::Resource = std::ptr::null();
     let mut traces: Vec<[u8; 16]> = Vec::new();
     for (r, &lifted) in records.iter().zip(lifted) {
-        let span_key = match (lifted, r.span_id) {
-            (true, Some(span)) => packed(index_key(&hex::encode(span))),
-            _ => 0,
+        let span_hash = match (lifted, r.span_id) {
+            (true, Some(span)) => Some(ids::hash(hex::encode(span).as_bytes())),
+            _ => None,
         };
         let body = r.body_text();
         for (a, b) in token_ranges(&body) {
+            let token = &body.as_bytes()[a..b];
+            if ids::is_id_token(token) {
+                let h = ids::hash(token);
+                if Some(h) != span_hash {
+                    ids.add(number, h);
+                    let mut p = [0u8; PREFIX_BYTES];
+                    p.copy_from_slice(&token[..PREFIX_BYTES]);
+                    p.make_ascii_lowercase();
+                    if !prefixes.contains(&p) {
+                        prefixes.push(p);
+                    }
+                }
+                continue;
+            }
             let key = index_key(&body[a..b]);
             let k = packed(key);
-            if k != span_key && seen.insert(k) {
+            if seen.insert(k) {
                 let at = keys.len();
                 keys.push_str(key);
                 keys[at..].make_ascii_lowercase();
@@ -202,6 +234,10 @@ fn granule(
         }
     }
     doc.add_text(f.body, keys.as_str());
+    for p in prefixes.iter() {
+        // ASCII letters and digits (id tokens are).
+        doc.add_text(f.id_prefix, std::str::from_utf8(p).unwrap_or_default());
+    }
     let mut services: Vec<&str> = records.iter().map(|r| r.service_name()).collect();
     services.dedup();
     for s in services {
@@ -250,13 +286,15 @@ pub fn build_and_pack(
         .single_segment_index_writer::<TantivyDocument>(dir.clone(), INDEX_MEMORY)
         .map_err(err)?;
     let mut scratch = Scratch::default();
+    let mut granules = 0u32;
     for (rows, lifted) in records
         .chunks(GRANULE_ROWS)
         .zip(lifted.chunks(GRANULE_ROWS))
     {
         writer
-            .add_document(granule(rows, lifted, &f, &mut scratch))
+            .add_document(granule(granules, rows, lifted, &f, &mut scratch))
             .map_err(err)?;
+        granules += 1;
     }
     let index = writer.finalize().map_err(err)?;
     let mut names = vec!["meta.json".to_string()];
@@ -279,6 +317,11 @@ pub fn build_and_pack(
             .map_err(|e| StorageError::Internal(format!("log index file {name}: {e}")))?;
         files.push((name, OwnedBytes::new(bytes)));
     }
+    // Not read when the index is opened, so not in the hot cache.
+    files.push((
+        ids::FILE.to_string(),
+        OwnedBytes::new(scratch.ids.finish(granules)),
+    ));
     // Open the index once as a search will, recording what that reads: those ranges are
     // the hot cache, so opening a stored index costs one read of its footer.
     let (bare, loc) = split::pack(Vec::new(), &files, &[])?;
@@ -302,9 +345,13 @@ pub fn open(dir: &SplitDirectory) -> Result<Searcher, StorageError> {
         .map_err(&err)?;
     let searcher = reader.searcher();
     let f = fields();
+    let with_ids = searcher.schema().get_field(ID_PREFIX).is_ok();
     for seg in searcher.segment_readers() {
         for field in [f.body, f.service, f.attributes, f.trace_id] {
             seg.inverted_index(field).map_err(&err)?;
+        }
+        if with_ids {
+            seg.inverted_index(f.id_prefix).map_err(&err)?;
         }
     }
     Ok(searcher)

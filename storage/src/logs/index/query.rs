@@ -4,6 +4,7 @@
 //! [`LogFilter::matches`] then decides on the rows read.
 
 use std::ops::Bound;
+use std::sync::Arc;
 
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::IndexRecordOption;
@@ -11,17 +12,88 @@ use tantivy::schema::IndexRecordOption;
 use crate::catalog::FileEntry;
 use crate::logs::expr::{Cond, LogExpr, ValueTest};
 use crate::logs::filter::LogFilter;
-use crate::logs::index::build::{Fields, MAX_INDEXED_VALUE, fields};
+use crate::logs::index::build::{Fields, GRANULE_ROWS, MAX_INDEXED_VALUE, fields};
+use crate::logs::index::ids::{GranuleSet, IdFilter, PREFIX_BYTES, is_id_token};
 use crate::logs::index::tokens::{KEY_BYTES, Term, index_key, token_ranges};
 
 fn term(t: tantivy::Term) -> Box<dyn Query> {
     Box::new(TermQuery::new(t, IndexRecordOption::Basic))
 }
 
-/// The candidates of `filter` in the file `entry`; `terms` from
+/// What a query over one file is built with.
+struct Ctx<'a> {
+    f: Fields,
+    /// The file's id filter (`None`: an index from before, with ids as terms).
+    ids: Option<&'a IdFilter>,
+    granules: u32,
+}
+
+impl Ctx<'_> {
+    /// The granules that may hold the whole (lower-cased) token `token`.
+    fn word(&self, token: &str) -> Box<dyn Query> {
+        match self.ids {
+            Some(ids) if is_id_token(token.as_bytes()) => {
+                Box::new(GranuleSet(Arc::new(ids.granules(token, self.granules))))
+            }
+            _ => term(tantivy::Term::from_field_text(
+                self.f.body,
+                index_key(token),
+            )),
+        }
+    }
+
+    /// The granules that may hold a token starting with `prefix` (lower-cased, not empty).
+    fn prefixed(&self, prefix: &str) -> Box<dyn Query> {
+        let body = if prefix.len() >= KEY_BYTES {
+            term(tantivy::Term::from_field_text(
+                self.f.body,
+                index_key(prefix),
+            ))
+        } else {
+            starting_with(self.f.body, prefix)
+        };
+        if self.ids.is_none() || !prefix.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return body;
+        }
+        // An id token starting with `prefix` is in the filter: its first bytes are a term.
+        let ids = if prefix.len() >= PREFIX_BYTES {
+            term(tantivy::Term::from_field_text(
+                self.f.id_prefix,
+                &prefix[..PREFIX_BYTES],
+            ))
+        } else {
+            starting_with(self.f.id_prefix, prefix)
+        };
+        Box::new(BooleanQuery::union(vec![body, ids]))
+    }
+}
+
+/// The terms of `field` that start with `prefix`.
+fn starting_with(field: tantivy::schema::Field, prefix: &str) -> Box<dyn Query> {
+    let upper = match prefix_successor(prefix) {
+        Some(s) => Bound::Excluded(tantivy::Term::from_field_text(field, &s)),
+        None => Bound::Unbounded,
+    };
+    Box::new(RangeQuery::new(
+        Bound::Included(tantivy::Term::from_field_text(field, prefix)),
+        upper,
+    ))
+}
+
+/// The candidates of `filter` in the file `entry`, whose id filter is `ids`; `terms` from
 /// [`LogFilter::prepared_terms`].
-pub fn candidates_query(filter: &LogFilter, terms: &[Term], entry: &FileEntry) -> Box<dyn Query> {
+pub fn candidates_query(
+    filter: &LogFilter,
+    terms: &[Term],
+    entry: &FileEntry,
+    ids: Option<&IdFilter>,
+) -> Box<dyn Query> {
     let f: Fields = fields();
+    let c = Ctx {
+        f,
+        ids,
+        granules: entry.rows.div_ceil(GRANULE_ROWS as u64) as u32,
+    };
     let mut must: Vec<Box<dyn Query>> = Vec::new();
     if entry.min_time_unix_nano < filter.start_unix_nano
         || entry.max_time_unix_nano > filter.end_unix_nano
@@ -61,11 +133,7 @@ pub fn candidates_query(filter: &LogFilter, terms: &[Term], entry: &FileEntry) -
         must.push(term(tantivy::Term::from_field_text(f.service, s)));
     }
     if let Some(id) = &filter.trace_id {
-        let hex = hex::encode(id);
-        must.push(Box::new(BooleanQuery::union(vec![
-            term(tantivy::Term::from_field_bytes(f.trace_id, id)),
-            term(tantivy::Term::from_field_text(f.body, index_key(&hex))),
-        ])));
+        must.push(trace(&c, id));
     }
     for (k, v) in &filter.attributes {
         if v.len() <= MAX_INDEXED_VALUE {
@@ -75,12 +143,12 @@ pub fn candidates_query(filter: &LogFilter, terms: &[Term], entry: &FileEntry) -
         }
     }
     for t in terms {
-        for key in t.index_keys() {
-            must.push(term(tantivy::Term::from_field_text(f.body, key)));
+        for token in &t.tokens {
+            must.push(c.word(token));
         }
     }
     if let Some(e) = &filter.expr
-        && let Some(q) = narrow(e, &f)
+        && let Some(q) = narrow(e, &c)
     {
         must.push(q);
     }
@@ -93,9 +161,19 @@ pub fn candidates_query(filter: &LogFilter, terms: &[Term], entry: &FileEntry) -
     }
 }
 
+/// The granules whose lines may carry the trace `id`: in the trace id field, or lifted from
+/// the text (then the id is in the body's tokens).
+fn trace(c: &Ctx, id: &[u8; 16]) -> Box<dyn Query> {
+    Box::new(BooleanQuery::union(vec![
+        term(tantivy::Term::from_field_bytes(c.f.trace_id, id)),
+        c.word(&hex::encode(id)),
+    ]))
+}
+
 /// The granules that may hold a match of `e`, or `None` when the index cannot tell (a
 /// negation, a range, a value pattern: every granule may).
-fn narrow(e: &LogExpr, f: &Fields) -> Option<Box<dyn Query>> {
+fn narrow(e: &LogExpr, c: &Ctx) -> Option<Box<dyn Query>> {
+    let f = &c.f;
     let all = |qs: Vec<Box<dyn Query>>| -> Option<Box<dyn Query>> {
         match qs.len() {
             0 => None,
@@ -104,38 +182,18 @@ fn narrow(e: &LogExpr, f: &Fields) -> Option<Box<dyn Query>> {
         }
     };
     match e {
-        LogExpr::All(xs) => all(xs.iter().filter_map(|x| narrow(x, f)).collect()),
+        LogExpr::All(xs) => all(xs.iter().filter_map(|x| narrow(x, c)).collect()),
         LogExpr::Any(xs) => {
-            let qs: Option<Vec<_>> = xs.iter().map(|x| narrow(x, f)).collect();
+            let qs: Option<Vec<_>> = xs.iter().map(|x| narrow(x, c)).collect();
             qs.map(|qs| Box::new(BooleanQuery::union(qs)) as Box<dyn Query>)
         }
         LogExpr::Not(_) => None,
-        LogExpr::Cond(c) => match c {
-            Cond::Words(t) => all(t
-                .index_keys()
-                .map(|k| term(tantivy::Term::from_field_text(f.body, k)))
-                .collect()),
+        LogExpr::Cond(cond) => match cond {
+            Cond::Words(t) => all(t.tokens.iter().map(|k| c.word(k)).collect()),
             Cond::TokenGlob(g) => {
-                // A token that fits starts with the pattern's literal prefix, and so does
-                // its key (or the key is the prefix cut to the key's length).
+                // A token that fits starts with the pattern's literal prefix.
                 let prefix = g.prefix().to_ascii_lowercase();
-                if prefix.is_empty() {
-                    None
-                } else if prefix.len() >= KEY_BYTES {
-                    Some(term(tantivy::Term::from_field_text(
-                        f.body,
-                        index_key(&prefix),
-                    )))
-                } else {
-                    let upper = match prefix_successor(&prefix) {
-                        Some(s) => Bound::Excluded(tantivy::Term::from_field_text(f.body, &s)),
-                        None => Bound::Unbounded,
-                    };
-                    Some(Box::new(RangeQuery::new(
-                        Bound::Included(tantivy::Term::from_field_text(f.body, &prefix)),
-                        upper,
-                    )))
-                }
+                (!prefix.is_empty()).then(|| c.prefixed(&prefix))
             }
             Cond::Service(ValueTest::Eq(s)) => {
                 Some(term(tantivy::Term::from_field_text(f.service, s)))
@@ -154,13 +212,7 @@ fn narrow(e: &LogExpr, f: &Fields) -> Option<Box<dyn Query>> {
                     )),
                 ])))
             }
-            Cond::TraceId(id) => {
-                let hex = hex::encode(id);
-                Some(Box::new(BooleanQuery::union(vec![
-                    term(tantivy::Term::from_field_bytes(f.trace_id, id)),
-                    term(tantivy::Term::from_field_text(f.body, index_key(&hex))),
-                ])))
-            }
+            Cond::TraceId(id) => Some(trace(c, id)),
             Cond::Attribute(k, ValueTest::Eq(v)) if v.len() <= MAX_INDEXED_VALUE => {
                 let mut t = tantivy::Term::from_field_json_path(f.attributes, k, true);
                 t.append_type_and_str(v);
@@ -172,7 +224,7 @@ fn narrow(e: &LogExpr, f: &Fields) -> Option<Box<dyn Query>> {
                 t.append_type_and_str(v);
                 Some(term(t))
             }
-            Cond::Contains(s) => contains(s, f),
+            Cond::Contains(s) => contains(s, c),
             Cond::Service(_) | Cond::Attribute(..) | Cond::Resource(..) | Cond::Matches(_) => None,
         },
     }
@@ -181,7 +233,7 @@ fn narrow(e: &LogExpr, f: &Fields) -> Option<Box<dyn Query>> {
 /// The granules whose lines may contain `s`: every token of `s` that is whole in any line
 /// containing it is in the line; the first token may be the end of a longer one, the last
 /// the start of one (a prefix of a key).
-fn contains(s: &str, f: &Fields) -> Option<Box<dyn Query>> {
+fn contains(s: &str, c: &Ctx) -> Option<Box<dyn Query>> {
     let ranges: Vec<(usize, usize)> = token_ranges(s).collect();
     let mut qs: Vec<Box<dyn Query>> = Vec::new();
     for (i, &(a, b)) in ranges.iter().enumerate() {
@@ -191,20 +243,10 @@ fn contains(s: &str, f: &Fields) -> Option<Box<dyn Query>> {
         if cut_before {
             continue;
         }
-        if cut_after && token.len() < KEY_BYTES {
-            let upper = match prefix_successor(&token) {
-                Some(u) => Bound::Excluded(tantivy::Term::from_field_text(f.body, &u)),
-                None => Bound::Unbounded,
-            };
-            qs.push(Box::new(RangeQuery::new(
-                Bound::Included(tantivy::Term::from_field_text(f.body, &token)),
-                upper,
-            )));
+        if cut_after {
+            qs.push(c.prefixed(&token));
         } else {
-            qs.push(term(tantivy::Term::from_field_text(
-                f.body,
-                index_key(&token),
-            )));
+            qs.push(c.word(&token));
         }
     }
     match qs.len() {

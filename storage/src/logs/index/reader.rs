@@ -5,7 +5,8 @@
 //! and posting lists are then read by range as tantivy asks for them, through a cache of the
 //! ranges read (files are immutable, so nothing is ever stale). tantivy reads synchronously:
 //! a search runs on a blocking thread, where a read that misses the caches waits for the
-//! object store (`Handle::block_on`). The hits' rows are then read from the Parquet part,
+//! object store (`Handle::block_on`). A file's id filter is read whole when its index is
+//! opened, and kept with it. The hits' rows are then read from the Parquet part,
 //! only the pages that hold them.
 
 use std::io;
@@ -19,7 +20,7 @@ use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 use tantivy::Searcher;
 use tantivy::collector::{DocSetCollector, TopDocs};
-use tantivy::directory::OwnedBytes;
+use tantivy::directory::{Directory, OwnedBytes};
 use tantivy::query::Query;
 
 use crate::catalog::{Catalog, FileEntry};
@@ -27,6 +28,7 @@ use crate::error::StorageError;
 use crate::logs::decode::decode_batch;
 use crate::logs::filter::Order;
 use crate::logs::index::build::{GRANULE_ROWS, TIME_MAX, TIME_MIN, open};
+use crate::logs::index::ids::{self, IdFilter};
 use crate::logs::index::split::{Footer, Ranges, SplitDirectory};
 use crate::logs::model::LogRecord;
 use crate::parquet_files::ParquetFiles;
@@ -90,11 +92,18 @@ impl Ranges for StoreRanges {
     }
 }
 
+/// A file's index, open: its searcher and its id filter (none in files written before).
+#[derive(Clone)]
+struct Opened {
+    searcher: Searcher,
+    ids: Option<Arc<IdFilter>>,
+}
+
 pub struct LogIndexReader {
     files: ParquetFiles,
     footers: Cache<String, Arc<Footer>, ByLen>,
     ranges: Arc<RangeCache>,
-    searchers: Cache<String, Searcher>,
+    searchers: Cache<String, Opened>,
 }
 
 impl LogIndexReader {
@@ -111,7 +120,7 @@ impl LogIndexReader {
         self.files.storage()
     }
 
-    async fn searcher(&self, entry: &FileEntry) -> Result<Searcher, StorageError> {
+    async fn searcher(&self, entry: &FileEntry) -> Result<Opened, StorageError> {
         if let Some(s) = self.searchers.get(&entry.id) {
             return Ok(s);
         }
@@ -141,23 +150,38 @@ impl LogIndexReader {
             runtime: tokio::runtime::Handle::current(),
         });
         let dir = SplitDirectory::new(footer, source);
-        let searcher = tokio::task::spawn_blocking(move || open(&dir))
-            .await
-            .map_err(|e| StorageError::Internal(format!("log index task failed: {e}")))??;
-        self.searchers.insert(entry.id.clone(), searcher.clone());
-        Ok(searcher)
+        let opened = tokio::task::spawn_blocking(move || {
+            let searcher = open(&dir)?;
+            let file = std::path::Path::new(ids::FILE);
+            let ids = match dir.exists(file) {
+                Ok(true) => {
+                    let bytes = dir.atomic_read(file).map_err(|e| {
+                        StorageError::Internal(format!("log index {}: {e}", ids::FILE))
+                    })?;
+                    Some(Arc::new(IdFilter::parse(&bytes)?))
+                }
+                _ => None,
+            };
+            Ok::<_, StorageError>(Opened { searcher, ids })
+        })
+        .await
+        .map_err(|e| StorageError::Internal(format!("log index task failed: {e}")))??;
+        self.searchers.insert(entry.id.clone(), opened.clone());
+        Ok(opened)
     }
 
     /// The granules of `entry` that `query` selects, at most `limit`, the first in `order`:
     /// by latest time, newest first, or by earliest time, oldest first; each with that time.
+    /// `query` is made with the file's id filter.
     pub async fn candidates(
         &self,
         entry: &FileEntry,
-        query: Box<dyn Query>,
+        query: impl FnOnce(Option<&IdFilter>) -> Box<dyn Query>,
         order: Order,
         limit: usize,
     ) -> Result<Vec<(u32, i64)>, StorageError> {
-        let searcher = self.searcher(entry).await?;
+        let Opened { searcher, ids } = self.searcher(entry).await?;
+        let query = query(ids.as_deref());
         let path = entry.path.clone();
         tokio::task::spawn_blocking(move || {
             let (field, order) = match order {
@@ -175,13 +199,15 @@ impl LogIndexReader {
         .map_err(|e| StorageError::Internal(format!("log index task failed: {e}")))?
     }
 
-    /// Every granule of `entry` that `query` selects, in document order.
+    /// Every granule of `entry` that `query` (made with the file's id filter) selects, in
+    /// document order.
     pub async fn all_candidates(
         &self,
         entry: &FileEntry,
-        query: Box<dyn Query>,
+        query: impl FnOnce(Option<&IdFilter>) -> Box<dyn Query>,
     ) -> Result<Vec<u32>, StorageError> {
-        let searcher = self.searcher(entry).await?;
+        let Opened { searcher, ids } = self.searcher(entry).await?;
+        let query = query(ids.as_deref());
         let path = entry.path.clone();
         tokio::task::spawn_blocking(move || {
             let docs = searcher
