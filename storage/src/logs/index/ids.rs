@@ -5,7 +5,7 @@
 //! unique to its line. As a term it cost a dictionary entry and a posting list each: four
 //! fifths of the terms and two thirds of the index's bytes. Here every block of
 //! [`BLOCK_GRANULES`] granules (1,024 rows) has a Bloom filter of its id tokens, about
-//! [`BITS_PER_KEY`] bits each (≈1% false positives per block; a false block costs reading
+//! [`BITS_PER_KEY`] bits each (≈0.15% false positives per block; a false block costs reading
 //! its rows, which are then checked, never a wrong answer). A lookup gives the granules of
 //! the blocks that may hold the token ([`IdFilter::granules`]), as a tantivy query
 //! ([`GranuleSet`]) so it combines with the index's terms under AND, OR and NOT.
@@ -34,7 +34,7 @@ pub const FILE: &str = "ids.bloom";
 pub const BLOCK_GRANULES: u32 = 16;
 /// How much of an id token the `id_prefix` field keeps.
 pub const PREFIX_BYTES: usize = 1;
-const BITS_PER_KEY: usize = 10;
+const BITS_PER_KEY: usize = 14;
 const PROBES: u8 = 7;
 const MAGIC: &[u8; 4] = b"LIDS";
 const VERSION: u8 = 1;
