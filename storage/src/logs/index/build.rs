@@ -286,16 +286,16 @@ pub fn build_and_pack(
         .single_segment_index_writer::<TantivyDocument>(dir.clone(), INDEX_MEMORY)
         .map_err(err)?;
     let mut scratch = Scratch::default();
-    let mut granules = 0u32;
-    for (rows, lifted) in records
+    for (number, (rows, lifted)) in records
         .chunks(GRANULE_ROWS)
         .zip(lifted.chunks(GRANULE_ROWS))
+        .enumerate()
     {
         writer
-            .add_document(granule(granules, rows, lifted, &f, &mut scratch))
+            .add_document(granule(number as u32, rows, lifted, &f, &mut scratch))
             .map_err(err)?;
-        granules += 1;
     }
+    let granules = records.len().div_ceil(GRANULE_ROWS) as u32;
     let index = writer.finalize().map_err(err)?;
     let mut names = vec!["meta.json".to_string()];
     let mut segment_files: Vec<_> = index

@@ -55,9 +55,10 @@ pub fn hash(token: &[u8]) -> u64 {
     }
 }
 
-fn probes(h: u64, bits: u64) -> impl Iterator<Item = u64> {
+/// The bits of a filter of `bits` bits that `probes` probes of hash `h` set or test.
+fn probes(h: u64, probes: u8, bits: u64) -> impl Iterator<Item = u64> {
     let (h1, h2) = (h, h.rotate_left(32) | 1);
-    (0..u64::from(PROBES)).map(move |i| h1.wrapping_add(i.wrapping_mul(h2)) % bits)
+    (0..u64::from(probes)).map(move |i| h1.wrapping_add(i.wrapping_mul(h2)) % bits)
 }
 
 /// Collects the id hashes of each block while an index is built.
@@ -94,7 +95,7 @@ impl IdFilterBuilder {
             words.resize(at + n, 0);
             let bits = n as u64 * 64;
             for &h in hashes.iter() {
-                for b in probes(h, bits) {
+                for b in probes(h, PROBES, bits) {
                     words[at + (b / 64) as usize] |= 1 << (b % 64);
                 }
             }
@@ -176,12 +177,8 @@ impl IdFilter {
         if words.is_empty() {
             return false;
         }
-        let bits = words.len() as u64 * 64;
-        let (h1, h2) = (h, h.rotate_left(32) | 1);
-        (0..u64::from(self.probes)).all(|i| {
-            let bit = h1.wrapping_add(i.wrapping_mul(h2)) % bits;
-            words[(bit / 64) as usize] & (1 << (bit % 64)) != 0
-        })
+        probes(h, self.probes, words.len() as u64 * 64)
+            .all(|bit| words[(bit / 64) as usize] & (1 << (bit % 64)) != 0)
     }
 
     /// The granules (of `granules` in the file) that may hold the id token `token`.
