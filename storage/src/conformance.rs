@@ -67,6 +67,7 @@ pub fn entry(id: &str) -> FileEntry {
         sources: vec![],
         trace_filter: None,
         index: None,
+        series: None,
     }
 }
 

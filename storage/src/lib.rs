@@ -25,6 +25,7 @@ pub mod error;
 pub mod fresh;
 pub mod lifecycle;
 pub mod logs;
+pub mod metrics;
 pub mod model;
 pub mod parquet_files;
 pub mod spans;

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::metrics::SeriesIndex;
 use crate::spans::TraceIdFilter;
 use crate::store::Signal;
 
@@ -45,6 +46,9 @@ pub struct FileEntry {
     /// Where the file's search index sits behind its Parquet part (log files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index: Option<IndexLocation>,
+    /// The metric names and label pairs of a metric file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<SeriesIndex>,
 }
 
 /// A data object that is a Parquet file followed by an index: the Parquet part is

@@ -34,6 +34,7 @@ pub use retention::{apply_retention, collect_garbage, sweep_orphans};
 use crate::catalog::{Catalog, FileEntry, FileFormat, IndexLocation, WalSource, now_unix_ms};
 use crate::error::StorageError;
 use crate::fresh::{Chunk, Rows};
+use crate::metrics::SeriesIndex;
 use crate::spans::TraceIdFilter;
 use crate::store::{Signal, data_file_path};
 use loupe_core::TenantId;
@@ -49,6 +50,8 @@ pub struct EncodedFile {
     pub trace_filter: Option<TraceIdFilter>,
     /// Where an index follows the Parquet part (log files).
     pub index: Option<IndexLocation>,
+    /// The metric names and label pairs of a metric file.
+    pub series: Option<SeriesIndex>,
 }
 
 /// A signal's data files: how a batch of rows becomes a file and how files merge.
@@ -128,5 +131,6 @@ pub async fn upload<F: Format>(
         sources,
         trace_filter: file.trace_filter,
         index: file.index,
+        series: file.series,
     })
 }

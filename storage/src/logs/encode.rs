@@ -84,6 +84,7 @@ pub fn encode_records(
         services: services.into_iter().collect(),
         trace_filter: Some(filter),
         index: Some(index),
+        series: None,
     })
 }
 

@@ -111,6 +111,7 @@ pub fn encode_rows(chunks: &[&SpanRows]) -> Result<EncodedFile, StorageError> {
         services: services.into_iter().collect(),
         trace_filter: Some(filter),
         index: None,
+        series: None,
     })
 }
 

@@ -129,6 +129,7 @@ fn merge_sorted(
         services: services.into_iter().collect(),
         trace_filter: Some(filter),
         index: None,
+        series: None,
     })
 }
 
@@ -227,6 +228,7 @@ mod tests {
                 services: vec!["svc".into()],
                 trace_filter: None,
                 index: None,
+                series: None,
             },
             0,
             vec![],

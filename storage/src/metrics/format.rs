@@ -1,0 +1,192 @@
+//! Metrics as a [`Format`]: a flush merges the chunks' series (one sample per timestamp)
+//! into one Parquet file; compaction reads its inputs whole (bounded by the compaction
+//! policy) and writes them again at a higher zstd level.
+
+use std::sync::Arc;
+
+use object_store::ObjectStoreExt;
+
+use crate::catalog::{Catalog, FileEntry, FileFormat};
+use crate::error::StorageError;
+use crate::fresh::Chunk;
+use crate::lifecycle::{EncodedFile, Format};
+use crate::metrics::file::{SCHEMA_VERSION, encode_series, merge_metadata, merge_series, read_all};
+use crate::metrics::model::MetricRows;
+use crate::metrics::select::MetricReader;
+use crate::store::Signal;
+
+const FLUSH_ZSTD_LEVEL: i32 = 3;
+const COMPACTION_ZSTD_LEVEL: i32 = 9;
+
+pub struct MetricFormat {
+    reader: Arc<MetricReader>,
+}
+
+impl MetricFormat {
+    pub fn new(reader: Arc<MetricReader>) -> Self {
+        MetricFormat { reader }
+    }
+
+    pub fn reader(&self) -> &Arc<MetricReader> {
+        &self.reader
+    }
+}
+
+impl Format for MetricFormat {
+    type Rows = MetricRows;
+    const SIGNAL: Signal = Signal::Metrics;
+    const FILE_FORMAT: FileFormat = FileFormat::Parquet;
+    const EXTENSION: &'static str = "parquet";
+    const SCHEMA_VERSION: u32 = SCHEMA_VERSION;
+
+    fn encode(&self, chunks: &[Arc<Chunk<Self::Rows>>]) -> Result<EncodedFile, StorageError> {
+        let series = merge_series(chunks.iter().flat_map(|c| c.rows().series.iter().cloned()));
+        let meta = merge_metadata(
+            chunks
+                .iter()
+                .flat_map(|c| c.rows().metadata.iter().cloned()),
+        );
+        encode_series(&series, &meta, FLUSH_ZSTD_LEVEL)
+    }
+
+    async fn merge(&self, files: &[Arc<FileEntry>]) -> Result<EncodedFile, StorageError> {
+        // Oldest first, so of duplicate samples the one written first stays.
+        let mut files = files.to_vec();
+        files.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut parts = Vec::new();
+        let mut metas = Vec::new();
+        for f in &files {
+            let path = Catalog::path_of(f);
+            let bytes = self
+                .reader
+                .storage()
+                .store
+                .get(&path)
+                .await
+                .map_err(|e| StorageError::store("get", &path, e))?
+                .bytes()
+                .await
+                .map_err(|e| StorageError::store("get", &path, e))?;
+            let name = f.path.clone();
+            let (series, meta) = loupe_core::cpu::run(move || read_all(&name, bytes)).await??;
+            parts.extend(series);
+            metas.extend(meta);
+        }
+        tokio::task::spawn_blocking(move || {
+            encode_series(
+                &merge_series(parts),
+                &merge_metadata(metas),
+                COMPACTION_ZSTD_LEVEL,
+            )
+        })
+        .await
+        .map_err(|e| StorageError::Internal(format!("compaction task failed: {e}")))?
+    }
+
+    fn forget(&self, id: &str) {
+        self.reader.forget(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Change;
+    use crate::lifecycle::{CompactionPolicy, compact, lease::Held, write_file};
+    use crate::metrics::index::LabelMatcher;
+    use crate::metrics::model::{Labels, Sample, Series};
+    use crate::metrics::select::Selector;
+    use loupe_core::TenantId;
+    use std::time::Duration;
+
+    fn rows(job: &str, from: i64) -> MetricRows {
+        let labels = |name: &str| {
+            Arc::new(Labels::new(vec![
+                ("__name__".into(), name.into()),
+                ("job".into(), job.into()),
+            ]))
+        };
+        MetricRows {
+            series: vec![
+                Series {
+                    labels: labels("up"),
+                    samples: (0..10)
+                        .map(|i| Sample {
+                            t: from + i * 15_000,
+                            v: 1.0,
+                        })
+                        .collect(),
+                },
+                Series {
+                    labels: labels("requests_total"),
+                    samples: (0..10)
+                        .map(|i| Sample {
+                            t: from + i * 15_000,
+                            v: (from / 1000 + i) as f64,
+                        })
+                        .collect(),
+                },
+            ],
+            metadata: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn selection_prunes_files_reads_fresh_and_survives_compaction() {
+        let storage = crate::store::Storage::in_memory();
+        let tenant = TenantId::new("t").unwrap();
+        let catalog = Catalog::new(storage.clone(), "w");
+        let reader = Arc::new(MetricReader::new(storage.clone()));
+        let format = Arc::new(MetricFormat::new(reader.clone()));
+        const T0: i64 = 1_700_000_000_000;
+        for (i, job) in ["api", "web", "api"].iter().enumerate() {
+            let chunks = vec![Arc::new(Chunk::new(rows(job, T0 + i as i64 * 150_000), 0))];
+            let e = write_file(&catalog, &format, &tenant, chunks, vec![])
+                .await
+                .unwrap();
+            catalog
+                .commit(&tenant, Signal::Metrics, Change::add(vec![e]))
+                .await
+                .unwrap();
+        }
+        let sel = |job: &str| Selector {
+            matchers: vec![
+                LabelMatcher::equal("__name__", "requests_total"),
+                LabelMatcher::equal("job", job),
+            ],
+            start_ms: T0,
+            end_ms: T0 + 3_600_000,
+        };
+        let files = MetricReader::candidates(&catalog, &tenant, Duration::ZERO, &sel("web"))
+            .await
+            .unwrap();
+        assert_eq!(files.len(), 1, "the series index prunes the api files");
+        let fresh = vec![Arc::new(Chunk::new(rows("api", T0 + 450_000), 0))];
+        let got = reader
+            .select(
+                &catalog,
+                &tenant,
+                Duration::ZERO,
+                fresh.clone(),
+                &sel("api"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].samples.len(), 30);
+        let lease = Held::exclusive(&tenant);
+        let policy = CompactionPolicy {
+            min_files: 2,
+            ..CompactionPolicy::default()
+        };
+        let merges = compact(&catalog, &*format, &tenant, &policy, &lease)
+            .await
+            .unwrap();
+        assert_eq!(merges, 1);
+        let after = reader
+            .select(&catalog, &tenant, Duration::ZERO, fresh, &sel("api"))
+            .await
+            .unwrap();
+        assert_eq!(after, got);
+    }
+}

@@ -1,0 +1,14 @@
+//! Metrics: Prometheus-model series ([`model`]), their Parquet files ([`file`]), the series
+//! index in catalog entries ([`index`]), selection over files and fresh chunks ([`select`]),
+//! and the lifecycle [`Format`](crate::lifecycle::Format) ([`format`]).
+
+pub mod file;
+pub mod format;
+pub mod index;
+pub mod model;
+pub mod select;
+
+pub use format::MetricFormat;
+pub use index::{LabelMatcher, MatchOp, SeriesIndex};
+pub use model::{Labels, METRIC_NAME, MetricMeta, MetricRows, Sample, Series};
+pub use select::{MetricReader, Selector};

@@ -1,0 +1,216 @@
+//! Metrics as Prometheus sees them: a series is a sorted set of labels (its metric name under
+//! `__name__`) and float samples with millisecond timestamps. OTLP data points become such
+//! series at the collector edge (histograms as `_bucket`/`_sum`/`_count`, ...), remote write
+//! sends them as they are. Stale markers are Prometheus's special NaN and are kept bit for bit.
+
+use std::sync::Arc;
+
+use crate::fresh::Rows;
+use crate::model::TraceId;
+
+/// The label that holds the metric name.
+pub const METRIC_NAME: &str = "__name__";
+
+/// The NaN bit pattern Prometheus writes as a staleness marker.
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+pub fn is_stale(v: f64) -> bool {
+    v.to_bits() == STALE_NAN_BITS
+}
+
+/// A series' labels, sorted by name, names unique, no empty values.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Labels(Vec<(String, String)>);
+
+impl Labels {
+    /// Sorts `pairs`, drops empty values and keeps the last of repeated names.
+    pub fn new(mut pairs: Vec<(String, String)>) -> Self {
+        pairs.retain(|(_, v)| !v.is_empty());
+        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        // Of repeated names the later pair wins (stable sort keeps sending order).
+        let mut out: Vec<(String, String)> = Vec::with_capacity(pairs.len());
+        for p in pairs {
+            match out.last_mut() {
+                Some(last) if last.0 == p.0 => *last = p,
+                _ => out.push(p),
+            }
+        }
+        Labels(out)
+    }
+
+    /// Labels already sorted with unique names (checked in debug builds).
+    pub fn from_sorted(pairs: Vec<(String, String)>) -> Self {
+        debug_assert!(pairs.windows(2).all(|w| w[0].0 < w[1].0));
+        Labels(pairs)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|(k, _)| k.as_str().cmp(name))
+            .ok()
+            .map(|i| self.0[i].1.as_str())
+    }
+
+    /// The metric name ("" when there is none).
+    pub fn name(&self) -> &str {
+        self.get(METRIC_NAME).unwrap_or("")
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn into_pairs(self) -> Vec<(String, String)> {
+        self.0
+    }
+
+    /// Sets (or with an empty value removes) one label.
+    pub fn set(&mut self, name: &str, value: &str) {
+        match self.0.binary_search_by(|(k, _)| k.as_str().cmp(name)) {
+            Ok(i) if value.is_empty() => {
+                self.0.remove(i);
+            }
+            Ok(i) => self.0[i].1 = value.to_string(),
+            Err(_) if value.is_empty() => {}
+            Err(i) => self.0.insert(i, (name.to_string(), value.to_string())),
+        }
+    }
+
+    pub fn without(&self, name: &str) -> Labels {
+        Labels(self.0.iter().filter(|(k, _)| k != name).cloned().collect())
+    }
+
+    /// The labels other than the metric name as one canonical text (JSON object, sorted
+    /// keys): the `labels` column of metric files.
+    pub fn key_without_name(&self) -> String {
+        let mut out = String::with_capacity(16 * self.0.len());
+        out.push('{');
+        let mut first = true;
+        for (k, v) in self.0.iter().filter(|(k, _)| k != METRIC_NAME) {
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            out.push_str(&serde_json::Value::String(k.clone()).to_string());
+            out.push(':');
+            out.push_str(&serde_json::Value::String(v.clone()).to_string());
+        }
+        out.push('}');
+        out
+    }
+
+    /// The inverse of [`Labels::key_without_name`], with the metric name added back.
+    pub fn from_key(name: &str, key: &str) -> Result<Labels, String> {
+        let map: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(key).map_err(|e| format!("bad labels column value: {e}"))?;
+        let mut pairs: Vec<(String, String)> = map
+            .into_iter()
+            .filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_string())))
+            .collect();
+        if !name.is_empty() {
+            pairs.push((METRIC_NAME.to_string(), name.to_string()));
+        }
+        Ok(Labels::new(pairs))
+    }
+}
+
+impl std::fmt::Display for Labels {
+    /// Prometheus's text form: `name{a="b", c="d"}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())?;
+        f.write_str("{")?;
+        let mut first = true;
+        for (k, v) in self.iter().filter(|(k, _)| *k != METRIC_NAME) {
+            if !first {
+                f.write_str(", ")?;
+            }
+            first = false;
+            write!(f, "{k}={v:?}")?;
+        }
+        f.write_str("}")
+    }
+}
+
+/// One sample: milliseconds since the epoch and a value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    pub t: i64,
+    pub v: f64,
+}
+
+/// A series with samples, in time order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub labels: Arc<Labels>,
+    pub samples: Vec<Sample>,
+}
+
+/// What Prometheus's metadata says about a metric family.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct MetricMeta {
+    pub metric: String,
+    /// `counter`, `gauge`, `histogram`, `gaugehistogram`, `summary`, `info`, `stateset` or
+    /// `unknown`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub unit: String,
+    pub help: String,
+}
+
+/// The series of one export, as the metrics lane buffers them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricRows {
+    pub series: Vec<Series>,
+    pub metadata: Vec<MetricMeta>,
+}
+
+impl Rows for MetricRows {
+    fn len(&self) -> usize {
+        self.series.iter().map(|s| s.samples.len()).sum()
+    }
+    fn trace_ids(&self) -> Vec<TraceId> {
+        Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_sort_drop_empty_and_round_trip_through_the_column_key() {
+        let l = Labels::new(vec![
+            ("job".into(), "api".into()),
+            ("__name__".into(), "up".into()),
+            ("empty".into(), String::new()),
+            ("a\"b".into(), "x\ny".into()),
+            ("job".into(), "web".into()),
+        ]);
+        assert_eq!(l.name(), "up");
+        assert_eq!(l.get("job"), Some("web"));
+        assert_eq!(l.get("empty"), None);
+        let key = l.key_without_name();
+        assert_eq!(key, r#"{"a\"b":"x\ny","job":"web"}"#);
+        assert_eq!(Labels::from_key("up", &key).unwrap(), l);
+        assert_eq!(l.to_string(), "up{a\"b=\"x\\ny\", job=\"web\"}");
+        let mut m = l.clone();
+        m.set("job", "");
+        m.set("zone", "eu");
+        assert_eq!(m.get("job"), None);
+        assert_eq!(m.get("zone"), Some("eu"));
+    }
+
+    #[test]
+    fn stale_markers_are_one_nan_among_many() {
+        assert!(is_stale(f64::from_bits(STALE_NAN_BITS)));
+        assert!(!is_stale(f64::NAN));
+    }
+}

@@ -1,0 +1,201 @@
+//! Reading series: a selector (label matchers and a time range) against a tenant's metric
+//! files and the collector's fresh chunks. The catalog prunes files by time and by their
+//! series index; a file's row groups by the `metric` column's statistics when the selector
+//! names its metric; then the series runs of the rows are matched once per series. Series
+//! found in several places are merged (one sample per timestamp).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use loupe_core::TenantId;
+use parquet::file::statistics::Statistics;
+
+use crate::catalog::{Catalog, FileEntry};
+use crate::error::StorageError;
+use crate::fresh::Chunk;
+use crate::metrics::file::{METRIC, batch_series, file_metadata, merge_metadata, merge_series};
+use crate::metrics::index::{LabelMatcher, MatchOp, matches_all};
+use crate::metrics::model::{METRIC_NAME, MetricMeta, MetricRows, Sample, Series};
+use crate::parquet_files::{ParquetFiles, column_index};
+use crate::store::{Signal, Storage};
+
+/// Files read at once by one selection.
+const FILES_AT_ONCE: usize = 4;
+
+/// Reads metric files (footers cached per file).
+pub struct MetricReader {
+    files: ParquetFiles,
+}
+
+/// What one selection asks for: series matching every matcher, samples in
+/// `[start_ms, end_ms]`.
+#[derive(Debug, Clone)]
+pub struct Selector {
+    pub matchers: Vec<LabelMatcher>,
+    pub start_ms: i64,
+    pub end_ms: i64,
+}
+
+impl MetricReader {
+    pub fn new(storage: Storage) -> Self {
+        MetricReader {
+            files: ParquetFiles::new(storage),
+        }
+    }
+
+    pub fn storage(&self) -> &Storage {
+        self.files.storage()
+    }
+
+    pub fn forget(&self, id: &str) {
+        self.files.forget(id);
+    }
+
+    /// The catalog's files that may hold series of `sel`.
+    pub async fn candidates(
+        catalog: &Catalog,
+        tenant: &TenantId,
+        max_age: Duration,
+        sel: &Selector,
+    ) -> Result<Vec<Arc<FileEntry>>, StorageError> {
+        let state = catalog.snapshot(tenant, Signal::Metrics, max_age).await?;
+        let (start, end) = (
+            sel.start_ms.saturating_mul(1_000_000),
+            sel.end_ms.saturating_mul(1_000_000),
+        );
+        Ok(state
+            .files()
+            .filter(|f| f.overlaps(start, end))
+            .filter(|f| {
+                f.series
+                    .as_ref()
+                    .is_none_or(|ix| ix.may_match(&sel.matchers))
+            })
+            .cloned()
+            .collect())
+    }
+
+    /// The series of one file that match `sel`.
+    pub async fn read_file(
+        &self,
+        entry: &FileEntry,
+        sel: &Selector,
+    ) -> Result<Vec<Series>, StorageError> {
+        let meta = self.files.metadata(entry).await?;
+        let names: Vec<&str> = sel
+            .matchers
+            .iter()
+            .filter(|m| m.name == METRIC_NAME && matches!(m.op, MatchOp::Equal))
+            .map(|m| m.value.as_str())
+            .collect();
+        let metric_col = column_index(&meta, METRIC);
+        let groups: Vec<usize> = meta
+            .metadata()
+            .row_groups()
+            .iter()
+            .enumerate()
+            .filter(|(_, rg)| {
+                let Some(stats) = metric_col.and_then(|c| rg.column(c).statistics()) else {
+                    return true;
+                };
+                let Statistics::ByteArray(s) = stats else {
+                    return true;
+                };
+                let (Some(lo), Some(hi)) = (s.min_opt(), s.max_opt()) else {
+                    return true;
+                };
+                names
+                    .iter()
+                    .all(|n| lo.data() <= n.as_bytes() && n.as_bytes() <= hi.data())
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let batches = self
+            .files
+            .read(entry, meta, groups, None, None, None)
+            .await?;
+        let path = entry.path.clone();
+        let sel = sel.clone();
+        loupe_core::cpu::run(move || {
+            let mut out = Vec::new();
+            let mut keep = |l: &_| matches_all(&sel.matchers, l);
+            for b in &batches {
+                batch_series(&path, b, sel.start_ms, sel.end_ms, &mut keep, &mut out)?;
+            }
+            out.retain(|s| !s.samples.is_empty());
+            Ok::<_, StorageError>(out)
+        })
+        .await?
+    }
+
+    /// The series matching `sel` in files and `fresh`, merged.
+    pub async fn select(
+        &self,
+        catalog: &Catalog,
+        tenant: &TenantId,
+        max_age: Duration,
+        fresh: Vec<Arc<Chunk<MetricRows>>>,
+        sel: &Selector,
+    ) -> Result<Vec<Series>, StorageError> {
+        let files = Self::candidates(catalog, tenant, max_age, sel).await?;
+        let mut parts: Vec<Series> = futures::stream::iter(files)
+            .map(|f| async move { self.read_file(&f, sel).await })
+            .buffer_unordered(FILES_AT_ONCE)
+            .try_concat()
+            .await?;
+        parts.extend(fresh_series(&fresh, sel));
+        let mut merged = merge_series(parts);
+        merged.retain(|s| !s.samples.is_empty());
+        Ok(merged)
+    }
+
+    /// The metadata of the metric families in files overlapping the time range and in fresh
+    /// chunks (the newest wins).
+    pub async fn metadata(
+        &self,
+        catalog: &Catalog,
+        tenant: &TenantId,
+        max_age: Duration,
+        fresh: Vec<Arc<Chunk<MetricRows>>>,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<MetricMeta>, StorageError> {
+        let sel = Selector {
+            matchers: Vec::new(),
+            start_ms,
+            end_ms,
+        };
+        let mut files = Self::candidates(catalog, tenant, max_age, &sel).await?;
+        files.sort_by_key(|f| f.max_time_unix_nano);
+        let mut all = Vec::new();
+        for f in files {
+            let meta = self.files.metadata(&f).await?;
+            all.extend(file_metadata(
+                &f.path,
+                meta.metadata().file_metadata().key_value_metadata(),
+            )?);
+        }
+        all.extend(fresh.iter().flat_map(|c| c.rows().metadata.iter().cloned()));
+        Ok(merge_metadata(all))
+    }
+}
+
+/// The fresh series matching `sel` (samples in its range).
+pub fn fresh_series(fresh: &[Arc<Chunk<MetricRows>>], sel: &Selector) -> Vec<Series> {
+    fresh
+        .iter()
+        .flat_map(|c| c.rows().series.iter())
+        .filter(|s| matches_all(&sel.matchers, &s.labels))
+        .map(|s| Series {
+            labels: s.labels.clone(),
+            samples: s
+                .samples
+                .iter()
+                .filter(|x| x.t >= sel.start_ms && x.t <= sel.end_ms)
+                .copied()
+                .collect::<Vec<Sample>>(),
+        })
+        .filter(|s| !s.samples.is_empty())
+        .collect()
+}
