@@ -16,6 +16,7 @@ use loupe_collector::batcher::BatchLimits;
 use loupe_collector::{IngestLimits, Ingester};
 use loupe_query::QueryState;
 use loupe_query::logs::LogService;
+use loupe_query::promql::MetricService;
 use loupe_query::service::TraceService;
 use loupe_storage::catalog::Catalog;
 use loupe_storage::fresh::{Fresh, NoFresh};
@@ -23,6 +24,7 @@ use loupe_storage::lifecycle::lease::Leases;
 use loupe_storage::lifecycle::runner::{self, FormatLifecycle, LifecycleConfig, SignalLifecycle};
 use loupe_storage::logs::index::LogIndexReader;
 use loupe_storage::logs::{LogFormat, LogRecord};
+use loupe_storage::metrics::{MetricFormat, MetricReader, MetricRows};
 use loupe_storage::spans::SpanRows;
 use loupe_storage::spans::{SpanFormat, SpanReader};
 use loupe_storage::store::Storage;
@@ -144,13 +146,16 @@ pub async fn run(role: Role) -> anyhow::Result<()> {
 
     let reader = Arc::new(SpanReader::new(storage.clone()));
     let log_reader = Arc::new(LogIndexReader::new(storage.clone()));
+    let metric_reader = Arc::new(MetricReader::new(storage.clone()));
     type FreshSpans = Arc<dyn Fresh<SpanRows>>;
     type FreshLogs = Arc<dyn Fresh<Vec<LogRecord>>>;
-    let (catalog, ingester, fresh, fresh_logs): (
+    type FreshMetrics = Arc<dyn Fresh<MetricRows>>;
+    let (catalog, ingester, fresh, fresh_logs, fresh_metrics): (
         Catalog,
         Option<Arc<Ingester>>,
         FreshSpans,
         FreshLogs,
+        FreshMetrics,
     ) = if collector {
         let id = node_id(&common)?;
         let catalog = Catalog::new(storage.clone(), id.clone());
@@ -167,11 +172,13 @@ pub async fn run(role: Role) -> anyhow::Result<()> {
             max_log_line_bytes: common.max_log_line_bytes as usize,
         };
         let logs = Arc::new(LogFormat::new(log_reader.clone()));
+        let metric_format = Arc::new(MetricFormat::new(metric_reader.clone()));
         let ingester = Arc::new(Ingester::new(
             wal,
             catalog.clone(),
             spans.clone(),
             logs.clone(),
+            metric_format.clone(),
             limits,
         ));
         {
@@ -193,6 +200,7 @@ pub async fn run(role: Role) -> anyhow::Result<()> {
         let signals: Vec<Arc<dyn SignalLifecycle>> = vec![
             Arc::new(FormatLifecycle(spans)),
             Arc::new(FormatLifecycle(logs)),
+            Arc::new(FormatLifecycle(metric_format)),
         ];
         tokio::spawn(runner::run(
             catalog.clone(),
@@ -203,7 +211,8 @@ pub async fn run(role: Role) -> anyhow::Result<()> {
         ));
         let fresh: FreshSpans = ingester.traces().batcher().clone();
         let fresh_logs: FreshLogs = ingester.logs().batcher().clone();
-        (catalog, Some(ingester), fresh, fresh_logs)
+        let fresh_metrics: FreshMetrics = ingester.metrics().batcher().clone();
+        (catalog, Some(ingester), fresh, fresh_logs, fresh_metrics)
     } else {
         let catalog = Catalog::new(
             storage.clone(),
@@ -214,6 +223,7 @@ pub async fn run(role: Role) -> anyhow::Result<()> {
             None,
             Arc::new(NoFresh) as FreshSpans,
             Arc::new(NoFresh) as FreshLogs,
+            Arc::new(NoFresh) as FreshMetrics,
         )
     };
 
@@ -227,6 +237,8 @@ pub async fn run(role: Role) -> anyhow::Result<()> {
             loupe_collector::grpc::trace_service(ingester.clone(), resolver.clone(), max_request);
         let logs_svc =
             loupe_collector::grpc::logs_service(ingester.clone(), resolver.clone(), max_request);
+        let metrics_svc =
+            loupe_collector::grpc::metrics_service(ingester.clone(), resolver.clone(), max_request);
         let mut rx = shutdown_rx.clone();
         tasks.push(tokio::spawn(async move {
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
@@ -234,6 +246,7 @@ pub async fn run(role: Role) -> anyhow::Result<()> {
                 .layer(loupe_collector::grpc::OversizeLayer)
                 .add_service(svc)
                 .add_service(logs_svc)
+                .add_service(metrics_svc)
                 .serve_with_incoming_shutdown(incoming, async move {
                     let _ = rx.changed().await;
                 })
@@ -274,10 +287,17 @@ pub async fn run(role: Role) -> anyhow::Result<()> {
             fresh_logs,
             max_age,
         ));
+        let metrics = Arc::new(MetricService::new(
+            catalog.clone(),
+            metric_reader.clone(),
+            fresh_metrics,
+            max_age,
+        ));
         app = app
             .merge(loupe_query::router(QueryState {
                 traces,
                 logs,
+                metrics,
                 resolver: resolver.clone(),
             }))
             .merge(loupe_ui::router());

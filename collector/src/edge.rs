@@ -10,6 +10,9 @@ use loupe_core::{Signal, TenantId};
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceResponse,
 };
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
@@ -30,7 +33,7 @@ pub trait SignalEdge: Send + Sync + 'static {
     type Decoded: Send + 'static;
     type Response: prost::Message + Default + Send + 'static;
 
-    fn params(ingester: &Ingester) -> Self::Params;
+    fn params(ingester: &Ingester, tenant: &TenantId) -> Self::Params;
     /// Decodes and validates a (decompressed) body. CPU-heavy: runs on the CPU pool.
     fn decode(plain: Bytes, enc: Encoding, p: Self::Params) -> Result<Self::Decoded, IngestError>;
     /// Makes the valid part durable and hands it to the signal's lane.
@@ -65,7 +68,7 @@ impl SignalEdge for Traces {
     type Decoded = crate::traces::DecodedTraces;
     type Response = ExportTraceServiceResponse;
 
-    fn params(ingester: &Ingester) -> TimeWindow {
+    fn params(ingester: &Ingester, _: &TenantId) -> TimeWindow {
         ingester.time_window()
     }
     fn decode(
@@ -107,7 +110,7 @@ impl SignalEdge for Logs {
     type Decoded = crate::logs::DecodedLogs;
     type Response = ExportLogsServiceResponse;
 
-    fn params(ingester: &Ingester) -> (TimeWindow, usize) {
+    fn params(ingester: &Ingester, _: &TenantId) -> (TimeWindow, usize) {
         (ingester.time_window(), ingester.limits.max_log_line_bytes)
     }
     fn decode(
@@ -135,5 +138,52 @@ impl SignalEdge for Logs {
     }
     fn json_response(v: &Validated) -> serde_json::Value {
         partial_success_json(v, "rejectedLogRecords")
+    }
+}
+
+pub struct Metrics;
+
+impl SignalEdge for Metrics {
+    const SIGNAL: Signal = Signal::Metrics;
+    const GRPC_SERVICE: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
+    const GRPC_PATH: &'static str =
+        "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
+    const HTTP_PATH: &'static str = "/v1/metrics";
+    type Params = crate::prom::OtlpParams;
+    type Decoded = crate::prom::DecodedOtlpMetrics;
+    type Response = ExportMetricsServiceResponse;
+
+    fn params(ingester: &Ingester, tenant: &TenantId) -> crate::prom::OtlpParams {
+        crate::prom::OtlpParams {
+            window: ingester.time_window(),
+            tenant: tenant.clone(),
+            deltas: ingester.deltas().clone(),
+        }
+    }
+    fn decode(
+        plain: Bytes,
+        enc: Encoding,
+        p: crate::prom::OtlpParams,
+    ) -> Result<Self::Decoded, IngestError> {
+        crate::prom::decode_otlp(plain, enc, p)
+    }
+    async fn export(
+        ingester: &Ingester,
+        tenant: &TenantId,
+        decoded: Self::Decoded,
+        protocol: &'static str,
+    ) -> Result<Validated, IngestError> {
+        crate::prom::export_otlp(ingester, tenant, decoded, protocol).await
+    }
+    fn response(v: &Validated) -> Self::Response {
+        ExportMetricsServiceResponse {
+            partial_success: (v.rejected > 0).then(|| ExportMetricsPartialSuccess {
+                rejected_data_points: v.rejected as i64,
+                error_message: v.message.clone(),
+            }),
+        }
+    }
+    fn json_response(v: &Validated) -> serde_json::Value {
+        partial_success_json(v, "rejectedDataPoints")
     }
 }

@@ -1,4 +1,4 @@
-//! OTLP/gRPC: `TraceService/Export` and `LogsService/Export` (one service type, generic over
+//! OTLP/gRPC: `TraceService/Export`, `LogsService/Export` and `MetricsService/Export` (one service type, generic over
 //! the signal's [`SignalEdge`]).
 //!
 //! Order of admission, as on the HTTP edge: the tenant is resolved from the request's
@@ -19,7 +19,7 @@ use tonic::codec::{
 };
 use tonic::codegen::{Body, BoxFuture, StdError};
 
-use crate::edge::{Logs, SignalEdge, Traces};
+use crate::edge::{Logs, Metrics, SignalEdge, Traces};
 use crate::error::IngestError;
 use crate::inflight::{DECODED_FACTOR, Permit};
 use crate::ingest::Ingester;
@@ -52,6 +52,7 @@ impl<S> Clone for ExportService<S> {
 
 pub type TraceExportService = ExportService<Traces>;
 pub type LogsExportService = ExportService<Logs>;
+pub type MetricsExportService = ExportService<Metrics>;
 
 /// The traces service, accepting gzip and zstd and limiting decoded messages to `max_bytes`.
 pub fn trace_service(
@@ -68,6 +69,15 @@ pub fn logs_service(
     resolver: TenantResolver,
     max_bytes: usize,
 ) -> LogsExportService {
+    export_service(ingester, resolver, max_bytes)
+}
+
+/// The metrics service, as [`trace_service`].
+pub fn metrics_service(
+    ingester: Arc<Ingester>,
+    resolver: TenantResolver,
+    max_bytes: usize,
+) -> MetricsExportService {
     export_service(ingester, resolver, max_bytes)
 }
 
@@ -242,7 +252,7 @@ async fn export<S: SignalEdge>(
         p.shrink_to(len);
         p.grow_to(len * (1 + DECODED_FACTOR))?;
     }
-    let params = S::params(ingester);
+    let params = S::params(ingester, &tenant);
     let decoded =
         loupe_core::cpu::run(move || S::decode(raw, Encoding::Protobuf, params)).await??;
     let v = S::export(ingester, &tenant, decoded, "grpc").await;

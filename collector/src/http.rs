@@ -19,7 +19,7 @@ use http_body_util::BodyExt;
 use loupe_core::{Classify, ErrorCode, TenantResolver};
 use prost::Message;
 
-use crate::edge::{Logs, SignalEdge, Traces};
+use crate::edge::{Logs, Metrics, SignalEdge, Traces};
 use crate::error::IngestError;
 use crate::inflight::{DECODED_FACTOR, Permit};
 use crate::ingest::Ingester;
@@ -27,10 +27,10 @@ use crate::otlp::decode::decompress;
 use crate::otlp::{Encoding, RpcStatus};
 
 #[derive(Clone)]
-struct HttpState {
-    ingester: Arc<Ingester>,
-    resolver: TenantResolver,
-    max_bytes: usize,
+pub(crate) struct HttpState {
+    pub(crate) ingester: Arc<Ingester>,
+    pub(crate) resolver: TenantResolver,
+    pub(crate) max_bytes: usize,
 }
 
 /// The OTLP/HTTP routes.
@@ -38,6 +38,11 @@ pub fn router(ingester: Arc<Ingester>, resolver: TenantResolver, max_bytes: usiz
     Router::new()
         .route(Traces::HTTP_PATH, post(export::<Traces>))
         .route(Logs::HTTP_PATH, post(export::<Logs>))
+        .route(Metrics::HTTP_PATH, post(export::<Metrics>))
+        .route(
+            crate::prom::remote_write::PATH,
+            post(crate::prom::remote_write::write),
+        )
         .with_state(HttpState {
             ingester,
             resolver,
@@ -45,13 +50,13 @@ pub fn router(ingester: Arc<Ingester>, resolver: TenantResolver, max_bytes: usiz
         })
 }
 
-fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// Reads the body frame by frame, reserving each frame in the in-flight budget. `hint` is the
 /// announced length (the buffer is allocated once, not grown by doubling).
-async fn read_body(
+pub(crate) async fn read_body(
     body: Body,
     limit: usize,
     hint: usize,
@@ -100,7 +105,7 @@ async fn export<S: SignalEdge>(State(st): State<HttpState>, req: Request) -> Res
         let raw = read_body(body, st.max_bytes, hint as usize, &mut permit).await?;
         let encoding = header_str(h, "content-encoding").map(str::to_string);
         let max = st.max_bytes;
-        let params = S::params(&st.ingester);
+        let params = S::params(&st.ingester, &tenant);
         let (decoded, permit) = loupe_core::cpu::run(move || {
             let raw_len = raw.len() as u64;
             let identity = encoding

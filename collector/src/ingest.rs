@@ -29,6 +29,7 @@ use loupe_storage::catalog::Catalog;
 use loupe_storage::fresh::Chunk;
 use loupe_storage::lifecycle::Format;
 use loupe_storage::logs::LogFormat;
+use loupe_storage::metrics::MetricFormat;
 use loupe_storage::spans::SpanFormat;
 use loupe_wal::{OnDurable, Wal};
 
@@ -88,6 +89,8 @@ pub struct Ingester {
     pub(crate) catalog: Catalog,
     traces: Arc<SignalLane<SpanFormat>>,
     logs: Arc<SignalLane<LogFormat>>,
+    metrics: Arc<SignalLane<MetricFormat>>,
+    deltas: Arc<crate::prom::otlp::Deltas>,
     pub(crate) lanes: Vec<Arc<dyn Lane>>,
     pub(crate) limits: IngestLimits,
     inflight: Arc<InFlight>,
@@ -109,6 +112,7 @@ impl Ingester {
         catalog: Catalog,
         spans: Arc<SpanFormat>,
         logs: Arc<LogFormat>,
+        metrics: Arc<MetricFormat>,
         limits: IngestLimits,
     ) -> Self {
         let traces = Arc::new(SignalLane::new(
@@ -121,15 +125,23 @@ impl Ingester {
             limits.batch,
             crate::otlp::logs::decode_log_payload,
         ));
+        let metrics = Arc::new(SignalLane::new(
+            metrics,
+            limits.batch,
+            crate::prom::decode_metric_payload,
+        ));
         Ingester {
             wal,
             catalog,
             lanes: vec![
                 traces.clone() as Arc<dyn Lane>,
                 logs.clone() as Arc<dyn Lane>,
+                metrics.clone() as Arc<dyn Lane>,
             ],
             traces,
             logs,
+            metrics,
+            deltas: Arc::default(),
             inflight: InFlight::new(limits.max_inflight_bytes),
             limits,
             replay: ReplayState::default(),
@@ -146,6 +158,16 @@ impl Ingester {
     /// The logs lane (its batcher is the fresh-log hook of queries).
     pub fn logs(&self) -> &Arc<SignalLane<LogFormat>> {
         &self.logs
+    }
+
+    /// The metrics lane (its batcher is the fresh-sample hook of queries).
+    pub fn metrics(&self) -> &Arc<SignalLane<MetricFormat>> {
+        &self.metrics
+    }
+
+    /// Running totals of OTLP delta series.
+    pub fn deltas(&self) -> &Arc<crate::prom::otlp::Deltas> {
+        &self.deltas
     }
 
     pub fn wal(&self) -> &Wal {
@@ -381,4 +403,4 @@ impl Ingester {
 
 #[cfg(test)]
 #[path = "ingest_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -78,6 +78,7 @@ fn open_with(wal_dir: &Path, storage: &Storage, limits: IngestLimits, segment: u
             Arc::new(loupe_storage::logs::LogFormat::new(Arc::new(
                 loupe_storage::logs::index::LogIndexReader::new(storage.clone()),
             ))),
+            metric_format(storage),
             limits,
         )),
         recovery: Arc::new(recovery),
@@ -521,4 +522,10 @@ async fn a_clean_stop_flushes_an_export_that_was_waiting_for_room() {
         3 * 20,
         "nothing acked is left behind"
     );
+}
+
+pub(crate) fn metric_format(storage: &Storage) -> Arc<loupe_storage::metrics::MetricFormat> {
+    Arc::new(loupe_storage::metrics::MetricFormat::new(Arc::new(
+        loupe_storage::metrics::MetricReader::new(storage.clone()),
+    )))
 }

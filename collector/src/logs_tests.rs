@@ -38,7 +38,8 @@ fn open(dir: &std::path::Path, storage: &Storage) -> (Arc<Ingester>, Arc<Recover
     let logs = Arc::new(LogFormat::new(Arc::new(
         loupe_storage::logs::index::LogIndexReader::new(storage.clone()),
     )));
-    let ing = Ingester::new(wal, catalog, spans, logs, limits);
+    let metrics = crate::ingest::tests::metric_format(storage);
+    let ing = Ingester::new(wal, catalog, spans, logs, metrics, limits);
     (Arc::new(ing), Arc::new(recovery))
 }
 

@@ -34,6 +34,7 @@ fn app() -> Router {
     crate::router(QueryState {
         traces,
         logs,
+        metrics: crate::promql::service::empty_for_tests(),
         resolver: TenantResolver::default(),
     })
 }

@@ -15,6 +15,7 @@ use crate::service::TraceService;
 pub struct QueryState {
     pub traces: Arc<TraceService>,
     pub logs: Arc<crate::logs::LogService>,
+    pub metrics: Arc<crate::promql::MetricService>,
     pub resolver: TenantResolver,
 }
 

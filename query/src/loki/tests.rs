@@ -44,6 +44,7 @@ fn app() -> axum::Router {
     crate::router(QueryState {
         traces,
         logs,
+        metrics: crate::promql::service::empty_for_tests(),
         resolver: TenantResolver::default(),
     })
 }

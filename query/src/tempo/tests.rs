@@ -54,6 +54,7 @@ async fn app() -> axum::Router {
     crate::router(QueryState {
         traces,
         logs,
+        metrics: crate::promql::service::empty_for_tests(),
         resolver: TenantResolver::default(),
     })
 }

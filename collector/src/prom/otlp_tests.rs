@@ -1,0 +1,305 @@
+use super::*;
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::metrics::v1::{
+    ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Histogram, HistogramDataPoint,
+    NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary, SummaryDataPoint,
+    summary_data_point::ValueAtQuantile,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+
+fn s(k: &str, v: &str) -> KeyValue {
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+fn request(metrics: Vec<Metric>) -> ExportMetricsServiceRequest {
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(Resource {
+                attributes: vec![
+                    s("service.name", "cart"),
+                    s("service.namespace", "shop"),
+                    s("service.instance.id", "pod-1"),
+                    s("k8s.pod.name", "cart-7d9"),
+                ],
+                ..Default::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                scope: Some(InstrumentationScope {
+                    name: "app".into(),
+                    version: "1.2".into(),
+                    ..Default::default()
+                }),
+                metrics,
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
+fn point(t: u64, v: f64, attrs: Vec<KeyValue>) -> NumberDataPoint {
+    NumberDataPoint {
+        attributes: attrs,
+        time_unix_nano: t,
+        value: Some(number_data_point::Value::AsDouble(v)),
+        ..Default::default()
+    }
+}
+
+fn sum(
+    name: &str,
+    unit: &str,
+    monotonic: bool,
+    delta: bool,
+    points: Vec<NumberDataPoint>,
+) -> Metric {
+    Metric {
+        name: name.into(),
+        unit: unit.into(),
+        description: "d".into(),
+        data: Some(Data::Sum(Sum {
+            data_points: points,
+            aggregation_temporality: if delta {
+                AggregationTemporality::Delta as i32
+            } else {
+                AggregationTemporality::Cumulative as i32
+            },
+            is_monotonic: monotonic,
+        })),
+        ..Default::default()
+    }
+}
+
+fn texts(w: &WriteRequest) -> Vec<String> {
+    w.timeseries
+        .iter()
+        .flat_map(|ts| {
+            let l = Labels::new(
+                ts.labels
+                    .iter()
+                    .map(|l| (l.name.clone(), l.value.clone()))
+                    .collect(),
+            );
+            ts.samples
+                .iter()
+                .map(move |s| format!("{l} {} @{}", s.value, s.timestamp))
+        })
+        .collect()
+}
+
+const MS: u64 = 1_000_000;
+
+#[test]
+fn sums_gauges_and_resources_become_prometheus_series() {
+    let tenant = TenantId::new("t").unwrap();
+    let deltas = Deltas::default();
+    let req = request(vec![
+        sum(
+            "http.requests",
+            "{request}",
+            true,
+            false,
+            vec![point(1000 * MS, 5.0, vec![s("http.route", "/a")])],
+        ),
+        sum(
+            "queue.depth",
+            "",
+            false,
+            false,
+            vec![point(1000 * MS, 3.0, vec![])],
+        ),
+        Metric {
+            name: "temp".into(),
+            unit: "Cel".into(),
+            data: Some(Data::Gauge(Gauge {
+                data_points: vec![NumberDataPoint {
+                    flags: NO_RECORDED_VALUE,
+                    ..point(2000 * MS, 0.0, vec![])
+                }],
+            })),
+            ..Default::default()
+        },
+    ]);
+    let (w, rejected, _, _) = convert(req, &tenant, &deltas);
+    assert_eq!(rejected, 0);
+    let t = texts(&w);
+    let scope = "instance=\"pod-1\", job=\"shop/cart\", otel_scope_name=\"app\", otel_scope_version=\"1.2\"";
+    assert_eq!(
+        t[0],
+        format!("http_requests_total{{http_route=\"/a\", {scope}}} 5 @1000")
+    );
+    assert_eq!(t[1], format!("queue_depth{{{scope}}} 3 @1000"));
+    assert!(t[2].starts_with(&format!("temp_celsius{{{scope}}} NaN @2000")));
+    let stale = &w.timeseries[2].samples[0];
+    assert_eq!(stale.value.to_bits(), STALE_NAN_BITS);
+    assert_eq!(
+        t[3],
+        "target_info{instance=\"pod-1\", job=\"shop/cart\", k8s_pod_name=\"cart-7d9\"} 1 @2000"
+    );
+    let kinds: Vec<(String, i32)> = w
+        .metadata
+        .iter()
+        .map(|m| (m.metric_family_name.clone(), m.r#type))
+        .collect();
+    assert!(kinds.contains(&("http_requests_total".into(), 1)));
+    assert!(kinds.contains(&("queue_depth".into(), 2)));
+}
+
+#[test]
+fn deltas_accumulate_per_series_and_undo_takes_them_back() {
+    let tenant = TenantId::new("t").unwrap();
+    let deltas = Deltas::default();
+    let m = |t: u64, v: f64| {
+        request(vec![sum(
+            "jobs",
+            "",
+            true,
+            true,
+            vec![point(t * MS, v, vec![])],
+        )])
+    };
+    let (w, _, _, _) = convert(m(1000, 2.0), &tenant, &deltas);
+    assert_eq!(w.timeseries[0].samples[0].value, 2.0);
+    let (w, _, _, applied) = convert(m(2000, 3.0), &tenant, &deltas);
+    assert_eq!(w.timeseries[0].samples[0].value, 5.0);
+    deltas.undo(applied);
+    let (w, _, _, _) = convert(m(2000, 3.0), &tenant, &deltas);
+    assert_eq!(
+        w.timeseries[0].samples[0].value, 5.0,
+        "the retried export counts once"
+    );
+    let other = TenantId::new("u").unwrap();
+    let (w, _, _, _) = convert(m(2000, 1.0), &other, &deltas);
+    assert_eq!(
+        w.timeseries[0].samples[0].value, 1.0,
+        "tenants keep their own totals"
+    );
+}
+
+#[test]
+fn histograms_summaries_and_exponential_histograms_become_buckets() {
+    let tenant = TenantId::new("t").unwrap();
+    let deltas = Deltas::default();
+    let req = request(vec![
+        Metric {
+            name: "http.server.request.duration".into(),
+            unit: "s".into(),
+            data: Some(Data::Histogram(Histogram {
+                data_points: vec![
+                    HistogramDataPoint {
+                        time_unix_nano: 1000 * MS,
+                        count: 6,
+                        sum: Some(1.5),
+                        bucket_counts: vec![1, 2, 3],
+                        explicit_bounds: vec![0.1, 0.5],
+                        ..Default::default()
+                    },
+                    HistogramDataPoint {
+                        time_unix_nano: 1000 * MS,
+                        count: 1,
+                        bucket_counts: vec![1, 2],
+                        explicit_bounds: vec![0.1, 0.5],
+                        ..Default::default()
+                    },
+                ],
+                aggregation_temporality: AggregationTemporality::Cumulative as i32,
+            })),
+            ..Default::default()
+        },
+        Metric {
+            name: "rpc.latency".into(),
+            unit: "ms".into(),
+            data: Some(Data::Summary(Summary {
+                data_points: vec![SummaryDataPoint {
+                    time_unix_nano: 1000 * MS,
+                    count: 4,
+                    sum: 10.0,
+                    quantile_values: vec![ValueAtQuantile {
+                        quantile: 0.99,
+                        value: 7.0,
+                    }],
+                    ..Default::default()
+                }],
+            })),
+            ..Default::default()
+        },
+        Metric {
+            name: "size".into(),
+            unit: "By".into(),
+            data: Some(Data::ExponentialHistogram(ExponentialHistogram {
+                data_points: vec![ExponentialHistogramDataPoint {
+                    time_unix_nano: 1000 * MS,
+                    count: 5,
+                    sum: Some(20.0),
+                    scale: 0,
+                    zero_count: 1,
+                    positive: Some(Buckets {
+                        offset: 1,
+                        bucket_counts: vec![3, 1],
+                    }),
+                    ..Default::default()
+                }],
+                aggregation_temporality: AggregationTemporality::Cumulative as i32,
+            })),
+            ..Default::default()
+        },
+    ]);
+    let (w, rejected, problems, _) = convert(req, &tenant, &deltas);
+    assert_eq!(rejected, 1);
+    assert!(
+        problems[0].contains("2 bucket counts for 2 bounds"),
+        "{problems:?}"
+    );
+    let resource = ["instance", "job", "otel_scope_name", "otel_scope_version"];
+    let t: Vec<String> = w
+        .timeseries
+        .iter()
+        .flat_map(|ts| {
+            let own: Vec<String> = ts
+                .labels
+                .iter()
+                .filter(|l| l.name != "__name__" && !resource.contains(&l.name.as_str()))
+                .map(|l| format!("{}={:?}", l.name, l.value))
+                .collect();
+            let name = ts
+                .labels
+                .iter()
+                .find(|l| l.name == "__name__")
+                .map(|l| l.value.clone())
+                .unwrap_or_default();
+            let head = if own.is_empty() {
+                name
+            } else {
+                format!("{name}{{{}}}", own.join(", "))
+            };
+            ts.samples
+                .iter()
+                .map(move |s| format!("{head} {} @{}", s.value, s.timestamp))
+        })
+        .collect();
+    let want = [
+        "http_server_request_duration_seconds_bucket{le=\"0.1\"} 1 @1000",
+        "http_server_request_duration_seconds_bucket{le=\"0.5\"} 3 @1000",
+        "http_server_request_duration_seconds_bucket{le=\"+Inf\"} 6 @1000",
+        "http_server_request_duration_seconds_sum 1.5 @1000",
+        "http_server_request_duration_seconds_count 6 @1000",
+        "rpc_latency_milliseconds{quantile=\"0.99\"} 7 @1000",
+        "rpc_latency_milliseconds_sum 10 @1000",
+        "rpc_latency_milliseconds_count 4 @1000",
+        "size_bytes_bucket{le=\"0\"} 1 @1000",
+        "size_bytes_bucket{le=\"4\"} 4 @1000",
+        "size_bytes_bucket{le=\"8\"} 5 @1000",
+        "size_bytes_bucket{le=\"+Inf\"} 5 @1000",
+        "size_bytes_sum 20 @1000",
+        "size_bytes_count 5 @1000",
+    ];
+    for w in want {
+        assert!(t.iter().any(|x| x == w), "missing {w} in {t:#?}");
+    }
+}
