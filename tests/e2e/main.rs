@@ -13,6 +13,7 @@ mod grafana_tempo;
 mod harness;
 mod live_tail;
 mod load;
+mod metrics;
 mod openapi;
 mod otlp;
 mod outage;
