@@ -2,6 +2,8 @@
 # Installs everything the test suite needs, idempotently (safe to run on every test run):
 #   - Debian's chromium, for the browser test
 #   - Debian's nginx-light, wrk and postgresql, whose logs the benchmark ingests
+#   - Debian's prometheus (2.42), prometheus-node-exporter and victoria-metrics: the PromQL
+#     differential test and the metrics benchmark's baselines
 #   - a Python virtualenv (.venv) with the OpenTelemetry SDK and moto (S3 test server)
 #   - playwright-core (no browser download) for tests/browser
 #   - cargo-nextest, the test runner
@@ -22,6 +24,14 @@ if [ ! -x /usr/sbin/nginx ] || [ ! -x /usr/bin/wrk ] || ! ls /usr/lib/postgresql
   export DEBIAN_FRONTEND=noninteractive
   as_root apt-get update -qq
   as_root apt-get install -y -qq --no-install-recommends nginx-light wrk postgresql >/dev/null
+fi
+
+if [ ! -x /usr/bin/prometheus ] || [ ! -x /usr/bin/prometheus-node-exporter ] || [ ! -x /usr/bin/victoria-metrics ]; then
+  echo "setup: installing prometheus, prometheus-node-exporter and victoria-metrics (Debian packages)"
+  export DEBIAN_FRONTEND=noninteractive
+  as_root apt-get update -qq
+  # Only the binaries are used: tests start them on loopback ports of their own.
+  as_root apt-get install -y -qq --no-install-recommends prometheus prometheus-node-exporter victoria-metrics >/dev/null
 fi
 
 if [ ! -x .venv/bin/python ] || ! cmp -s tests/python/requirements.txt .venv/.loupe-requirements; then

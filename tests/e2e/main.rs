@@ -18,6 +18,7 @@ mod openapi;
 mod otlp;
 mod outage;
 mod overload;
+mod prometheus_diff;
 mod python_sdk;
 mod roles;
 mod tenancy;

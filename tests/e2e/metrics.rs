@@ -198,7 +198,9 @@ async fn check_remote_written(server: &Server, times: &[i64]) {
     // 60 over the 105 s its 8 samples span.
     for v in values {
         let r: f64 = v[1].as_str().unwrap().parse().unwrap();
-        let ok = [10.0 / 15.0, 60.0 / 105.0].iter().any(|x| (r - x).abs() < 1e-9);
+        let ok = [10.0 / 15.0, 60.0 / 105.0]
+            .iter()
+            .any(|x| (r - x).abs() < 1e-9);
         assert!(ok, "rate {r} in {body}");
     }
 

@@ -51,8 +51,10 @@ fn elem(op: &str, l: f64, r: f64) -> Result<(f64, bool), EvalError> {
     )))
 }
 
+/// Whether the operator drops the metric name (Prometheus's `shouldDropMetricName`: the
+/// arithmetic operators, not `atan2`).
 fn is_arith(op: &str) -> bool {
-    arith(op, 0.0, 0.0).is_some()
+    matches!(op, "+" | "-" | "*" | "/" | "%" | "^")
 }
 
 /// Series of a result, merged by labels.
