@@ -19,6 +19,7 @@ mod otlp;
 mod outage;
 mod overload;
 mod prometheus_diff;
+mod python_metrics;
 mod python_sdk;
 mod roles;
 mod tenancy;
