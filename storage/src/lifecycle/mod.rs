@@ -72,6 +72,12 @@ pub trait Format: Send + Sync + 'static {
         files: &[Arc<FileEntry>],
     ) -> impl Future<Output = Result<EncodedFile, StorageError>> + Send;
 
+    /// The compaction policy for this format's files, from the configured one (a format
+    /// whose rows are much smaller than a span's scales the row bound).
+    fn policy(&self, base: &CompactionPolicy) -> CompactionPolicy {
+        base.clone()
+    }
+
     /// Whether compaction may merge this file.
     fn compactable(&self, f: &FileEntry) -> bool {
         f.schema_version == Self::SCHEMA_VERSION

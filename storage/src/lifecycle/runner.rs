@@ -43,7 +43,10 @@ impl<F: Format> SignalLifecycle for FormatLifecycle<F> {
         policy: &'a CompactionPolicy,
         lease: &'a Held,
     ) -> BoxFuture<'a, Result<usize, StorageError>> {
-        Box::pin(compact(catalog, &*self.0, tenant, policy, lease))
+        Box::pin(async move {
+            let policy = self.0.policy(policy);
+            compact(catalog, &*self.0, tenant, &policy, lease).await
+        })
     }
 }
 

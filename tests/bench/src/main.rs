@@ -11,6 +11,8 @@ mod figures;
 mod load;
 mod loggen;
 mod logs_phase;
+mod metricgen;
+mod metrics_phase;
 mod phases;
 mod pipeline;
 mod real_logs;
@@ -65,6 +67,12 @@ pub struct Sizes {
     pub spans_per_request: usize,
     /// Log lines of the logs phase.
     pub log_lines: usize,
+    /// The metrics phase: services × pods of RED metrics, node-exporter hosts, minutes of
+    /// 15 s scrapes.
+    pub metric_services: usize,
+    pub metric_pods: usize,
+    pub metric_hosts: usize,
+    pub metric_minutes: i64,
 }
 
 impl Sizes {
@@ -82,6 +90,10 @@ impl Sizes {
                 concurrency: 8,
                 spans_per_request: 1000,
                 log_lines: 20_000,
+                metric_services: 2,
+                metric_pods: 2,
+                metric_hosts: 2,
+                metric_minutes: 15,
             }
         } else if args.quick {
             Sizes {
@@ -96,6 +108,10 @@ impl Sizes {
                 concurrency: 16,
                 spans_per_request: 1000,
                 log_lines: 200_000,
+                metric_services: 10,
+                metric_pods: 5,
+                metric_hosts: 10,
+                metric_minutes: 60,
             }
         } else {
             Sizes {
@@ -110,6 +126,10 @@ impl Sizes {
                 concurrency: 16,
                 spans_per_request: 1000,
                 log_lines: 1_000_000,
+                metric_services: 10,
+                metric_pods: 5,
+                metric_hosts: 40,
+                metric_minutes: 120,
             }
         }
     }

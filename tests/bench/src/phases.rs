@@ -249,13 +249,15 @@ pub async fn run(args: &Args, sizes: &Sizes) -> anyhow::Result<()> {
         ctx.bin.display()
     );
 
-    // Logs first, on their own server; a run asking only for log figures ends there.
+    // Logs and metrics first, on their own servers; a run asking only for their figures
+    // ends there.
     crate::logs_phase::run(&ctx).await?;
+    crate::metrics_phase::run(&ctx).await?;
     if !args.only.is_empty()
-        && args
-            .only
-            .iter()
-            .all(|o| crate::logs_phase::FIGURES.contains(&o.as_str()))
+        && args.only.iter().all(|o| {
+            crate::logs_phase::FIGURES.contains(&o.as_str())
+                || crate::metrics_phase::FIGURES.contains(&o.as_str())
+        })
     {
         return Ok(());
     }
