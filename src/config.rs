@@ -110,6 +110,10 @@ pub struct CommonArgs {
     /// truncated.
     #[arg(long, env = "LOUPE_MAX_LOG_LINE_BYTES", default_value = "256KiB", value_parser = parse_bytes)]
     pub max_log_line_bytes: u64,
+    /// Active metric series a tenant may have (series without a sample for an hour do not
+    /// count); samples of new series past it are refused with the limit named.
+    #[arg(long, env = "LOUPE_MAX_SERIES_PER_TENANT", default_value_t = 1_000_000)]
+    pub max_series_per_tenant: usize,
     /// Write-ahead log size above which ingest answers 503.
     #[arg(long, env = "LOUPE_WAL_MAX_BYTES", default_value = "2GiB", value_parser = parse_bytes)]
     pub wal_max_bytes: u64,
@@ -257,6 +261,7 @@ impl CommonArgs {
             "max_buffer_bytes": self.max_buffer_bytes,
             "max_inflight_bytes": self.max_inflight_bytes,
             "max_log_line_bytes": self.max_log_line_bytes,
+            "max_series_per_tenant": self.max_series_per_tenant,
             "wal_max_bytes": self.wal_max_bytes,
             "log_format": format!("{:?}", self.log_format).to_lowercase(),
             "log": self.log,

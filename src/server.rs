@@ -170,6 +170,7 @@ pub async fn run(role: Role) -> anyhow::Result<()> {
             retention: common.retention,
             max_future_skew: common.max_future_skew,
             max_log_line_bytes: common.max_log_line_bytes as usize,
+            max_series_per_tenant: common.max_series_per_tenant,
         };
         let logs = Arc::new(LogFormat::new(log_reader.clone()));
         let metric_format = Arc::new(MetricFormat::new(metric_reader.clone()));

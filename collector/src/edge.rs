@@ -149,21 +149,22 @@ impl SignalEdge for Metrics {
     const GRPC_PATH: &'static str =
         "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
     const HTTP_PATH: &'static str = "/v1/metrics";
-    type Params = crate::prom::OtlpParams;
+    type Params = crate::prom::MetricParams;
     type Decoded = crate::prom::DecodedOtlpMetrics;
     type Response = ExportMetricsServiceResponse;
 
-    fn params(ingester: &Ingester, tenant: &TenantId) -> crate::prom::OtlpParams {
-        crate::prom::OtlpParams {
+    fn params(ingester: &Ingester, tenant: &TenantId) -> crate::prom::MetricParams {
+        crate::prom::MetricParams {
             window: ingester.time_window(),
             tenant: tenant.clone(),
             deltas: ingester.deltas().clone(),
+            cache: ingester.series_cache().clone(),
         }
     }
     fn decode(
         plain: Bytes,
         enc: Encoding,
-        p: crate::prom::OtlpParams,
+        p: crate::prom::MetricParams,
     ) -> Result<Self::Decoded, IngestError> {
         crate::prom::decode_otlp(plain, enc, p)
     }

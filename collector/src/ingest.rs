@@ -54,6 +54,8 @@ pub struct IngestLimits {
     pub max_future_skew: Duration,
     /// A log record whose body is larger than this is refused (through partial success).
     pub max_log_line_bytes: usize,
+    /// Active metric series per tenant; samples of new series past it are refused.
+    pub max_series_per_tenant: usize,
 }
 
 impl Default for IngestLimits {
@@ -65,6 +67,7 @@ impl Default for IngestLimits {
             retention: Duration::from_secs(7 * 24 * 3600),
             max_future_skew: Duration::from_secs(3600),
             max_log_line_bytes: 256 << 10,
+            max_series_per_tenant: 1_000_000,
         }
     }
 }
@@ -91,6 +94,7 @@ pub struct Ingester {
     logs: Arc<SignalLane<LogFormat>>,
     metrics: Arc<SignalLane<MetricFormat>>,
     deltas: Arc<crate::prom::otlp::Deltas>,
+    series: Arc<crate::prom::cache::SeriesCache>,
     pub(crate) lanes: Vec<Arc<dyn Lane>>,
     pub(crate) limits: IngestLimits,
     inflight: Arc<InFlight>,
@@ -142,6 +146,9 @@ impl Ingester {
             logs,
             metrics,
             deltas: Arc::default(),
+            series: Arc::new(crate::prom::cache::SeriesCache::new(
+                limits.max_series_per_tenant,
+            )),
             inflight: InFlight::new(limits.max_inflight_bytes),
             limits,
             replay: ReplayState::default(),
@@ -163,6 +170,11 @@ impl Ingester {
     /// The metrics lane (its batcher is the fresh-sample hook of queries).
     pub fn metrics(&self) -> &Arc<SignalLane<MetricFormat>> {
         &self.metrics
+    }
+
+    /// Each tenant's active metric series.
+    pub fn series_cache(&self) -> &Arc<crate::prom::cache::SeriesCache> {
+        &self.series
     }
 
     /// Running totals of OTLP delta series.

@@ -411,3 +411,57 @@ async fn otlp_json_metrics_are_named_as_prometheus_names_them() {
         1.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cardinality_bomb_stops_at_the_series_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &["server"],
+        dir.path(),
+        &[("LOUPE_MAX_SERIES_PER_TENANT", "100")],
+    );
+    server.wait_ready().await;
+    let url = server.otlp_url("/prometheus/api/v1/write");
+    let t = now_ms() - 5_000;
+    let bomb = WriteRequest {
+        timeseries: (0..500)
+            .map(|i| {
+                ts(
+                    &[("__name__", "bomb"), ("user_id", &format!("u{i}"))],
+                    vec![(t, 1.0)],
+                )
+            })
+            .collect(),
+        metadata: vec![],
+    };
+    let (status, text) = remote_write(&url, &bomb).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(
+        text.contains("400 of 500 samples were not stored"),
+        "{text}"
+    );
+    assert!(text.contains("limit of 100 active series"), "{text}");
+    assert_eq!(
+        value(&server, "count(bomb)", t).await,
+        100.0,
+        "the series within the limit are kept"
+    );
+    // Known series keep flowing; new ones are still refused.
+    let more = WriteRequest {
+        timeseries: vec![
+            ts(
+                &[("__name__", "bomb"), ("user_id", "u0")],
+                vec![(t + 1000, 2.0)],
+            ),
+            ts(
+                &[("__name__", "bomb"), ("user_id", "new")],
+                vec![(t + 1000, 2.0)],
+            ),
+        ],
+        metadata: vec![],
+    };
+    let (status, text) = remote_write(&url, &more).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("1 of 2 samples"), "{text}");
+    assert_eq!(value(&server, "bomb{user_id=\"u0\"}", t + 1000).await, 2.0);
+}

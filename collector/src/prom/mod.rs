@@ -5,28 +5,33 @@
 //! (`crate::ingest`): an export is answered after its WAL record is fsynced.
 //!
 //! - [`wire`]: the remote-write messages; [`names`]: OpenTelemetry → Prometheus names;
-//!   [`otlp`]: OTLP → series (delta → cumulative); [`validate`]: names, labels, times.
+//!   [`otlp`]: OTLP → series (delta → cumulative); [`validate`]: names, labels, times;
+//!   [`cache`]: each tenant's active series (known ones cost a lookup; the series limit).
 
+pub mod cache;
 pub mod names;
 pub mod otlp;
 pub mod remote_write;
 pub mod validate;
 pub mod wire;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use loupe_core::TenantId;
 use loupe_storage::fresh::Chunk;
-use loupe_storage::metrics::MetricRows;
+use loupe_storage::metrics::model::Point;
+use loupe_storage::metrics::{Labels, MetricRows};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use prost::Message;
 
 use crate::error::IngestError;
 use crate::ingest::{Decoded, ExportCounters, Ingester};
 use crate::otlp::{Encoding, TimeWindow, Validated};
+use crate::prom::cache::SeriesCache;
 use crate::prom::otlp::{Applied, Deltas};
-use crate::prom::wire::WriteRequest;
+use crate::prom::validate::Problems;
 
 /// A decoded OTLP metrics export, with the deltas its conversion added to running totals.
 pub struct DecodedOtlpMetrics {
@@ -35,32 +40,23 @@ pub struct DecodedOtlpMetrics {
     deltas: Arc<Deltas>,
 }
 
-/// What decoding an OTLP metrics export needs.
-pub struct OtlpParams {
+/// What decoding a metrics export needs besides its body.
+pub struct MetricParams {
     pub window: TimeWindow,
     pub tenant: TenantId,
     pub deltas: Arc<Deltas>,
+    pub cache: Arc<SeriesCache>,
 }
 
-/// Validates a remote-write request into the decoded export (the payload is `plain` when
-/// nothing was left out).
-fn finish(
-    mut req: WriteRequest,
-    plain: Option<Bytes>,
-    window: &TimeWindow,
-    extra_rejected: u64,
-    mut extra: Vec<String>,
-) -> Decoded<MetricRows> {
-    let (mut validated, rows, changed) = validate::validate(&mut req, window);
-    validated.rejected += extra_rejected;
-    if !extra.is_empty() {
-        extra.truncate(3);
-        if !validated.message.is_empty() {
-            extra.push(std::mem::take(&mut validated.message));
-        }
-        validated.message = extra.join("; ");
-    }
-    if validated.accepted == 0 {
+/// The decoded export from valid rows: the payload is the body as received when nothing was
+/// left out, else the rows encoded again.
+fn finish(rows: MetricRows, problems: Problems, plain: Option<Bytes>) -> Decoded<MetricRows> {
+    let validated = Validated {
+        accepted: rows.points.len() as u64,
+        rejected: problems.rejected,
+        message: problems.message(),
+    };
+    if rows.points.is_empty() {
         return Decoded {
             validated,
             payload: Bytes::new(),
@@ -68,8 +64,8 @@ fn finish(
         };
     }
     let payload = match plain {
-        Some(p) if !changed => p,
-        _ => Bytes::from(req.encode_to_vec()),
+        Some(p) if problems.rejected == 0 => p,
+        _ => Bytes::from(wire::encode_rows(&rows)),
     };
     let chunk = Chunk::new(rows, payload.len() as u64);
     Decoded {
@@ -83,7 +79,7 @@ fn finish(
 pub fn decode_otlp(
     plain: Bytes,
     enc: Encoding,
-    p: OtlpParams,
+    p: MetricParams,
 ) -> Result<DecodedOtlpMetrics, IngestError> {
     if plain.is_empty() {
         return Err(IngestError::BadRequest(
@@ -102,49 +98,152 @@ pub fn decode_otlp(
             ))
         })?,
     };
-    let (write, rejected, problems, applied) = otlp::convert(req, &p.tenant, &p.deltas);
+    let cx = otlp::Context {
+        tenant: &p.tenant,
+        deltas: &p.deltas,
+        cache: &p.cache,
+        window: p.window,
+    };
+    let (rows, problems, applied) = otlp::convert(req, cx);
     Ok(DecodedOtlpMetrics {
-        decoded: finish(write, None, &p.window, rejected, problems),
+        decoded: finish(rows, problems, None),
         applied,
         deltas: p.deltas,
     })
 }
 
-/// Decodes a remote-write body (snappy block format). CPU-heavy: call on the CPU pool.
+/// Decodes a remote-write body (snappy block format): series already known to the tenant's
+/// cache cost a lookup; new ones are checked and, within the series limit, remembered.
+/// CPU-heavy: call on the CPU pool.
 pub fn decode_remote_write(
     raw: Bytes,
     max_bytes: usize,
-    window: &TimeWindow,
+    p: &MetricParams,
 ) -> Result<Decoded<MetricRows>, IngestError> {
-    let len = snap::raw::decompress_len(&raw).map_err(|e| {
+    let snappy = |e: snap::Error| {
         IngestError::BadRequest(format!(
             "invalid snappy body (remote write uses snappy's block format): {e}"
         ))
-    })?;
+    };
+    let len = snap::raw::decompress_len(&raw).map_err(snappy)?;
     if len > max_bytes {
         return Err(IngestError::TooLarge(format!(
             "request body decompresses to {len} bytes, over the limit of {max_bytes}"
         )));
     }
-    let plain = snap::raw::Decoder::new()
-        .decompress_vec(&raw)
-        .map_err(|e| {
-            IngestError::BadRequest(format!(
-                "invalid snappy body (remote write uses snappy's block format): {e}"
-            ))
-        })?;
-    let plain = Bytes::from(plain);
-    let req = WriteRequest::decode(plain.clone()).map_err(|e| {
+    let plain = Bytes::from(
+        snap::raw::Decoder::new()
+            .decompress_vec(&raw)
+            .map_err(snappy)?,
+    );
+    let req = wire::read_request(&plain).map_err(|e| {
         IngestError::BadRequest(format!("invalid remote-write protobuf WriteRequest: {e}"))
     })?;
-    Ok(finish(req, Some(plain), window, 0, Vec::new()))
+    let known = p
+        .cache
+        .lookup(&p.tenant, req.series.iter().map(|s| (s.hash, &*s.key)));
+    let mut problems = Problems::default();
+    // New series: checked once per request, then offered to the cache.
+    let mut fresh: Vec<(u64, Box<[u8]>, Arc<Labels>)> = Vec::new();
+    let mut fresh_of: Vec<Option<usize>> = vec![None; req.series.len()];
+    let mut seen: HashMap<(u64, &[u8]), usize> = HashMap::new();
+    for (i, s) in req.series.iter().enumerate() {
+        if known[i].is_some() {
+            continue;
+        }
+        let n = s.samples.len() as u64;
+        if s.histograms > 0 && n == 0 {
+            problems.add(s.histograms as u64, || {
+                "native histograms are not stored: send classic buckets (le) instead".into()
+            });
+            continue;
+        }
+        if let Some(&j) = seen.get(&(s.hash, &*s.key)) {
+            fresh_of[i] = Some(j);
+            continue;
+        }
+        let pairs = match wire::key_labels(&s.key) {
+            Ok(pairs) => pairs,
+            Err(e) => {
+                problems.add(n, || format!("bad labels: {e}"));
+                continue;
+            }
+        };
+        if let Some(why) = validate::labels_problem(&pairs) {
+            problems.add(n, || why);
+            continue;
+        }
+        seen.insert((s.hash, &*s.key), fresh.len());
+        fresh_of[i] = Some(fresh.len());
+        fresh.push((s.hash, s.key.to_vec().into(), Arc::new(Labels::new(pairs))));
+    }
+    let inserted = if fresh.is_empty() {
+        Vec::new()
+    } else {
+        p.cache.insert(&p.tenant, fresh)
+    };
+    let mut rows = MetricRows {
+        metadata: validate::metadata(&req.metadata),
+        ..MetricRows::default()
+    };
+    let mut index: HashMap<*const Labels, u32> = HashMap::new();
+    let mut limited = vec![false; inserted.len()];
+    for (i, s) in req.series.iter().enumerate() {
+        let labels = match (&known[i], fresh_of[i]) {
+            (Some(l), _) => l.clone(),
+            (None, Some(j)) => match &inserted[j] {
+                Ok(l) => l.clone(),
+                Err(why) => {
+                    let first = !std::mem::replace(&mut limited[j], true);
+                    problems.add(s.samples.len() as u64, || {
+                        if first { why.clone() } else { String::new() }
+                    });
+                    continue;
+                }
+            },
+            _ => continue,
+        };
+        let id = *index.entry(Arc::as_ptr(&labels)).or_insert_with(|| {
+            rows.series.push(labels.clone());
+            (rows.series.len() - 1) as u32
+        });
+        for &(t, v) in &req.samples[s.samples.clone()] {
+            match validate::outside(&labels, t, &p.window) {
+                Some(why) => problems.add(1, || why),
+                None => rows.points.push(Point { series: id, t, v }),
+            }
+        }
+    }
+    Ok(finish(rows, problems, Some(plain.clone())))
 }
 
-/// Decodes a metrics WAL payload (a `WriteRequest` as acknowledged) into rows.
+/// Decodes a metrics WAL payload (a `WriteRequest` as acknowledged) into rows. Replay has
+/// no cache: each payload's series get their own labels.
 pub fn decode_metric_payload(payload: &[u8]) -> Result<MetricRows, String> {
-    let mut req =
-        WriteRequest::decode(payload).map_err(|e| format!("invalid WriteRequest: {e}"))?;
-    let (_, rows, _) = validate::validate(&mut req, &TimeWindow::unbounded());
+    let req = wire::read_request(payload)?;
+    let mut rows = MetricRows {
+        metadata: validate::metadata(&req.metadata),
+        ..MetricRows::default()
+    };
+    let mut index: HashMap<&[u8], u32> = HashMap::new();
+    for s in &req.series {
+        let id = match index.get(&*s.key) {
+            Some(&id) => id,
+            None => {
+                let labels = Arc::new(Labels::new(wire::key_labels(&s.key)?));
+                rows.series.push(labels);
+                let id = (rows.series.len() - 1) as u32;
+                index.insert(&s.key, id);
+                id
+            }
+        };
+        rows.points
+            .extend(req.samples[s.samples.clone()].iter().map(|&(t, v)| Point {
+                series: id,
+                t,
+                v,
+            }));
+    }
     Ok(rows)
 }
 

@@ -18,12 +18,12 @@
 //! - A point flagged "no recorded value" becomes a Prometheus stale marker.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use loupe_core::TenantId;
-use loupe_storage::metrics::Labels;
-use loupe_storage::metrics::model::STALE_NAN_BITS;
+use loupe_storage::metrics::model::{Point, STALE_NAN_BITS};
+use loupe_storage::metrics::{Labels, MetricMeta, MetricRows};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
@@ -31,25 +31,30 @@ use opentelemetry_proto::tonic::metrics::v1::{
     number_data_point,
 };
 
+use crate::otlp::TimeWindow;
+use crate::prom::cache::SeriesCache;
 use crate::prom::names::{Kind, float_label, label_name, metric_name};
-use crate::prom::wire::{Label, MetricMetadata, Sample, TimeSeries, WriteRequest, type_code};
+use crate::prom::validate::Problems;
 
 const NO_RECORDED_VALUE: u32 = 1;
 /// Running totals kept before idle ones (an hour without a point) are dropped.
 const MAX_DELTA_SERIES: usize = 1 << 20;
 
+/// A delta series: tenant and output series.
+type DeltaKey = (TenantId, Arc<Labels>);
+
 /// Running totals of delta series, per tenant and output series.
 #[derive(Default)]
 pub struct Deltas {
-    totals: Mutex<HashMap<(TenantId, Labels), (f64, Instant)>>,
+    totals: Mutex<HashMap<DeltaKey, (f64, Instant)>>,
 }
 
 /// The deltas one conversion added, to take back if its export fails.
 #[derive(Default)]
-pub struct Applied(Vec<((TenantId, Labels), f64)>);
+pub struct Applied(Vec<(DeltaKey, f64)>);
 
 impl Deltas {
-    fn add(&self, key: (TenantId, Labels), delta: f64, applied: &mut Applied) -> f64 {
+    fn add(&self, key: DeltaKey, delta: f64, applied: &mut Applied) -> f64 {
         let mut totals = self.totals.lock().unwrap_or_else(|e| e.into_inner());
         if totals.len() >= MAX_DELTA_SERIES {
             totals.retain(|_, (_, at)| at.elapsed().as_secs() < 3600);
@@ -111,39 +116,105 @@ fn attr_labels(attrs: &[KeyValue], out: &mut Vec<(String, String)>) {
 struct Out<'a> {
     tenant: &'a TenantId,
     deltas: &'a Deltas,
+    cache: &'a SeriesCache,
+    window: TimeWindow,
     applied: Applied,
-    series: HashMap<Labels, usize>,
-    req: WriteRequest,
+    /// Row series by label pointer.
+    index: HashMap<*const Labels, u32>,
+    rows: MetricRows,
+    problems: Problems,
+    key: Vec<u8>,
 }
 
 impl Out<'_> {
-    fn push(&mut self, labels: Labels, t_nano: u64, v: f64, delta: bool) {
+    /// The labels of a point: from the series cache when this combination of scope, name,
+    /// extra labels and attributes was seen before, else built, checked against the limit
+    /// and remembered. `None` when the tenant's series limit refuses it.
+    fn series(
+        &mut self,
+        scope_key: &[u8],
+        scoped: &[(String, String)],
+        name: &str,
+        extra: &[(&str, String)],
+        attrs: &[KeyValue],
+    ) -> Option<Arc<Labels>> {
+        self.key.clear();
+        self.key.push(1);
+        self.key.extend_from_slice(scope_key);
+        self.key.extend_from_slice(name.as_bytes());
+        for (k, v) in extra {
+            self.key.push(0xfe);
+            self.key.extend_from_slice(k.as_bytes());
+            self.key.push(0xfd);
+            self.key.extend_from_slice(v.as_bytes());
+        }
+        for kv in attrs {
+            self.key.push(0xfc);
+            self.key.extend_from_slice(kv.key.as_bytes());
+            self.key.push(0xfd);
+            match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(any_value::Value::StringValue(s)) => self.key.extend_from_slice(s.as_bytes()),
+                Some(_) => self.key.extend_from_slice(
+                    value_text(kv.value.as_ref().unwrap_or(&AnyValue::default())).as_bytes(),
+                ),
+                None => {}
+            }
+        }
+        let hash = twox_hash::XxHash3_64::oneshot(&self.key);
+        if let Some(l) = self.cache.get(self.tenant, hash, &self.key) {
+            return Some(l);
+        }
+        let mut pairs = scoped.to_vec();
+        attr_labels(attrs, &mut pairs);
+        pairs.push(("__name__".into(), name.to_string()));
+        let labels = Arc::new(with(&pairs, extra));
+        let key: Box<[u8]> = self.key.clone().into();
+        match self
+            .cache
+            .insert(self.tenant, vec![(hash, key, labels)])
+            .pop()
+        {
+            Some(Ok(l)) => Some(l),
+            Some(Err(why)) => {
+                self.problems.add(1, || why);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn push(&mut self, labels: Option<Arc<Labels>>, t_nano: u64, v: f64, delta: bool) {
+        let Some(labels) = labels else { return };
+        let t = (t_nano / 1_000_000) as i64;
+        if let Some(why) = crate::prom::validate::outside(&labels, t, &self.window) {
+            self.problems.add(1, || why);
+            return;
+        }
         let v = if delta && !v.is_nan() {
             self.deltas
                 .add((self.tenant.clone(), labels.clone()), v, &mut self.applied)
         } else {
             v
         };
-        let sample = Sample {
-            value: v,
-            timestamp: (t_nano / 1_000_000) as i64,
-        };
-        let i = *self.series.entry(labels.clone()).or_insert_with(|| {
-            self.req.timeseries.push(TimeSeries {
-                labels: labels
-                    .iter()
-                    .map(|(n, v)| Label {
-                        name: n.into(),
-                        value: v.into(),
-                    })
-                    .collect(),
-                samples: Vec::new(),
-                exemplars: Vec::new(),
-            });
-            self.req.timeseries.len() - 1
+        let rows = &mut self.rows;
+        let series = *self.index.entry(Arc::as_ptr(&labels)).or_insert_with(|| {
+            rows.series.push(labels.clone());
+            (rows.series.len() - 1) as u32
         });
-        self.req.timeseries[i].samples.push(sample);
+        rows.points.push(Point { series, t, v });
     }
+}
+
+/// The bytes that stand for scope-level labels in a series key.
+fn scope_key(scoped: &[(String, String)]) -> Vec<u8> {
+    let mut k = Vec::new();
+    for (n, v) in scoped {
+        k.extend_from_slice(n.as_bytes());
+        k.push(0xfd);
+        k.extend_from_slice(v.as_bytes());
+        k.push(0xfb);
+    }
+    k
 }
 
 fn with(base: &[(String, String)], extra: &[(&str, String)]) -> Labels {
@@ -191,22 +262,32 @@ fn exponential_buckets(
     out
 }
 
-/// Converts an export; returns the series, problems (points left out) and the deltas applied.
+/// What a conversion needs besides the export.
+pub struct Context<'a> {
+    pub tenant: &'a TenantId,
+    pub deltas: &'a Deltas,
+    pub cache: &'a SeriesCache,
+    pub window: TimeWindow,
+}
+
+/// Converts an export; returns the rows, the points left out (with reasons) and the deltas
+/// applied.
 pub fn convert(
     req: ExportMetricsServiceRequest,
-    tenant: &TenantId,
-    deltas: &Deltas,
-) -> (WriteRequest, u64, Vec<String>, Applied) {
+    cx: Context<'_>,
+) -> (MetricRows, Problems, Applied) {
     let mut out = Out {
-        tenant,
-        deltas,
+        tenant: cx.tenant,
+        deltas: cx.deltas,
+        cache: cx.cache,
+        window: cx.window,
         applied: Applied::default(),
-        series: HashMap::new(),
-        req: WriteRequest::default(),
+        index: HashMap::new(),
+        rows: MetricRows::default(),
+        problems: Problems::default(),
+        key: Vec::new(),
     };
-    let mut rejected = 0u64;
-    let mut problems = Vec::new();
-    let mut metadata: HashMap<String, MetricMetadata> = HashMap::new();
+    let mut metadata: HashMap<String, MetricMeta> = HashMap::new();
     for rm in req.resource_metrics {
         let rattrs = rm.resource.map(|r| r.attributes).unwrap_or_default();
         let service = attr(&rattrs, "service.name").unwrap_or_else(|| "unknown_service".into());
@@ -233,15 +314,10 @@ pub fn convert(
                 scoped.push(("otel_scope_name".into(), s.name.clone()));
                 scoped.push(("otel_scope_version".into(), s.version.clone()));
             }
+            scoped.retain(|(_, v)| !v.is_empty());
+            let key = scope_key(&scoped);
             for m in sm.metrics {
-                newest = newest.max(convert_metric(
-                    m,
-                    &scoped,
-                    &mut out,
-                    &mut rejected,
-                    &mut problems,
-                    &mut metadata,
-                ));
+                newest = newest.max(convert_metric(m, &scoped, &key, &mut out, &mut metadata));
             }
         }
         if !info.is_empty() && newest > 0 {
@@ -250,51 +326,53 @@ pub fn convert(
             base.retain(|(_, v)| !v.is_empty());
             labels.extend(base);
             labels.push(("__name__".into(), "target_info".into()));
-            out.push(Labels::new(labels), newest, 1.0, false);
+            let info_key = scope_key(&labels);
+            let l = out.series(&info_key, &labels, "target_info", &[], &[]);
+            out.push(l, newest, 1.0, false);
             metadata.insert(
                 "target_info".into(),
-                MetricMetadata {
-                    r#type: type_code("gauge"),
-                    metric_family_name: "target_info".into(),
+                MetricMeta {
+                    metric: "target_info".into(),
+                    kind: "gauge".into(),
                     help: "Target metadata".into(),
                     unit: String::new(),
                 },
             );
         }
     }
-    let mut meta: Vec<MetricMetadata> = metadata.into_values().collect();
-    meta.sort_by(|a, b| a.metric_family_name.cmp(&b.metric_family_name));
-    out.req.metadata = meta;
-    (out.req, rejected, problems, out.applied)
+    let mut meta: Vec<MetricMeta> = metadata.into_values().collect();
+    meta.sort_by(|a, b| a.metric.cmp(&b.metric));
+    out.rows.metadata = meta;
+    (out.rows, out.problems, out.applied)
 }
 
 /// Converts one metric; returns the newest point time seen (0 if none).
 fn convert_metric(
     m: Metric,
     scoped: &[(String, String)],
+    scope_key: &[u8],
     out: &mut Out,
-    rejected: &mut u64,
-    problems: &mut Vec<String>,
-    metadata: &mut HashMap<String, MetricMetadata>,
+    metadata: &mut HashMap<String, MetricMeta>,
 ) -> u64 {
     let mut newest = 0;
     let mut meta = |family: &str, kind: &str| {
         metadata.insert(
             family.to_string(),
-            MetricMetadata {
-                r#type: type_code(kind),
-                metric_family_name: family.to_string(),
+            MetricMeta {
+                metric: family.to_string(),
+                kind: kind.to_string(),
                 help: m.description.clone(),
                 unit: m.unit.clone(),
             },
         );
     };
-    let named = |extra: &[(&str, String)], attrs: &[KeyValue], name: &str| {
-        let mut pairs = scoped.to_vec();
-        attr_labels(attrs, &mut pairs);
-        pairs.push(("__name__".into(), name.to_string()));
-        with(&pairs, extra)
-    };
+    // One sample of the series named by extra labels, attributes and name.
+    macro_rules! emit {
+        ($extra:expr, $attrs:expr, $name:expr, $t:expr, $v:expr, $delta:expr) => {{
+            let l = out.series(scope_key, scoped, $name, $extra, $attrs);
+            out.push(l, $t, $v, $delta);
+        }};
+    }
     let delta_of = |t: i32| t == AggregationTemporality::Delta as i32;
     match m.data {
         Some(Data::Gauge(g)) => {
@@ -302,16 +380,19 @@ fn convert_metric(
             meta(&name, "gauge");
             for p in g.data_points {
                 let Some(v) = number(&p.value) else {
-                    *rejected += 1;
-                    problems.push(format!("gauge {:?} has a point without a value", m.name));
+                    out.problems.add(1, || {
+                        format!("gauge {:?} has a point without a value", m.name)
+                    });
                     continue;
                 };
                 newest = newest.max(p.time_unix_nano);
-                out.push(
-                    named(&[], &p.attributes, &name),
+                emit!(
+                    &[],
+                    &p.attributes,
+                    &name,
                     p.time_unix_nano,
                     stale_or(p.flags, v),
-                    false,
+                    false
                 );
             }
         }
@@ -326,13 +407,14 @@ fn convert_metric(
             let delta = delta_of(s.aggregation_temporality);
             for p in s.data_points {
                 let Some(v) = number(&p.value) else {
-                    *rejected += 1;
-                    problems.push(format!("sum {:?} has a point without a value", m.name));
+                    out.problems.add(1, || {
+                        format!("sum {:?} has a point without a value", m.name)
+                    });
                     continue;
                 };
                 newest = newest.max(p.time_unix_nano);
                 let v = stale_or(p.flags, v);
-                out.push(named(&[], &p.attributes, &name), p.time_unix_nano, v, delta);
+                emit!(&[], &p.attributes, &name, p.time_unix_nano, v, delta);
             }
         }
         Some(Data::Histogram(h)) => {
@@ -343,13 +425,14 @@ fn convert_metric(
                 if !p.bucket_counts.is_empty()
                     && p.bucket_counts.len() != p.explicit_bounds.len() + 1
                 {
-                    *rejected += 1;
-                    problems.push(format!(
-                        "histogram {:?} has {} bucket counts for {} bounds (must be one more)",
-                        m.name,
-                        p.bucket_counts.len(),
-                        p.explicit_bounds.len()
-                    ));
+                    out.problems.add(1, || {
+                        format!(
+                            "histogram {:?} has {} bucket counts for {} bounds (must be one more)",
+                            m.name,
+                            p.bucket_counts.len(),
+                            p.explicit_bounds.len()
+                        )
+                    });
                     continue;
                 }
                 newest = newest.max(p.time_unix_nano);
@@ -362,32 +445,33 @@ fn convert_metric(
                     if le == f64::INFINITY {
                         continue;
                     }
-                    let b = named(
+                    emit!(
                         &[("le", float_label(le))],
                         &p.attributes,
                         &format!("{name}_bucket"),
+                        t,
+                        f(total as f64),
+                        delta
                     );
-                    out.push(b, t, f(total as f64), delta);
                 }
-                let inf = named(
+                emit!(
                     &[("le", "+Inf".into())],
                     &p.attributes,
                     &format!("{name}_bucket"),
-                );
-                out.push(inf, t, f(p.count as f64), delta);
-                if let Some(sum) = p.sum {
-                    out.push(
-                        named(&[], &p.attributes, &format!("{name}_sum")),
-                        t,
-                        f(sum),
-                        delta,
-                    );
-                }
-                out.push(
-                    named(&[], &p.attributes, &format!("{name}_count")),
                     t,
                     f(p.count as f64),
-                    delta,
+                    delta
+                );
+                if let Some(sum) = p.sum {
+                    emit!(&[], &p.attributes, &format!("{name}_sum"), t, f(sum), delta);
+                }
+                emit!(
+                    &[],
+                    &p.attributes,
+                    &format!("{name}_count"),
+                    t,
+                    f(p.count as f64),
+                    delta
                 );
             }
         }
@@ -397,11 +481,12 @@ fn convert_metric(
             let delta = delta_of(h.aggregation_temporality);
             for p in h.data_points {
                 if !(-10..=20).contains(&p.scale) {
-                    *rejected += 1;
-                    problems.push(format!(
-                        "exponential histogram {:?} has scale {} (must be in [-10, 20])",
-                        m.name, p.scale
-                    ));
+                    out.problems.add(1, || {
+                        format!(
+                            "exponential histogram {:?} has scale {} (must be in [-10, 20])",
+                            m.name, p.scale
+                        )
+                    });
                     continue;
                 }
                 newest = newest.max(p.time_unix_nano);
@@ -414,32 +499,33 @@ fn convert_metric(
                     p.negative.as_ref(),
                     p.positive.as_ref(),
                 ) {
-                    let b = named(
+                    emit!(
                         &[("le", float_label(le))],
                         &p.attributes,
                         &format!("{name}_bucket"),
+                        t,
+                        f(cum as f64),
+                        delta
                     );
-                    out.push(b, t, f(cum as f64), delta);
                 }
-                let inf = named(
+                emit!(
                     &[("le", "+Inf".into())],
                     &p.attributes,
                     &format!("{name}_bucket"),
-                );
-                out.push(inf, t, f(p.count as f64), delta);
-                if let Some(sum) = p.sum {
-                    out.push(
-                        named(&[], &p.attributes, &format!("{name}_sum")),
-                        t,
-                        f(sum),
-                        delta,
-                    );
-                }
-                out.push(
-                    named(&[], &p.attributes, &format!("{name}_count")),
                     t,
                     f(p.count as f64),
-                    delta,
+                    delta
+                );
+                if let Some(sum) = p.sum {
+                    emit!(&[], &p.attributes, &format!("{name}_sum"), t, f(sum), delta);
+                }
+                emit!(
+                    &[],
+                    &p.attributes,
+                    &format!("{name}_count"),
+                    t,
+                    f(p.count as f64),
+                    delta
                 );
             }
         }
@@ -451,30 +537,36 @@ fn convert_metric(
                 let t = p.time_unix_nano;
                 let f = |v: f64| stale_or(p.flags, v);
                 for q in &p.quantile_values {
-                    let l = named(
+                    emit!(
                         &[("quantile", float_label(q.quantile))],
                         &p.attributes,
                         &name,
+                        t,
+                        f(q.value),
+                        false
                     );
-                    out.push(l, t, f(q.value), false);
                 }
-                out.push(
-                    named(&[], &p.attributes, &format!("{name}_sum")),
+                emit!(
+                    &[],
+                    &p.attributes,
+                    &format!("{name}_sum"),
                     t,
                     f(p.sum),
-                    false,
+                    false
                 );
-                out.push(
-                    named(&[], &p.attributes, &format!("{name}_count")),
+                emit!(
+                    &[],
+                    &p.attributes,
+                    &format!("{name}_count"),
                     t,
                     f(p.count as f64),
-                    false,
+                    false
                 );
             }
         }
         None => {
-            *rejected += 1;
-            problems.push(format!("metric {:?} has no data", m.name));
+            out.problems
+                .add(1, || format!("metric {:?} has no data", m.name));
         }
     }
     newest

@@ -1,4 +1,24 @@
 use super::*;
+use crate::prom::wire::WriteRequest;
+use prost::Message;
+
+/// Converts with a fresh cache and no time limits; the rows as the WAL would hold them.
+fn run(
+    req: ExportMetricsServiceRequest,
+    tenant: &TenantId,
+    deltas: &Deltas,
+) -> (WriteRequest, u64, String, Applied) {
+    let cache = SeriesCache::new(1000);
+    let cx = Context {
+        tenant,
+        deltas,
+        cache: &cache,
+        window: TimeWindow::unbounded(),
+    };
+    let (rows, problems, applied) = convert(req, cx);
+    let w = WriteRequest::decode(&crate::prom::wire::encode_rows(&rows)[..]).unwrap();
+    (w, problems.rejected, problems.message(), applied)
+}
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::metrics::v1::{
     ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Histogram, HistogramDataPoint,
@@ -126,7 +146,7 @@ fn sums_gauges_and_resources_become_prometheus_series() {
             ..Default::default()
         },
     ]);
-    let (w, rejected, _, _) = convert(req, &tenant, &deltas);
+    let (w, rejected, _, _) = run(req, &tenant, &deltas);
     assert_eq!(rejected, 0);
     let t = texts(&w);
     let scope = "instance=\"pod-1\", job=\"shop/cart\", otel_scope_name=\"app\", otel_scope_version=\"1.2\"";
@@ -164,18 +184,18 @@ fn deltas_accumulate_per_series_and_undo_takes_them_back() {
             vec![point(t * MS, v, vec![])],
         )])
     };
-    let (w, _, _, _) = convert(m(1000, 2.0), &tenant, &deltas);
+    let (w, _, _, _) = run(m(1000, 2.0), &tenant, &deltas);
     assert_eq!(w.timeseries[0].samples[0].value, 2.0);
-    let (w, _, _, applied) = convert(m(2000, 3.0), &tenant, &deltas);
+    let (w, _, _, applied) = run(m(2000, 3.0), &tenant, &deltas);
     assert_eq!(w.timeseries[0].samples[0].value, 5.0);
     deltas.undo(applied);
-    let (w, _, _, _) = convert(m(2000, 3.0), &tenant, &deltas);
+    let (w, _, _, _) = run(m(2000, 3.0), &tenant, &deltas);
     assert_eq!(
         w.timeseries[0].samples[0].value, 5.0,
         "the retried export counts once"
     );
     let other = TenantId::new("u").unwrap();
-    let (w, _, _, _) = convert(m(2000, 1.0), &other, &deltas);
+    let (w, _, _, _) = run(m(2000, 1.0), &other, &deltas);
     assert_eq!(
         w.timeseries[0].samples[0].value, 1.0,
         "tenants keep their own totals"
@@ -250,10 +270,10 @@ fn histograms_summaries_and_exponential_histograms_become_buckets() {
             ..Default::default()
         },
     ]);
-    let (w, rejected, problems, _) = convert(req, &tenant, &deltas);
+    let (w, rejected, problems, _) = run(req, &tenant, &deltas);
     assert_eq!(rejected, 1);
     assert!(
-        problems[0].contains("2 bucket counts for 2 bounds"),
+        problems.contains("2 bucket counts for 2 bounds"),
         "{problems:?}"
     );
     let resource = ["instance", "job", "otel_scope_name", "otel_scope_version"];

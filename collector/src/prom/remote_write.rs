@@ -50,13 +50,13 @@ pub(crate) async fn write(State(st): State<HttpState>, req: Request) -> Response
             .min(st.max_bytes as u64);
         let mut permit = st.ingester.inflight().try_acquire(hint)?;
         let raw = read_body(body, st.max_bytes, hint as usize, &mut permit).await?;
-        let window = st.ingester.time_window();
+        let params = <crate::edge::Metrics as crate::edge::SignalEdge>::params(&st.ingester, &tenant);
         let max = st.max_bytes;
         let (decoded, permit) = loupe_core::cpu::run(move || {
             let raw_len = raw.len() as u64;
             let bound = snap::raw::decompress_len(&raw).unwrap_or(0) as u64;
             permit.grow_to(raw_len + bound.min(max as u64) * (1 + DECODED_FACTOR))?;
-            Ok::<_, IngestError>((super::decode_remote_write(raw, max, &window)?, permit))
+            Ok::<_, IngestError>((super::decode_remote_write(raw, max, &params)?, permit))
         })
         .await??;
         let v = super::export_remote_write(&st.ingester, &tenant, decoded).await?;

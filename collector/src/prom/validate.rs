@@ -3,12 +3,10 @@
 //! not reserved, sample times within the accepted window. A bad series or sample is left out
 //! and counted; the rest is accepted (the answer says what was left out and why).
 
-use std::sync::Arc;
+use loupe_storage::metrics::{METRIC_NAME, MetricMeta};
 
-use loupe_storage::metrics::{Labels, METRIC_NAME, MetricMeta, MetricRows, Sample, Series};
-
-use crate::otlp::{TimeWindow, Validated};
-use crate::prom::wire::{TimeSeries, WriteRequest, type_name};
+use crate::otlp::TimeWindow;
+use crate::prom::wire::{MetricMetadata, type_name};
 
 /// Problems quoted in an answer.
 const QUOTED: usize = 3;
@@ -25,108 +23,77 @@ pub fn valid_label_name(s: &str) -> bool {
         && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
 }
 
-fn series_problem(ts: &TimeSeries) -> Option<String> {
-    let mut names: Vec<&str> = ts.labels.iter().map(|l| l.name.as_str()).collect();
+/// What is wrong with a series' labels, if anything.
+pub fn labels_problem(pairs: &[(String, String)]) -> Option<String> {
+    let mut names: Vec<&str> = pairs.iter().map(|(n, _)| n.as_str()).collect();
     names.sort_unstable();
     if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
         return Some(format!("label name {:?} appears twice", w[0]));
     }
-    let Some(name) = ts.labels.iter().find(|l| l.name == METRIC_NAME) else {
+    let Some((_, name)) = pairs.iter().find(|(n, _)| n == METRIC_NAME) else {
         return Some("series has no metric name (__name__ label)".into());
     };
-    if !valid_metric_name(&name.value) {
+    if !valid_metric_name(name) {
         return Some(format!(
-            "invalid metric name {:?}: must match [a-zA-Z_:][a-zA-Z0-9_:]*",
-            name.value
+            "invalid metric name {name:?}: must match [a-zA-Z_:][a-zA-Z0-9_:]*"
         ));
     }
-    for l in ts.labels.iter().filter(|l| l.name != METRIC_NAME) {
-        if !valid_label_name(&l.name) {
+    for (n, _) in pairs.iter().filter(|(n, _)| n != METRIC_NAME) {
+        if !valid_label_name(n) {
             return Some(format!(
-                "invalid label name {:?} in {}: must match [a-zA-Z_][a-zA-Z0-9_]*",
-                l.name, name.value
+                "invalid label name {n:?} in {name}: must match [a-zA-Z_][a-zA-Z0-9_]*"
             ));
         }
-        if l.name.starts_with("__") {
+        if n.starts_with("__") {
             return Some(format!(
-                "label name {:?} in {} is reserved (names starting with __ are internal)",
-                l.name, name.value
+                "label name {n:?} in {name} is reserved (names starting with __ are internal)"
             ));
         }
     }
     None
 }
 
-fn labels_of(ts: &TimeSeries) -> Labels {
-    Labels::new(
-        ts.labels
-            .iter()
-            .map(|l| (l.name.clone(), l.value.clone()))
-            .collect(),
-    )
+/// Problems of one export, the first few quoted.
+#[derive(Default)]
+pub struct Problems {
+    pub rejected: u64,
+    quoted: Vec<String>,
+    more: usize,
 }
 
-/// Leaves out of `req` what is invalid; returns the outcome, the rows of what is left, and
-/// whether anything was left out (then the payload must be re-encoded).
-pub fn validate(req: &mut WriteRequest, window: &TimeWindow) -> (Validated, MetricRows, bool) {
-    let oldest = (window.oldest_unix_nano / 1_000_000) as i64;
-    let newest = (window.newest_unix_nano / 1_000_000) as i64;
-    let mut v = Validated::default();
-    let mut problems: Vec<String> = Vec::new();
-    let mut changed = false;
-    let mut series = Vec::with_capacity(req.timeseries.len());
-    req.timeseries.retain_mut(|ts| {
-        if let Some(p) = series_problem(ts) {
-            v.rejected += ts.samples.len() as u64;
-            problems.push(p);
-            changed = true;
-            return false;
-        }
-        let before = ts.samples.len();
-        let labels = labels_of(ts);
-        ts.samples.retain(|s| {
-            let ok = s.timestamp >= oldest && s.timestamp <= newest;
-            if !ok && problems.len() < QUOTED {
-                problems.push(format!(
-                    "sample of {labels} at {} ms is outside the accepted window [{oldest}, {newest}] ms (retention and allowed clock skew)",
-                    s.timestamp
-                ));
-            }
-            ok
-        });
-        let dropped = (before - ts.samples.len()) as u64;
-        if dropped > 0 {
-            v.rejected += dropped;
-            changed = true;
-        }
-        if ts.samples.is_empty() {
-            return false;
-        }
-        v.accepted += ts.samples.len() as u64;
-        series.push(Series {
-            labels: Arc::new(labels),
-            samples: ts
-                .samples
-                .iter()
-                .map(|s| Sample {
-                    t: s.timestamp,
-                    v: s.value,
-                })
-                .collect(),
-        });
-        true
-    });
-    if !problems.is_empty() {
-        let more = problems.len().saturating_sub(QUOTED);
-        problems.truncate(QUOTED);
-        v.message = problems.join("; ");
-        if more > 0 {
-            v.message.push_str(&format!("; and {more} more"));
+impl Problems {
+    pub fn add(&mut self, samples: u64, why: impl FnOnce() -> String) {
+        self.rejected += samples;
+        if self.quoted.len() < QUOTED {
+            self.quoted.push(why());
+        } else {
+            self.more += 1;
         }
     }
-    let metadata = req
-        .metadata
-        .iter()
+
+    pub fn message(&self) -> String {
+        let mut m = self.quoted.join("; ");
+        if self.more > 0 {
+            m.push_str(&format!("; and {} more", self.more));
+        }
+        m
+    }
+}
+
+/// A sample time outside the accepted window, described.
+pub fn outside(labels: &dyn std::fmt::Display, t: i64, window: &TimeWindow) -> Option<String> {
+    let oldest = (window.oldest_unix_nano / 1_000_000) as i64;
+    let newest = (window.newest_unix_nano / 1_000_000) as i64;
+    (t < oldest || t > newest).then(|| {
+        format!(
+            "sample of {labels} at {t} ms is outside the accepted window [{oldest}, {newest}] ms (retention and allowed clock skew)"
+        )
+    })
+}
+
+/// Metadata entries with valid family names, as stored.
+pub fn metadata(m: &[MetricMetadata]) -> Vec<MetricMeta> {
+    m.iter()
         .filter(|m| valid_metric_name(&m.metric_family_name))
         .map(|m| MetricMeta {
             metric: m.metric_family_name.clone(),
@@ -134,70 +101,43 @@ pub fn validate(req: &mut WriteRequest, window: &TimeWindow) -> (Validated, Metr
             unit: m.unit.clone(),
             help: m.help.clone(),
         })
-        .collect();
-    (v, MetricRows { series, metadata }, changed)
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::prom::wire::{Label, Sample as WSample};
 
-    fn ts(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> TimeSeries {
-        TimeSeries {
-            labels: labels
-                .iter()
-                .map(|(n, v)| Label {
-                    name: n.to_string(),
-                    value: v.to_string(),
-                })
-                .collect(),
-            samples: samples
-                .iter()
-                .map(|&(timestamp, value)| WSample { value, timestamp })
-                .collect(),
-            exemplars: vec![],
-        }
+    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
-    fn bad_series_and_samples_are_left_out_with_reasons() {
-        let mut req = WriteRequest {
-            timeseries: vec![
-                ts(
-                    &[("__name__", "up"), ("job", "a")],
-                    &[(1000, 1.0), (5, 1.0)],
-                ),
-                ts(&[("__name__", "1up")], &[(1000, 1.0)]),
-                ts(&[("__name__", "x"), ("a-b", "1")], &[(1000, 1.0)]),
-                ts(&[("__name__", "x"), ("__x", "1")], &[(1000, 1.0)]),
-                ts(&[("job", "x")], &[(1000, 1.0)]),
-                ts(&[("__name__", "x"), ("a", "1"), ("a", "2")], &[(1000, 1.0)]),
-                ts(&[("__name__", "nan"), ("k", "")], &[(1000, f64::NAN)]),
-            ],
-            metadata: vec![],
-        };
-        let window = TimeWindow {
+    fn bad_labels_are_named() {
+        let problem = |p: &[(&str, &str)]| labels_problem(&pairs(p)).unwrap_or_default();
+        assert_eq!(problem(&[("__name__", "up"), ("job", "a")]), "");
+        assert!(problem(&[("__name__", "1up")]).contains("invalid metric name \"1up\""));
+        assert!(problem(&[("__name__", "x"), ("a-b", "1")]).contains("invalid label name \"a-b\""));
+        assert!(problem(&[("__name__", "x"), ("__x", "1")]).contains("reserved"));
+        assert!(problem(&[("job", "x")]).contains("no metric name"));
+        assert!(problem(&[("__name__", "x"), ("a", "1"), ("a", "2")]).contains("appears twice"));
+        let w = TimeWindow {
             oldest_unix_nano: 100 * 1_000_000,
             newest_unix_nano: 2000 * 1_000_000,
         };
-        let (v, rows, changed) = validate(&mut req, &window);
-        assert!(changed);
-        assert_eq!((v.accepted, v.rejected), (2, 6));
         assert!(
-            v.message.contains("outside the accepted window"),
-            "{}",
-            v.message
+            outside(&"up", 5, &w)
+                .unwrap()
+                .contains("outside the accepted window")
         );
-        assert!(
-            v.message.contains("invalid metric name \"1up\""),
-            "{}",
-            v.message
-        );
-        assert!(v.message.contains("and 3 more"), "{}", v.message);
-        assert_eq!(req.timeseries.len(), 2);
-        assert_eq!(rows.series.len(), 2);
-        assert_eq!(rows.series[1].labels.to_string(), "nan{}");
-        assert!(rows.series[1].samples[0].v.is_nan());
+        assert!(outside(&"up", 1000, &w).is_none());
+        let mut p = Problems::default();
+        for i in 0..5 {
+            p.add(2, || format!("p{i}"));
+        }
+        assert_eq!(p.rejected, 10);
+        assert_eq!(p.message(), "p0; p1; p2; and 2 more");
     }
 }

@@ -83,3 +83,292 @@ pub fn type_name(code: i32) -> &'static str {
 pub fn type_code(name: &str) -> i32 {
     TYPE_NAMES.iter().position(|n| *n == name).unwrap_or(0) as i32
 }
+
+/// A remote-write series read in place: the bytes of its label entries (the cache key: a
+/// slice of the body when the entries are contiguous, as every sender writes them) and its
+/// samples' range in [`RawRequest::samples`].
+pub struct RawSeries<'a> {
+    pub key: std::borrow::Cow<'a, [u8]>,
+    pub hash: u64,
+    pub samples: std::ops::Range<usize>,
+    /// Native histograms the series carries (not stored: counted and refused).
+    pub histograms: usize,
+}
+
+/// A `WriteRequest` read without allocating per label or sample.
+pub struct RawRequest<'a> {
+    pub series: Vec<RawSeries<'a>>,
+    /// `(timestamp ms, value)`.
+    pub samples: Vec<(i64, f64)>,
+    pub metadata: Vec<MetricMetadata>,
+}
+
+fn varint(b: &[u8], pos: &mut usize) -> Result<u64, String> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *b.get(*pos).ok_or("truncated varint")?;
+        *pos += 1;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte < 0x80 {
+            return Ok(v);
+        }
+    }
+    Err("varint longer than 10 bytes".into())
+}
+
+/// The next field of a message: (field number, wire type, payload for length-delimited or
+/// the value for varint/fixed types as raw bytes).
+fn field<'a>(b: &'a [u8], pos: &mut usize) -> Result<(u64, u8, &'a [u8]), String> {
+    let start = *pos;
+    let key = varint(b, pos)?;
+    let (num, wt) = (key >> 3, (key & 7) as u8);
+    let take = |pos: &mut usize, n: usize| -> Result<&'a [u8], String> {
+        let end = pos
+            .checked_add(n)
+            .filter(|&e| e <= b.len())
+            .ok_or("field runs past the end")?;
+        let s = &b[*pos..end];
+        *pos = end;
+        Ok(s)
+    };
+    let payload = match wt {
+        0 => {
+            let p = *pos;
+            varint(b, pos)?;
+            &b[p..*pos]
+        }
+        1 => take(pos, 8)?,
+        2 => {
+            let n = varint(b, pos)? as usize;
+            take(pos, n)?
+        }
+        5 => take(pos, 4)?,
+        _ => return Err(format!("unsupported wire type {wt} at byte {start}")),
+    };
+    Ok((num, wt, payload))
+}
+
+/// Reads a `WriteRequest`; sample and label checks are the caller's.
+pub fn read_request(body: &[u8]) -> Result<RawRequest<'_>, String> {
+    use prost::Message;
+    let mut out = RawRequest {
+        series: Vec::new(),
+        samples: Vec::new(),
+        metadata: Vec::new(),
+    };
+    let mut pos = 0;
+    while pos < body.len() {
+        let (num, wt, ts) = field(body, &mut pos)?;
+        match (num, wt) {
+            (1, 2) => out.series.push(read_series(ts, &mut out.samples)?),
+            (3, 2) => out
+                .metadata
+                .push(MetricMetadata::decode(ts).map_err(|e| format!("metadata: {e}"))?),
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+fn read_series<'a>(ts: &'a [u8], samples: &mut Vec<(i64, f64)>) -> Result<RawSeries<'a>, String> {
+    let first = samples.len();
+    let mut labels: Option<std::ops::Range<usize>> = None;
+    let mut contiguous = true;
+    let mut owned: Vec<u8> = Vec::new();
+    let mut histograms = 0;
+    let mut pos = 0;
+    while pos < ts.len() {
+        let start = pos;
+        let (num, wt, payload) = field(ts, &mut pos)?;
+        match (num, wt) {
+            (1, 2) => match &mut labels {
+                None => labels = Some(start..pos),
+                Some(r) if r.end == start && contiguous => r.end = pos,
+                Some(r) => {
+                    if contiguous {
+                        owned.extend_from_slice(&ts[r.clone()]);
+                        contiguous = false;
+                    }
+                    owned.extend_from_slice(&ts[start..pos]);
+                }
+            },
+            (2, 2) => {
+                let (mut v, mut t) = (0.0, 0i64);
+                let mut p = 0;
+                while p < payload.len() {
+                    let (n, w, x) = field(payload, &mut p)?;
+                    match (n, w) {
+                        (1, 1) => v = f64::from_le_bytes(x.try_into().map_err(|_| "bad double")?),
+                        (2, 0) => t = varint(x, &mut 0)? as i64,
+                        _ => {}
+                    }
+                }
+                samples.push((t, v));
+            }
+            (4, 2) => histograms += 1,
+            _ => {}
+        }
+    }
+    let key: std::borrow::Cow<'a, [u8]> = match (labels, contiguous) {
+        (Some(r), true) => std::borrow::Cow::Borrowed(&ts[r]),
+        (Some(_), false) => std::borrow::Cow::Owned(owned),
+        (None, _) => std::borrow::Cow::Borrowed(&[]),
+    };
+    Ok(RawSeries {
+        hash: twox_hash::XxHash3_64::oneshot(&key),
+        key,
+        samples: first..samples.len(),
+        histograms,
+    })
+}
+
+/// Decodes the label entries of a series key into pairs.
+pub fn key_labels(key: &[u8]) -> Result<Vec<(String, String)>, String> {
+    use prost::Message;
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < key.len() {
+        let (_, _, payload) = field(key, &mut pos)?;
+        let l = Label::decode(payload).map_err(|e| format!("label: {e}"))?;
+        out.push((l.name, l.value));
+    }
+    Ok(out)
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// Encodes rows as a `WriteRequest` (the metrics WAL payload), one entry per series with
+/// its samples in the order given.
+pub fn encode_rows(rows: &loupe_storage::metrics::MetricRows) -> Vec<u8> {
+    use prost::Message;
+    let mut by_series: Vec<Vec<usize>> = vec![Vec::new(); rows.series.len()];
+    for (i, p) in rows.points.iter().enumerate() {
+        if let Some(v) = by_series.get_mut(p.series as usize) {
+            v.push(i);
+        }
+    }
+    let mut out = Vec::with_capacity(rows.points.len() * 24 + rows.series.len() * 64);
+    let mut label_buf = Vec::new();
+    for (s, idx) in rows.series.iter().zip(&by_series) {
+        if idx.is_empty() {
+            continue;
+        }
+        label_buf.clear();
+        for (k, v) in s.iter() {
+            let inner =
+                1 + varint_len(k.len() as u64) + k.len() + 1 + varint_len(v.len() as u64) + v.len();
+            label_buf.push(0x0a);
+            put_varint(&mut label_buf, inner as u64);
+            label_buf.push(0x0a);
+            put_varint(&mut label_buf, k.len() as u64);
+            label_buf.extend_from_slice(k.as_bytes());
+            label_buf.push(0x12);
+            put_varint(&mut label_buf, v.len() as u64);
+            label_buf.extend_from_slice(v.as_bytes());
+        }
+        let sample_len = |t: i64| 1 + 8 + 1 + varint_len(t as u64);
+        let samples: usize = idx
+            .iter()
+            .map(|&i| {
+                let n = sample_len(rows.points[i].t);
+                1 + varint_len(n as u64) + n
+            })
+            .sum();
+        out.push(0x0a);
+        put_varint(&mut out, (label_buf.len() + samples) as u64);
+        out.extend_from_slice(&label_buf);
+        for &i in idx {
+            let p = rows.points[i];
+            out.push(0x12);
+            put_varint(&mut out, sample_len(p.t) as u64);
+            out.push(0x09);
+            out.extend_from_slice(&p.v.to_le_bytes());
+            out.push(0x10);
+            put_varint(&mut out, p.t as u64);
+        }
+    }
+    for m in &rows.metadata {
+        let meta = MetricMetadata {
+            r#type: type_code(&m.kind),
+            metric_family_name: m.metric.clone(),
+            help: m.help.clone(),
+            unit: m.unit.clone(),
+        };
+        out.push(0x1a);
+        put_varint(&mut out, meta.encoded_len() as u64);
+        meta.encode_raw(&mut out);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use loupe_storage::metrics::{Labels, MetricMeta, MetricRows, Sample as S, Series};
+    use prost::Message;
+    use std::sync::Arc;
+
+    #[test]
+    fn hand_encoding_reads_back_with_prost_and_the_raw_reader() {
+        let labels = |n: &str| {
+            Arc::new(Labels::new(vec![
+                ("__name__".into(), n.into()),
+                ("job".into(), "api".into()),
+            ]))
+        };
+        let rows = MetricRows::from_series(
+            vec![
+                Series {
+                    labels: labels("up"),
+                    samples: vec![S { t: 1, v: 1.0 }, S { t: -5, v: f64::NAN }],
+                },
+                Series {
+                    labels: labels("x_total"),
+                    samples: vec![S {
+                        t: 1_700_000_000_000,
+                        v: 2.5,
+                    }],
+                },
+            ],
+            vec![MetricMeta {
+                metric: "x_total".into(),
+                kind: "counter".into(),
+                unit: "s".into(),
+                help: "h".into(),
+            }],
+        );
+        let bytes = encode_rows(&rows);
+        let req = WriteRequest::decode(&bytes[..]).unwrap();
+        assert_eq!(req.timeseries.len(), 2);
+        assert_eq!(req.timeseries[0].samples[1].timestamp, -5);
+        assert_eq!(req.metadata[0].r#type, 1);
+        let raw = read_request(&bytes).unwrap();
+        assert_eq!(raw.series.len(), 2);
+        assert_eq!(raw.samples[2], (1_700_000_000_000, 2.5));
+        assert_eq!(
+            key_labels(&raw.series[1].key).unwrap(),
+            vec![
+                ("__name__".to_string(), "x_total".to_string()),
+                ("job".into(), "api".into())
+            ]
+        );
+        assert_eq!(
+            raw.series[0].hash,
+            twox_hash::XxHash3_64::oneshot(&raw.series[0].key)
+        );
+        assert!(
+            read_request(&[0x0a, 0x05, 0x0a]).is_err(),
+            "truncated input is refused"
+        );
+    }
+}

@@ -157,14 +157,19 @@ impl MetricService {
                 }
             }
             for c in self.fresh.chunks(tenant) {
-                for series in &c.rows().series {
-                    if series
-                        .samples
-                        .iter()
-                        .any(|x| x.t >= start_ms && x.t <= end_ms)
-                    {
-                        names.insert(series.labels.name().to_string());
+                let rows = c.rows();
+                let mut inside = vec![false; rows.series.len()];
+                for p in rows
+                    .points
+                    .iter()
+                    .filter(|p| p.t >= start_ms && p.t <= end_ms)
+                {
+                    if let Some(b) = inside.get_mut(p.series as usize) {
+                        *b = true;
                     }
+                }
+                for (l, _) in rows.series.iter().zip(inside).filter(|(_, b)| *b) {
+                    names.insert(l.name().to_string());
                 }
             }
             if !unindexed {

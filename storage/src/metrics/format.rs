@@ -2,6 +2,7 @@
 //! into one Parquet file; compaction reads its inputs whole (bounded by the compaction
 //! policy) and writes them again at a higher zstd level.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use object_store::ObjectStoreExt;
@@ -11,11 +12,65 @@ use crate::error::StorageError;
 use crate::fresh::Chunk;
 use crate::lifecycle::{CompactionPolicy, EncodedFile, Format};
 use crate::metrics::file::{SCHEMA_VERSION, encode_series, merge_metadata, merge_series, read_all};
-use crate::metrics::model::MetricRows;
+use crate::metrics::model::{Labels, MetricRows, Sample, Series};
 use crate::metrics::select::MetricReader;
 use crate::store::Signal;
 
 const FLUSH_ZSTD_LEVEL: i32 = 3;
+
+/// The chunks' samples as series sorted by labels, each in time order with one sample per
+/// timestamp (the first written wins). Series are told apart by their label pointers first
+/// (the collector's series cache shares them), by value only once per distinct pointer, so
+/// a sample costs a vector push and its share of one sort.
+pub fn merge_rows(chunks: &[&MetricRows]) -> Vec<Series> {
+    type Fast = foldhash::fast::RandomState;
+    let mut by_ptr: HashMap<*const Labels, u32, Fast> = HashMap::default();
+    let mut by_value: HashMap<Arc<Labels>, u32, Fast> = HashMap::default();
+    let mut labels: Vec<Arc<Labels>> = Vec::new();
+    let total: usize = chunks.iter().map(|c| c.points.len()).sum();
+    let mut points: Vec<(u32, i64, f64)> = Vec::with_capacity(total);
+    for c in chunks {
+        let ids: Vec<u32> = c
+            .series
+            .iter()
+            .map(|l| {
+                *by_ptr.entry(Arc::as_ptr(l)).or_insert_with(|| {
+                    *by_value.entry(l.clone()).or_insert_with(|| {
+                        labels.push(l.clone());
+                        (labels.len() - 1) as u32
+                    })
+                })
+            })
+            .collect();
+        points.extend(
+            c.points
+                .iter()
+                .filter_map(|p| ids.get(p.series as usize).map(|&g| (g, p.t, p.v))),
+        );
+    }
+    let mut order: Vec<u32> = (0..labels.len() as u32).collect();
+    order.sort_unstable_by(|a, b| labels[*a as usize].cmp(&labels[*b as usize]));
+    let mut rank = vec![0u32; labels.len()];
+    for (r, &g) in order.iter().enumerate() {
+        rank[g as usize] = r as u32;
+    }
+    // Stable: of equal (series, time) the first written stays first.
+    points.sort_by_key(|p| (rank[p.0 as usize], p.1));
+    let mut out: Vec<Series> = order
+        .iter()
+        .map(|&g| Series {
+            labels: labels[g as usize].clone(),
+            samples: Vec::new(),
+        })
+        .collect();
+    for (g, t, v) in points {
+        let s = &mut out[rank[g as usize] as usize];
+        if s.samples.last().is_none_or(|x| x.t != t) {
+            s.samples.push(Sample { t, v });
+        }
+    }
+    out
+}
 const COMPACTION_ZSTD_LEVEL: i32 = 9;
 
 pub struct MetricFormat {
@@ -40,7 +95,8 @@ impl Format for MetricFormat {
     const SCHEMA_VERSION: u32 = SCHEMA_VERSION;
 
     fn encode(&self, chunks: &[Arc<Chunk<Self::Rows>>]) -> Result<EncodedFile, StorageError> {
-        let series = merge_series(chunks.iter().flat_map(|c| c.rows().series.iter().cloned()));
+        let rows: Vec<&MetricRows> = chunks.iter().map(|c| c.rows()).collect();
+        let series = merge_rows(&rows);
         let meta = merge_metadata(
             chunks
                 .iter()
@@ -116,8 +172,8 @@ mod tests {
                 ("job".into(), job.into()),
             ]))
         };
-        MetricRows {
-            series: vec![
+        MetricRows::from_series(
+            vec![
                 Series {
                     labels: labels("up"),
                     samples: (0..10)
@@ -137,8 +193,8 @@ mod tests {
                         .collect(),
                 },
             ],
-            metadata: vec![],
-        }
+            vec![],
+        )
     }
 
     #[tokio::test]

@@ -165,16 +165,66 @@ pub struct MetricMeta {
     pub help: String,
 }
 
-/// The series of one export, as the metrics lane buffers them.
+/// One sample of a chunk: an index into the chunk's series, time (ms) and value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Point {
+    pub series: u32,
+    pub t: i64,
+    pub v: f64,
+}
+
+/// The samples of one export, as the metrics lane buffers them: flat points referring to
+/// the export's series (labels shared with the collector's series cache, so a sample costs
+/// no allocation).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MetricRows {
-    pub series: Vec<Series>,
+    pub series: Vec<Arc<Labels>>,
+    pub points: Vec<Point>,
     pub metadata: Vec<MetricMeta>,
+}
+
+impl MetricRows {
+    /// Builds rows from whole series (tests, tools).
+    pub fn from_series(series: Vec<Series>, metadata: Vec<MetricMeta>) -> Self {
+        let mut rows = MetricRows {
+            metadata,
+            ..MetricRows::default()
+        };
+        for s in series {
+            let i = rows.series.len() as u32;
+            rows.series.push(s.labels);
+            rows.points.extend(s.samples.iter().map(|x| Point {
+                series: i,
+                t: x.t,
+                v: x.v,
+            }));
+        }
+        rows
+    }
+
+    /// The rows as whole series (in the chunk's order; a series named twice appears twice).
+    pub fn to_series(&self) -> Vec<Series> {
+        let mut out: Vec<Series> = self
+            .series
+            .iter()
+            .map(|l| Series {
+                labels: l.clone(),
+                samples: Vec::new(),
+            })
+            .collect();
+        for p in &self.points {
+            if let Some(s) = out.get_mut(p.series as usize) {
+                s.samples.push(Sample { t: p.t, v: p.v });
+            }
+        }
+        out.retain(|s| !s.samples.is_empty());
+        out
+    }
 }
 
 impl Rows for MetricRows {
     fn len(&self) -> usize {
-        self.series.iter().map(|s| s.samples.len()).sum()
+        self.points.len()
     }
     fn trace_ids(&self) -> Vec<TraceId> {
         Vec::new()

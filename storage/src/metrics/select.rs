@@ -183,19 +183,28 @@ impl MetricReader {
 
 /// The fresh series matching `sel` (samples in its range).
 pub fn fresh_series(fresh: &[Arc<Chunk<MetricRows>>], sel: &Selector) -> Vec<Series> {
-    fresh
-        .iter()
-        .flat_map(|c| c.rows().series.iter())
-        .filter(|s| matches_all(&sel.matchers, &s.labels))
-        .map(|s| Series {
-            labels: s.labels.clone(),
-            samples: s
-                .samples
-                .iter()
-                .filter(|x| x.t >= sel.start_ms && x.t <= sel.end_ms)
-                .copied()
-                .collect::<Vec<Sample>>(),
-        })
-        .filter(|s| !s.samples.is_empty())
-        .collect()
+    let mut out = Vec::new();
+    for c in fresh {
+        let rows = c.rows();
+        let mut own: Vec<Option<Series>> = rows
+            .series
+            .iter()
+            .map(|l| {
+                matches_all(&sel.matchers, l).then(|| Series {
+                    labels: l.clone(),
+                    samples: Vec::new(),
+                })
+            })
+            .collect();
+        for p in &rows.points {
+            if p.t >= sel.start_ms
+                && p.t <= sel.end_ms
+                && let Some(Some(s)) = own.get_mut(p.series as usize)
+            {
+                s.samples.push(Sample { t: p.t, v: p.v });
+            }
+        }
+        out.extend(own.into_iter().flatten().filter(|s| !s.samples.is_empty()));
+    }
+    out
 }
