@@ -6,7 +6,25 @@
 //! | `metric` | dictionary string | dictionary + RLE: a run per metric |
 //! | `labels` | dictionary string (the labels but the name, as a JSON object with sorted keys) | dictionary + RLE: a run per series |
 //! | `time` | timestamp (ms, UTC) | `DELTA_BINARY_PACKED`: regular scrapes are near-constant deltas |
-//! | `value` | float64 (stale markers bit for bit) | `BYTE_STREAM_SPLIT`, then zstd |
+//! | `base` | int64: a run's first mantissa, null elsewhere | `DELTA_BINARY_PACKED` |
+//! | `mantissa` | int64: the difference from the previous mantissa of the run (0 at its start) over the series' `step`, zigzag-coded; null where `value` holds the sample | `BYTE_STREAM_SPLIT`, then zstd |
+//! | `step` | int64: the greatest common divisor of the series' differences | dictionary + RLE: one per series |
+//! | `exponent` | int8: the sample is `mantissa / 10^exponent` | dictionary + RLE: one per series |
+//! | `value` | float64, null where `mantissa` holds the sample | `BYTE_STREAM_SPLIT`, then zstd |
+//!
+//! Most samples are decimals of a few digits (counters, bytes, two-decimal seconds), whose
+//! float bits look random to a compressor; as integers at the series' common decimal
+//! exponent, consecutive samples differ by small amounts that delta packing stores in a few
+//! bits. A sample is a mantissa only when dividing it back gives the very same float bits;
+//! NaN, infinities, stale markers, -0.0 and floats with more digits stay in `value`. A run
+//! is a series' consecutive mantissa samples; its first mantissa sits in `base` and the
+//! rest as differences, so the jump from one series' values to the next costs nothing.
+//! Differences are divided by the series' common step (byte counters move in pages) and
+//! zigzag-coded, then their bytes split into streams for zstd: small differences leave the
+//! high streams all zero and zstd's entropy coder prices the low ones near their entropy
+//! (measured on the benchmark's series: 7.2 bits per sample, where delta bit packing took
+//! 8.8, because it pays for the widest value of every 32). Every row group starts a series,
+//! so a run never crosses one.
 //!
 //! The footer's key-value metadata `loupe.metadata` holds the metric families' type, unit and
 //! help (JSON). Duplicate samples of a series (same timestamp) are kept once: the first
@@ -17,8 +35,8 @@ use std::sync::{Arc, LazyLock};
 
 use arrow_array::types::Int32Type;
 use arrow_array::{
-    Array, DictionaryArray, Float64Array, Int32Array, RecordBatch, StringArray,
-    TimestampMillisecondArray,
+    Array, DictionaryArray, Float64Array, Int8Array, Int32Array, Int64Array, RecordBatch,
+    StringArray, TimestampMillisecondArray,
 };
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use bytes::Bytes;
@@ -39,11 +57,73 @@ pub const METRIC: &str = "metric";
 pub const LABELS: &str = "labels";
 pub const TIME: &str = "time";
 pub const VALUE: &str = "value";
+pub const MANTISSA: &str = "mantissa";
+pub const BASE: &str = "base";
+pub const STEP: &str = "step";
+pub const EXPONENT: &str = "exponent";
+/// The most decimal digits a mantissa takes (10^15 is exact in a float, and every
+/// mantissa stays below 2^53).
+const MAX_DIGITS: i32 = 15;
+
+static POW10: [f64; 16] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
+
+fn zigzag(v: i64) -> i64 {
+    ((v << 1) ^ (v >> 63)) as i64
+}
+
+fn unzigzag(v: i64) -> i64 {
+    ((v as u64 >> 1) as i64) ^ -(v & 1)
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// The greatest common divisor of the differences between consecutive mantissas of each
+/// run (1 when there is none).
+fn common_step(mantissas: impl Iterator<Item = Option<i64>>) -> i64 {
+    let mut g = 0u64;
+    let mut prev: Option<i64> = None;
+    for m in mantissas {
+        if let (Some(p), Some(m)) = (prev, m) {
+            g = gcd(g, m.wrapping_sub(p).unsigned_abs());
+        }
+        prev = m;
+    }
+    i64::try_from(g).ok().filter(|&g| g > 0).unwrap_or(1)
+}
+
+/// The fewest decimal digits that hold `v` exactly, if any.
+fn digits(v: f64) -> Option<i32> {
+    if !v.is_finite() || (v == 0.0 && v.is_sign_negative()) {
+        return None;
+    }
+    (0..=MAX_DIGITS).find(|&d| decimal(v, d).is_some())
+}
+
+/// `v` as a mantissa at `d` digits, when that gives back the same bits.
+fn decimal(v: f64, d: i32) -> Option<i64> {
+    let p = POW10[d as usize];
+    let m = (v * p).round();
+    if !(m.abs() < 9.007_199_254_740_992e15) {
+        return None;
+    }
+    // Checked as it will be read: the integer divided back (so -0.0 is not taken for 0).
+    let m = m as i64;
+    ((m as f64 / p).to_bits() == v.to_bits()).then_some(m)
+}
 /// Footer key of the metric families' metadata.
 pub const METADATA_KEY: &str = "loupe.metadata";
 
 const ROW_GROUP_ROWS: usize = 128 * 1024;
-const PAGE_ROWS: usize = 8 * 1024;
+/// Pages as large as a row group: a query reads whole row groups, and zstd gains from the
+/// longer streams.
+const PAGE_ROWS: usize = ROW_GROUP_ROWS;
 
 pub static METRIC_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let dict = |name: &str| {
@@ -61,7 +141,11 @@ pub static METRIC_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
             DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
             false,
         ),
-        Field::new(VALUE, DataType::Float64, false),
+        Field::new(BASE, DataType::Int64, true),
+        Field::new(MANTISSA, DataType::Int64, true),
+        Field::new(EXPONENT, DataType::Int8, false),
+        Field::new(STEP, DataType::Int64, false),
+        Field::new(VALUE, DataType::Float64, true),
     ]))
 });
 
@@ -82,14 +166,32 @@ pub fn merge_series(parts: impl IntoIterator<Item = Series>) -> Vec<Series> {
         .collect()
 }
 
+/// zstd level of the columns that hold a sample's bits (differences, times, bases, label
+/// sets): their byte streams are mostly zeros, so level 19 costs little (≈0.3 µs per
+/// sample) and saves 6% of the differences and 10% of the times over level 9. Flushed files
+/// are short-lived (compaction rewrites them) and keep the flush level: at 15 each flush
+/// re-compressed its whole label dictionary and ingest lost a third of its speed.
+fn sample_level(zstd_level: i32) -> i32 {
+    if zstd_level >= 9 { 19 } else { zstd_level }
+}
+
 fn writer_properties(zstd_level: i32, metadata: &[MetricMeta]) -> WriterProperties {
     let level = ZstdLevel::try_new(zstd_level).unwrap_or_default();
+    let dense = Compression::ZSTD(ZstdLevel::try_new(sample_level(zstd_level)).unwrap_or_default());
     let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(level))
+        .set_column_compression(ColumnPath::from(MANTISSA), dense)
+        .set_column_compression(ColumnPath::from(TIME), dense)
+        .set_column_compression(ColumnPath::from(BASE), dense)
+        .set_column_compression(ColumnPath::from(LABELS), dense)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_data_page_row_count_limit(PAGE_ROWS)
         .set_column_dictionary_enabled(ColumnPath::from(TIME), false)
         .set_column_encoding(ColumnPath::from(TIME), Encoding::DELTA_BINARY_PACKED)
+        .set_column_dictionary_enabled(ColumnPath::from(BASE), false)
+        .set_column_encoding(ColumnPath::from(BASE), Encoding::DELTA_BINARY_PACKED)
+        .set_column_dictionary_enabled(ColumnPath::from(MANTISSA), false)
+        .set_column_encoding(ColumnPath::from(MANTISSA), Encoding::BYTE_STREAM_SPLIT)
         .set_column_dictionary_enabled(ColumnPath::from(VALUE), false)
         .set_column_encoding(ColumnPath::from(VALUE), Encoding::BYTE_STREAM_SPLIT);
     if !metadata.is_empty() {
@@ -137,6 +239,8 @@ pub fn encode_series(
         }
         let part = &series[start..end];
         writer.write(&to_batch(part)?).map_err(err)?;
+        // A row group per batch: runs (and series) never cross one.
+        writer.flush().map_err(err)?;
         for s in part {
             rows += s.samples.len() as u64;
             if let (Some(a), Some(b)) = (s.samples.first(), s.samples.last()) {
@@ -174,8 +278,20 @@ fn to_batch(series: &[Series]) -> Result<RecordBatch, StorageError> {
     let mut label_values: Vec<String> = Vec::with_capacity(series.len());
     let mut label_keys = Vec::with_capacity(n);
     let mut times = Vec::with_capacity(n);
-    let mut values = Vec::with_capacity(n);
+    let mut mantissas: Vec<Option<i64>> = Vec::with_capacity(n);
+    let mut bases: Vec<Option<i64>> = Vec::with_capacity(n);
+    let mut exponents: Vec<i8> = Vec::with_capacity(n);
+    let mut steps: Vec<i64> = Vec::with_capacity(n);
+    let mut values: Vec<Option<f64>> = Vec::with_capacity(n);
     for s in series {
+        // The series' exponent: the most digits any of its decimal samples needs.
+        let d = s
+            .samples
+            .iter()
+            .filter_map(|x| digits(x.v))
+            .max()
+            .unwrap_or(0);
+        let step = common_step(s.samples.iter().map(|x| decimal(x.v, d)));
         let name = s.labels.name();
         if metric_values.last() != Some(&name) {
             metric_values.push(name);
@@ -183,11 +299,35 @@ fn to_batch(series: &[Series]) -> Result<RecordBatch, StorageError> {
         let m = (metric_values.len() - 1) as i32;
         label_values.push(s.labels.key_without_name());
         let l = (label_values.len() - 1) as i32;
+        let mut prev: Option<i64> = None;
         for x in &s.samples {
             metric_keys.push(m);
             label_keys.push(l);
             times.push(x.t);
-            values.push(x.v);
+            exponents.push(d as i8);
+            steps.push(step);
+            match decimal(x.v, d) {
+                Some(mant) => {
+                    match prev {
+                        Some(p) => {
+                            bases.push(None);
+                            mantissas.push(Some(zigzag(mant.wrapping_sub(p) / step)));
+                        }
+                        None => {
+                            bases.push(Some(mant));
+                            mantissas.push(Some(0));
+                        }
+                    }
+                    values.push(None);
+                    prev = Some(mant);
+                }
+                None => {
+                    bases.push(None);
+                    mantissas.push(None);
+                    values.push(Some(x.v));
+                    prev = None;
+                }
+            }
         }
     }
     let dict = |keys: Vec<i32>, values: StringArray| {
@@ -200,16 +340,27 @@ fn to_batch(series: &[Series]) -> Result<RecordBatch, StorageError> {
             Arc::new(dict(metric_keys, StringArray::from(metric_values))?),
             Arc::new(dict(label_keys, StringArray::from(label_values))?),
             Arc::new(TimestampMillisecondArray::from(times).with_timezone("UTC")),
+            Arc::new(Int64Array::from(bases)),
+            Arc::new(Int64Array::from(mantissas)),
+            Arc::new(Int8Array::from(exponents)),
+            Arc::new(Int64Array::from(steps)),
             Arc::new(Float64Array::from(values)),
         ],
     )
     .map_err(|e| StorageError::Internal(format!("metric batch: {e}")))
 }
 
+/// What decoding carries from one batch to the next of a file: the last mantissa.
+#[derive(Debug, Default)]
+pub struct Run {
+    mantissa: i64,
+}
+
 /// The rows of one decoded batch as series runs, calling `keep` once per distinct series
 /// to decide whether its samples (within `[start_ms, end_ms]`) are wanted.
 pub fn batch_series(
     path: &str,
+    run: &mut Run,
     batch: &RecordBatch,
     start_ms: i64,
     end_ms: i64,
@@ -236,6 +387,38 @@ pub fn batch_series(
         .column_by_name(VALUE)
         .and_then(|c| c.as_any().downcast_ref::<Float64Array>())
         .ok_or_else(|| bad(VALUE))?;
+    let mantissas = batch
+        .column_by_name(MANTISSA)
+        .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+        .ok_or_else(|| bad(MANTISSA))?;
+    let exponents = batch
+        .column_by_name(EXPONENT)
+        .and_then(|c| c.as_any().downcast_ref::<Int8Array>())
+        .ok_or_else(|| bad(EXPONENT))?;
+    let bases = batch
+        .column_by_name(BASE)
+        .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+        .ok_or_else(|| bad(BASE))?;
+    let steps = batch
+        .column_by_name(STEP)
+        .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+        .ok_or_else(|| bad(STEP))?;
+    // The running mantissa (a run may continue from the previous batch of the row group).
+    let mut value = |i: usize| {
+        if mantissas.is_valid(i) {
+            let m = if bases.is_valid(i) {
+                bases.value(i)
+            } else {
+                run.mantissa
+                    .wrapping_add(unzigzag(mantissas.value(i)).wrapping_mul(steps.value(i)))
+            };
+            run.mantissa = m;
+            let e = exponents.value(i).clamp(0, MAX_DIGITS as i8) as usize;
+            m as f64 / POW10[e]
+        } else {
+            values.value(i)
+        }
+    };
     let mut current: Option<(i32, i32, bool)> = None;
     for i in 0..batch.num_rows() {
         let (m, l) = (mk.value(i), lk.value(i));
@@ -256,15 +439,14 @@ pub fn batch_series(
             }
         };
         let t = times.value(i);
+        // Decoded for every row: the next row's difference builds on it.
+        let v = value(i);
         if wanted
             && t >= start_ms
             && t <= end_ms
             && let Some(s) = out.last_mut()
         {
-            s.samples.push(Sample {
-                t,
-                v: values.value(i),
-            });
+            s.samples.push(Sample { t, v });
         }
     }
     Ok(())
@@ -280,9 +462,18 @@ pub fn read_all(path: &str, bytes: Bytes) -> Result<(Vec<Series>, Vec<MetricMeta
     )?;
     let reader = builder.with_batch_size(64 * 1024).build().map_err(err)?;
     let mut out = Vec::new();
+    let mut run = Run::default();
     for b in reader {
         let b = b.map_err(|e| StorageError::parquet(path, e))?;
-        batch_series(path, &b, i64::MIN, i64::MAX, &mut |_| true, &mut out)?;
+        batch_series(
+            path,
+            &mut run,
+            &b,
+            i64::MIN,
+            i64::MAX,
+            &mut |_| true,
+            &mut out,
+        )?;
     }
     Ok((out, metadata))
 }
@@ -329,6 +520,18 @@ mod tests {
             series("up", "a", &[(1, 0.0)]),
             series("http_requests_total", "a", &[(2, 5.0), (4, stale)]),
             series("up", "b", &[(3, 9.0), (2, f64::NAN)]),
+            series(
+                "mixed",
+                "a",
+                &[
+                    (1, 12.25),
+                    (2, -0.0),
+                    (3, 0.1 + 0.2),
+                    (4, 1e300),
+                    (5, -7.5),
+                    (6, f64::INFINITY),
+                ],
+            ),
         ]);
         let meta = vec![MetricMeta {
             metric: "up".into(),
@@ -337,9 +540,9 @@ mod tests {
             help: "Is it up".into(),
         }];
         let f = encode_series(&merged, &meta, 3).unwrap();
-        assert_eq!(f.rows, 6);
+        assert_eq!(f.rows, 12);
         assert_eq!(f.min_time_unix_nano, 1_000_000);
-        assert_eq!(f.max_time_unix_nano, 4_000_000);
+        assert_eq!(f.max_time_unix_nano, 6_000_000);
         assert_eq!(f.services, vec!["a", "b"]);
         let (back, m) = read_all("t", Bytes::from(f.bytes)).unwrap();
         assert_eq!(m, meta);
@@ -348,14 +551,86 @@ mod tests {
             names,
             vec![
                 "http_requests_total{job=\"a\"}",
+                "mixed{job=\"a\"}",
                 "up{job=\"a\"}",
                 "up{job=\"b\"}"
             ]
         );
-        let b = &back[2].samples;
+        // Every value back bit for bit, decimal or not.
+        let mixed: Vec<u64> = back[1].samples.iter().map(|x| x.v.to_bits()).collect();
+        let want: Vec<u64> = [12.25, -0.0, 0.1 + 0.2, 1e300, -7.5, f64::INFINITY]
+            .iter()
+            .map(|v: &f64| v.to_bits())
+            .collect();
+        assert_eq!(mixed, want);
+        let b = &back[3].samples;
         assert_eq!(b.iter().map(|s| s.t).collect::<Vec<_>>(), vec![1, 2, 3]);
         assert!(b[1].v.is_nan());
         assert_eq!(b[2].v, 1.0, "the first sample of a timestamp wins");
         assert_eq!(back[0].samples[1].v.to_bits(), stale.to_bits());
+    }
+
+    #[test]
+    fn zigzag_and_steps() {
+        for v in [0, 1, -1, 63, -64, i64::MAX / 2, i64::MIN / 2] {
+            assert_eq!(unzigzag(zigzag(v)), v);
+        }
+        assert_eq!(zigzag(-1), 1);
+        let m = |v: &[i64]| common_step(v.iter().map(|&x| Some(x)));
+        assert_eq!(m(&[4096, 8192, 20480, 20480]), 4096);
+        assert_eq!(m(&[7, 7, 7]), 1);
+        assert_eq!(m(&[5]), 1);
+        assert_eq!(
+            common_step([Some(0), None, Some(1_000_000), Some(3_000_000)].into_iter()),
+            2_000_000
+        );
+    }
+
+    #[test]
+    fn random_values_round_trip_bit_for_bit() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let samples: Vec<(i64, f64)> = (0..20_000)
+            .map(|i| {
+                let v = match i % 5 {
+                    0 => f64::from_bits(rng.random()),
+                    1 => (rng.random_range(-1e6..1e6f64) * 100.0).round() / 100.0,
+                    2 => rng.random_range(0..1_000_000_000i64) as f64,
+                    3 => rng.random_range(-1.0..1.0f64),
+                    _ => [0.0, -0.0, f64::NAN, f64::NEG_INFINITY, 1e-300, 5e15 + 1.0][i % 6],
+                };
+                (i as i64, v)
+            })
+            .collect();
+        let f = encode_series(&merge_series(vec![series("r", "a", &samples)]), &[], 3).unwrap();
+        let want: Vec<u64> = samples.iter().map(|x| x.1.to_bits()).collect();
+        let bytes = Bytes::from(f.bytes);
+        let (back, _) = read_all("t", bytes.clone()).unwrap();
+        let got: Vec<u64> = back[0].samples.iter().map(|x| x.v.to_bits()).collect();
+        assert_eq!(got, want);
+        // In small batches, runs continue from one batch to the next.
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .unwrap()
+            .with_batch_size(777)
+            .build()
+            .unwrap();
+        let (mut run, mut out) = (Run::default(), Vec::new());
+        for b in reader {
+            batch_series(
+                "t",
+                &mut run,
+                &b.unwrap(),
+                0,
+                i64::MAX,
+                &mut |_| true,
+                &mut out,
+            )
+            .unwrap();
+        }
+        let got: Vec<u64> = out
+            .iter()
+            .flat_map(|s| s.samples.iter().map(|x| x.v.to_bits()))
+            .collect();
+        assert_eq!(got, want);
     }
 }

@@ -14,7 +14,9 @@ use parquet::file::statistics::Statistics;
 use crate::catalog::{Catalog, FileEntry};
 use crate::error::StorageError;
 use crate::fresh::Chunk;
-use crate::metrics::file::{METRIC, batch_series, file_metadata, merge_metadata, merge_series};
+use crate::metrics::file::{
+    METRIC, Run, batch_series, file_metadata, merge_metadata, merge_series,
+};
 use crate::metrics::index::{LabelMatcher, MatchOp, matches_all};
 use crate::metrics::model::{METRIC_NAME, MetricMeta, MetricRows, Sample, Series};
 use crate::parquet_files::{ParquetFiles, column_index};
@@ -120,8 +122,17 @@ impl MetricReader {
         loupe_core::cpu::run(move || {
             let mut out = Vec::new();
             let mut keep = |l: &_| matches_all(&sel.matchers, l);
+            let mut run = Run::default();
             for b in &batches {
-                batch_series(&path, b, sel.start_ms, sel.end_ms, &mut keep, &mut out)?;
+                batch_series(
+                    &path,
+                    &mut run,
+                    b,
+                    sel.start_ms,
+                    sel.end_ms,
+                    &mut keep,
+                    &mut out,
+                )?;
             }
             out.retain(|s| !s.samples.is_empty());
             Ok::<_, StorageError>(out)

@@ -137,13 +137,13 @@ impl MetricGen {
                 let share = [0.7, 0.18, 0.07, 0.02, 0.005, 0.01, 0.0, 0.015];
                 for cpu in 0..4 {
                     for (m, mode) in modes.iter().enumerate() {
+                        // Hundredths of a second (USER_HZ), as /proc/stat counts them.
                         let c = &mut t.counters[cpu * 8 + m];
-                        *c += (15.0 * share[m] * rng.random_range(0.8..1.2f64) * 100.0).round()
-                            / 100.0;
+                        *c += (15.0 * share[m] * rng.random_range(0.8..1.2f64) * 100.0).round();
                         let mut a = inst();
                         a.push(("cpu", cpu.to_string()));
                         a.push(("mode", mode.to_string()));
-                        s.counters.push(("node_cpu_seconds_total", a, *c));
+                        s.counters.push(("node_cpu_seconds_total", a, *c / 100.0));
                     }
                 }
                 for (d, dev) in ["sda", "sdb"].iter().enumerate() {
@@ -156,14 +156,16 @@ impl MetricGen {
                     .enumerate()
                     {
                         let c = &mut t.counters[32 + d * 3 + j];
+                        // io_time in milliseconds, as the kernel counts it.
                         *c += if j == 2 {
-                            (rng.random_range(0.0..2.0f64) * 1000.0).round() / 1000.0
+                            (rng.random_range(0.0..2.0f64) * 1000.0).round()
                         } else {
                             (rng.random_range(0..200) * 4096) as f64
                         };
                         let mut a = inst();
                         a.push(("device", dev.to_string()));
-                        s.counters.push((name, a, *c));
+                        s.counters
+                            .push((name, a, if j == 2 { *c / 1000.0 } else { *c }));
                     }
                 }
                 for (d, dev) in ["eth0", "lo"].iter().enumerate() {
@@ -202,7 +204,7 @@ impl MetricGen {
                         total
                     } else {
                         let g = &mut t.gauges[j];
-                        *g = (*g + rng.random_range(-0.05..0.05)).clamp(0.5, 8.0);
+                        *g = (*g + rng.random_range(-0.002..0.002)).clamp(0.5, 8.0);
                         (*g * 1e9 / 4096.0).round() * 4096.0
                     };
                     s.gauges.push((name, inst(), v));
@@ -253,16 +255,18 @@ impl MetricGen {
                     }
                 }
                 let cpu = t.counters.len() - 1;
-                t.counters[cpu] += (rng.random_range(0.1..2.0f64) * 100.0).round() / 100.0;
+                t.counters[cpu] += (rng.random_range(0.1..2.0f64) * 100.0).round();
                 s.counters
-                    .push(("process_cpu_seconds_total", inst(), t.counters[cpu]));
+                    .push(("process_cpu_seconds_total", inst(), t.counters[cpu] / 100.0));
                 for h in 0..2 {
                     let n = rng.random_range(20..200);
                     for _ in 0..n {
                         let x: f64 = rng.random_range(0.0..1.0f64).powi(3) * 3.0;
                         let b = BOUNDS.iter().position(|&u| x <= u).unwrap_or(BOUNDS.len());
                         t.buckets[h][b] += 1;
-                        t.sums[h] += x;
+                        // Microseconds, summed as integers (a client library's float sum
+                        // printed in text is a decimal too).
+                        t.sums[h] += (x * 1e6).round();
                     }
                     let mut a = inst();
                     a.push(("route", ["/api/cart", "/api/checkout"][h].to_string()));
@@ -270,7 +274,7 @@ impl MetricGen {
                         "http_request_duration_seconds",
                         a,
                         t.buckets[h].clone(),
-                        (t.sums[h] * 1e6).round() / 1e6,
+                        t.sums[h] / 1e6,
                     ));
                 }
                 t.gauges[0] = (t.gauges[0] + rng.random_range(-1e6..1e6f64))
