@@ -70,7 +70,7 @@ static POW10: [f64; 16] = [
 ];
 
 fn zigzag(v: i64) -> i64 {
-    ((v << 1) ^ (v >> 63)) as i64
+    (v << 1) ^ (v >> 63)
 }
 
 fn unzigzag(v: i64) -> i64 {
@@ -110,7 +110,8 @@ fn digits(v: f64) -> Option<i32> {
 fn decimal(v: f64, d: i32) -> Option<i64> {
     let p = POW10[d as usize];
     let m = (v * p).round();
-    if !(m.abs() < 9.007_199_254_740_992e15) {
+    // (NaN fails the comparison too.)
+    if m.abs().partial_cmp(&9.007_199_254_740_992e15) != Some(std::cmp::Ordering::Less) {
         return None;
     }
     // Checked as it will be read: the integer divided back (so -0.0 is not taken for 0).
