@@ -37,6 +37,30 @@ fn string_arg(ev: &Evaluator, c: &Call, i: usize, times: &[i64]) -> Result<Strin
     }
 }
 
+/// Each step's window of `samples` as index ranges: two pointers that only move forward
+/// while the window ends grow (range queries), a binary search otherwise.
+fn windows<'a>(m: &'a Matrix, samples: &'a [Sample]) -> impl Iterator<Item = (usize, usize)> + 'a {
+    let sorted = m.ends.windows(2).all(|w| w[0] <= w[1]);
+    let (mut lo, mut hi) = (0usize, 0usize);
+    m.ends.iter().map(move |&end| {
+        let start = end - m.range;
+        if sorted {
+            while lo < samples.len() && samples[lo].t <= start {
+                lo += 1;
+            }
+            hi = hi.max(lo);
+            while hi < samples.len() && samples[hi].t <= end {
+                hi += 1;
+            }
+            (lo, hi)
+        } else {
+            let lo = samples.partition_point(|x| x.t <= start);
+            let hi = samples.partition_point(|x| x.t <= end).max(lo);
+            (lo, hi)
+        }
+    })
+}
+
 /// A range function of one sample window per step.
 fn over_windows(
     m: &Matrix,
@@ -46,9 +70,10 @@ fn over_windows(
     m.series
         .iter()
         .filter_map(|s| {
-            let points: Vec<Option<f64>> = (0..m.ends.len())
-                .map(|i| {
-                    let w = m.window(s, i);
+            let points: Vec<Option<f64>> = windows(m, &s.samples)
+                .enumerate()
+                .map(|(i, (lo, hi))| {
+                    let w = &s.samples[lo..hi];
                     if w.is_empty() { None } else { f(w, i) }
                 })
                 .collect();
@@ -64,9 +89,11 @@ fn over_windows(
         .collect()
 }
 
-/// Prometheus's extrapolated rate, increase and delta.
+/// Prometheus's extrapolated rate, increase and delta; `resets` adds back what counter
+/// resets inside the window took away (0 for `delta`).
 fn extrapolated(
     w: &[Sample],
+    resets: f64,
     start: i64,
     end: i64,
     range: i64,
@@ -77,16 +104,7 @@ fn extrapolated(
         return None;
     }
     let (first, last) = (w[0], w[w.len() - 1]);
-    let mut result = last.v - first.v;
-    if counter {
-        let mut prev = 0.0;
-        for s in w {
-            if s.v < prev {
-                result += prev;
-            }
-            prev = s.v;
-        }
-    }
+    let mut result = last.v - first.v + resets;
     let mut to_start = (first.t - start) as f64 / 1000.0;
     let to_end = (end - last.t) as f64 / 1000.0;
     let sampled = (last.t - first.t) as f64 / 1000.0;
@@ -199,10 +217,45 @@ fn range_function(
         "rate" | "increase" | "delta" => {
             let m = matrix_at(0)?;
             let (counter, rate) = (name != "delta", name == "rate");
-            over_windows(&m, false, |w, i| {
-                let end = m.ends[i];
-                extrapolated(w, end - m.range, end, m.range, counter, rate)
-            })
+            let mut out = Vec::new();
+            for s in &m.series {
+                // resets[k]: what the resets among samples 1..=k took away.
+                let mut resets = Vec::with_capacity(s.samples.len());
+                let mut acc = 0.0;
+                resets.push(0.0);
+                for p in s.samples.windows(2) {
+                    if counter && p[1].v < p[0].v {
+                        acc += p[0].v;
+                    }
+                    resets.push(acc);
+                }
+                let points: Vec<Option<f64>> = windows(&m, &s.samples)
+                    .enumerate()
+                    .map(|(i, (lo, hi))| {
+                        if hi < lo + 2 {
+                            return None;
+                        }
+                        let end = m.ends[i];
+                        let r = resets[hi - 1] - resets[lo];
+                        extrapolated(
+                            &s.samples[lo..hi],
+                            r,
+                            end - m.range,
+                            end,
+                            m.range,
+                            counter,
+                            rate,
+                        )
+                    })
+                    .collect();
+                if points.iter().any(Option::is_some) {
+                    out.push(Steps {
+                        labels: drop_name(&s.labels),
+                        points,
+                    });
+                }
+            }
+            out
         }
         "irate" | "idelta" => over_windows(&matrix_at(0)?, false, |w, _| {
             let [.., prev, last] = w else { return None };

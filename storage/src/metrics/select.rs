@@ -25,9 +25,30 @@ use crate::store::{Signal, Storage};
 /// Files read at once by one selection.
 const FILES_AT_ONCE: usize = 4;
 
-/// Reads metric files (footers cached per file).
+/// Bytes of decoded row groups kept (16 bytes a sample plus labels).
+const DECODED_CACHE_BYTES: u64 = 256 << 20;
+
+/// Row groups a file may have for [`MetricReader::forget`] to drop (a file holds at most a
+/// few million samples, 128k per row group).
+const MAX_ROW_GROUPS: usize = 256;
+
+#[derive(Clone)]
+struct BySamples;
+
+impl quick_cache::Weighter<(String, usize), Arc<Vec<Series>>> for BySamples {
+    fn weight(&self, _: &(String, usize), v: &Arc<Vec<Series>>) -> u64 {
+        v.iter()
+            .map(|s| s.samples.len() as u64 * 16 + 128)
+            .sum::<u64>()
+            .max(1)
+    }
+}
+
+/// Reads metric files: footers cached per file, and decoded row groups (every series with
+/// every sample) by weight, so a warm query over immutable files does no Parquet decoding.
 pub struct MetricReader {
     files: ParquetFiles,
+    decoded: quick_cache::sync::Cache<(String, usize), Arc<Vec<Series>>, BySamples>,
 }
 
 /// What one selection asks for: series matching every matcher, samples in
@@ -43,6 +64,7 @@ impl MetricReader {
     pub fn new(storage: Storage) -> Self {
         MetricReader {
             files: ParquetFiles::new(storage),
+            decoded: quick_cache::sync::Cache::with_weighter(4096, DECODED_CACHE_BYTES, BySamples),
         }
     }
 
@@ -52,6 +74,46 @@ impl MetricReader {
 
     pub fn forget(&self, id: &str) {
         self.files.forget(id);
+        for g in 0..MAX_ROW_GROUPS {
+            self.decoded.remove(&(id.to_string(), g));
+        }
+    }
+
+    /// One row group, decoded whole (through the cache).
+    async fn row_group(
+        &self,
+        entry: &FileEntry,
+        meta: &parquet::arrow::arrow_reader::ArrowReaderMetadata,
+        g: usize,
+    ) -> Result<Arc<Vec<Series>>, StorageError> {
+        let key = (entry.id.clone(), g);
+        if let Some(v) = self.decoded.get(&key) {
+            return Ok(v);
+        }
+        let batches = self
+            .files
+            .read(entry, meta.clone(), vec![g], None, None, None)
+            .await?;
+        let path = entry.path.clone();
+        let series = loupe_core::cpu::run(move || {
+            let mut out = Vec::new();
+            let mut run = Run::default();
+            for b in &batches {
+                batch_series(
+                    &path,
+                    &mut run,
+                    b,
+                    i64::MIN,
+                    i64::MAX,
+                    &mut |_| true,
+                    &mut out,
+                )?;
+            }
+            Ok::<_, StorageError>(Arc::new(out))
+        })
+        .await??;
+        self.decoded.insert(key, series.clone());
+        Ok(series)
     }
 
     /// The catalog's files that may hold series of `sel`.
@@ -113,31 +175,24 @@ impl MetricReader {
             })
             .map(|(i, _)| i)
             .collect();
-        let batches = self
-            .files
-            .read(entry, meta, groups, None, None, None)
-            .await?;
-        let path = entry.path.clone();
-        let sel = sel.clone();
-        loupe_core::cpu::run(move || {
-            let mut out = Vec::new();
-            let mut keep = |l: &_| matches_all(&sel.matchers, l);
-            let mut run = Run::default();
-            for b in &batches {
-                batch_series(
-                    &path,
-                    &mut run,
-                    b,
-                    sel.start_ms,
-                    sel.end_ms,
-                    &mut keep,
-                    &mut out,
-                )?;
+        let mut out = Vec::new();
+        for g in groups {
+            let decoded = self.row_group(entry, &meta, g).await?;
+            for s in decoded
+                .iter()
+                .filter(|s| matches_all(&sel.matchers, &s.labels))
+            {
+                let lo = s.samples.partition_point(|x| x.t < sel.start_ms);
+                let hi = s.samples.partition_point(|x| x.t <= sel.end_ms);
+                if lo < hi {
+                    out.push(Series {
+                        labels: s.labels.clone(),
+                        samples: s.samples[lo..hi].to_vec(),
+                    });
+                }
             }
-            out.retain(|s| !s.samples.is_empty());
-            Ok::<_, StorageError>(out)
-        })
-        .await?
+        }
+        Ok(out)
     }
 
     /// The series matching `sel` in files and `fresh`, merged.
