@@ -15,19 +15,8 @@ use crate::promql::value::{Steps, Value, format_float};
 fn group_key(l: &Labels, m: &Option<LabelModifier>) -> Labels {
     match m {
         None => Labels::default(),
-        Some(LabelModifier::Include(by)) => Labels::new(
-            by.labels
-                .iter()
-                .filter_map(|k| l.get(k).map(|v| (k.clone(), v.to_string())))
-                .collect(),
-        ),
-        Some(LabelModifier::Exclude(without)) => {
-            let mut out = l.without(METRIC_NAME);
-            for k in &without.labels {
-                out.set(k, "");
-            }
-            out
-        }
+        Some(LabelModifier::Include(by)) => l.keep(&by.labels),
+        Some(LabelModifier::Exclude(without)) => l.drop_all(&without.labels).without(METRIC_NAME),
     }
 }
 

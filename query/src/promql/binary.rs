@@ -158,19 +158,8 @@ fn vector_scalar(
 /// The matching signature of a series.
 fn signature(l: &Labels, matching: &Option<LabelModifier>) -> Labels {
     match matching {
-        Some(LabelModifier::Include(on)) => Labels::new(
-            on.labels
-                .iter()
-                .filter_map(|k| l.get(k).map(|v| (k.clone(), v.to_string())))
-                .collect(),
-        ),
-        Some(LabelModifier::Exclude(ign)) => {
-            let mut out = l.without(METRIC_NAME);
-            for k in &ign.labels {
-                out.set(k, "");
-            }
-            out
-        }
+        Some(LabelModifier::Include(on)) => l.keep(&on.labels),
+        Some(LabelModifier::Exclude(ign)) => l.drop_all(&ign.labels).without(METRIC_NAME),
         None => l.without(METRIC_NAME),
     }
 }
@@ -277,19 +266,8 @@ fn vector_vector(
             }
             if matches!(card, VectorMatchCardinality::OneToOne) {
                 match &matching {
-                    Some(LabelModifier::Include(on)) => {
-                        labels = Labels::new(
-                            on.labels
-                                .iter()
-                                .filter_map(|k| labels.get(k).map(|v| (k.clone(), v.to_string())))
-                                .collect(),
-                        );
-                    }
-                    Some(LabelModifier::Exclude(ign)) => {
-                        for k in &ign.labels {
-                            labels.set(k, "");
-                        }
-                    }
+                    Some(LabelModifier::Include(on)) => labels = labels.keep(&on.labels),
+                    Some(LabelModifier::Exclude(ign)) => labels = labels.drop_all(&ign.labels),
                     None => {}
                 }
             }

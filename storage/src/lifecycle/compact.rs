@@ -39,8 +39,16 @@ impl Default for CompactionPolicy {
     }
 }
 
+/// How long after its end an hour is closed: late data has arrived, and its last small
+/// files merge even when fewer than `min_files` remain (else they would stay small for good).
+const CLOSED_AFTER_NANOS: i64 = 10 * 60 * 1_000_000_000;
+
 /// Groups of files to merge: per hour, oldest first, each within the policy's bounds.
-fn plan(files: Vec<Arc<FileEntry>>, policy: &CompactionPolicy) -> Vec<Vec<Arc<FileEntry>>> {
+fn plan(
+    files: Vec<Arc<FileEntry>>,
+    policy: &CompactionPolicy,
+    now_nanos: i64,
+) -> Vec<Vec<Arc<FileEntry>>> {
     let mut windows: BTreeMap<i64, Vec<Arc<FileEntry>>> = BTreeMap::new();
     for f in files {
         if f.rows < policy.max_rows / 2 && f.bytes < policy.max_bytes / 2 {
@@ -51,7 +59,8 @@ fn plan(files: Vec<Arc<FileEntry>>, policy: &CompactionPolicy) -> Vec<Vec<Arc<Fi
         }
     }
     let mut groups = Vec::new();
-    for (_, mut files) in windows {
+    for (hour, mut files) in windows {
+        let closed = (hour + 1) * HOUR_NANOS + CLOSED_AFTER_NANOS <= now_nanos;
         files.sort_by_key(|f| f.min_time_unix_nano);
         let mut group: Vec<Arc<FileEntry>> = Vec::new();
         let (mut rows, mut bytes) = (0, 0);
@@ -60,7 +69,8 @@ fn plan(files: Vec<Arc<FileEntry>>, policy: &CompactionPolicy) -> Vec<Vec<Arc<Fi
         // bound could never merge (four of them exceed it, two or three are too few).
         let ready = |n: usize, rows: u64, bytes: u64| {
             n >= policy.min_files
-                || (n >= 2 && (rows >= policy.max_rows / 2 || bytes >= policy.max_bytes / 2))
+                || (n >= 2
+                    && (closed || rows >= policy.max_rows / 2 || bytes >= policy.max_bytes / 2))
         };
         for f in files {
             let over = rows + f.rows > policy.max_rows || bytes + f.bytes > policy.max_bytes;
@@ -98,7 +108,8 @@ pub async fn compact<F: Format>(
         .cloned()
         .collect();
     let mut merges = 0;
-    for group in plan(candidates, policy) {
+    let now = crate::catalog::now_unix_ms().saturating_mul(1_000_000);
+    for group in plan(candidates, policy, now) {
         if !lease.is_valid() {
             break;
         }
@@ -194,7 +205,7 @@ mod tests {
             file("e", 1, 10),
             file("big", 1, 60),
         ];
-        let groups: Vec<Vec<String>> = plan(files, &policy)
+        let groups: Vec<Vec<String>> = plan(files, &policy, 0)
             .into_iter()
             .map(|g| g.iter().map(|f| f.id.clone()).collect())
             .collect();
@@ -216,7 +227,7 @@ mod tests {
             .into_iter()
             .map(|id| file(id, 0, 40))
             .collect();
-        let groups: Vec<Vec<String>> = plan(files, &policy)
+        let groups: Vec<Vec<String>> = plan(files, &policy, 0)
             .into_iter()
             .map(|g| g.iter().map(|f| f.id.clone()).collect())
             .collect();
@@ -224,6 +235,35 @@ mod tests {
             groups,
             vec![vec!["a", "b"], vec!["c", "d"]],
             "e waits for a partner"
+        );
+    }
+
+    #[test]
+    fn the_last_small_files_of_a_closed_hour_merge() {
+        let policy = CompactionPolicy {
+            min_files: 4,
+            max_rows: 100,
+            max_bytes: 1 << 30,
+        };
+        let files = || {
+            vec![
+                file("a", 0, 10),
+                file("b", 0, 10),
+                file("c", 1, 10),
+                file("d", 1, 10),
+            ]
+        };
+        let ids = |g: Vec<Vec<Arc<FileEntry>>>| -> Vec<Vec<String>> {
+            g.into_iter()
+                .map(|g| g.iter().map(|f| f.id.clone()).collect())
+                .collect()
+        };
+        // Hour 0 is closed 10 minutes after it ended; hour 1 is still open.
+        let now = 2 * HOUR_NANOS - HOUR_NANOS / 2;
+        assert_eq!(ids(plan(files(), &policy, now)), vec![vec!["a", "b"]]);
+        assert!(
+            plan(files(), &policy, HOUR_NANOS + 60_000_000_000).is_empty(),
+            "not yet closed"
         );
     }
 }

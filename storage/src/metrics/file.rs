@@ -204,6 +204,37 @@ fn writer_properties(zstd_level: i32, metadata: &[MetricMeta]) -> WriterProperti
     b.build()
 }
 
+/// Series merged by labels in no particular order (queries), samples sorted by time, one
+/// per timestamp (the first given wins). Hashes each series' labels once, where
+/// [`merge_series`] compares them in a tree.
+pub fn merge_unordered(parts: Vec<Series>) -> Vec<Series> {
+    let mut index: std::collections::HashMap<Arc<Labels>, usize, foldhash::fast::RandomState> =
+        std::collections::HashMap::default();
+    let mut out: Vec<Series> = Vec::with_capacity(parts.len());
+    let mut repeated = false;
+    for s in parts {
+        match index.get(&s.labels) {
+            Some(&i) => {
+                out[i].samples.extend(s.samples);
+                repeated = true;
+            }
+            None => {
+                index.insert(s.labels.clone(), out.len());
+                out.push(s);
+            }
+        }
+    }
+    if repeated {
+        for s in &mut out {
+            if !s.samples.is_sorted_by_key(|x| x.t) {
+                s.samples.sort_by_key(|x| x.t);
+            }
+            s.samples.dedup_by_key(|x| x.t);
+        }
+    }
+    out
+}
+
 /// Metadata of each family once (the last given wins), sorted by metric.
 pub fn merge_metadata(parts: impl IntoIterator<Item = MetricMeta>) -> Vec<MetricMeta> {
     let mut by: BTreeMap<String, MetricMeta> = BTreeMap::new();

@@ -18,9 +18,17 @@ pub fn is_stale(v: f64) -> bool {
     v.to_bits() == STALE_NAN_BITS
 }
 
-/// A series' labels, sorted by name, names unique, no empty values.
+type Pair = (Arc<str>, Arc<str>);
+
+/// A series' labels, sorted by name, names unique, no empty values. Names and values are
+/// shared strings: queries clone and reshape label sets (dropping the name, grouping keys),
+/// which then costs reference counts, not a copy of every string.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct Labels(Vec<(String, String)>);
+pub struct Labels(Vec<Pair>);
+
+fn pair((k, v): (String, String)) -> Pair {
+    (Arc::from(k), Arc::from(v))
+}
 
 impl Labels {
     /// Sorts `pairs`, drops empty values and keeps the last of repeated names.
@@ -28,11 +36,11 @@ impl Labels {
         pairs.retain(|(_, v)| !v.is_empty());
         pairs.sort_by(|a, b| a.0.cmp(&b.0));
         // Of repeated names the later pair wins (stable sort keeps sending order).
-        let mut out: Vec<(String, String)> = Vec::with_capacity(pairs.len());
+        let mut out: Vec<Pair> = Vec::with_capacity(pairs.len());
         for p in pairs {
             match out.last_mut() {
-                Some(last) if last.0 == p.0 => *last = p,
-                _ => out.push(p),
+                Some(last) if *last.0 == *p.0 => *last = pair(p),
+                _ => out.push(pair(p)),
             }
         }
         Labels(out)
@@ -41,14 +49,14 @@ impl Labels {
     /// Labels already sorted with unique names (checked in debug builds).
     pub fn from_sorted(pairs: Vec<(String, String)>) -> Self {
         debug_assert!(pairs.windows(2).all(|w| w[0].0 < w[1].0));
-        Labels(pairs)
+        Labels(pairs.into_iter().map(pair).collect())
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0
-            .binary_search_by(|(k, _)| k.as_str().cmp(name))
+            .binary_search_by(|(k, _)| (**k).cmp(name))
             .ok()
-            .map(|i| self.0[i].1.as_str())
+            .map(|i| &*self.0[i].1)
     }
 
     /// The metric name ("" when there is none).
@@ -57,7 +65,7 @@ impl Labels {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.0.iter().map(|(k, v)| (&**k, &**v))
     }
 
     pub fn len(&self) -> usize {
@@ -70,22 +78,53 @@ impl Labels {
 
     pub fn into_pairs(self) -> Vec<(String, String)> {
         self.0
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     /// Sets (or with an empty value removes) one label.
     pub fn set(&mut self, name: &str, value: &str) {
-        match self.0.binary_search_by(|(k, _)| k.as_str().cmp(name)) {
+        match self.0.binary_search_by(|(k, _)| (**k).cmp(name)) {
             Ok(i) if value.is_empty() => {
                 self.0.remove(i);
             }
-            Ok(i) => self.0[i].1 = value.to_string(),
+            Ok(i) => self.0[i].1 = Arc::from(value),
             Err(_) if value.is_empty() => {}
-            Err(i) => self.0.insert(i, (name.to_string(), value.to_string())),
+            Err(i) => self.0.insert(i, (Arc::from(name), Arc::from(value))),
         }
     }
 
+    /// Only the labels named in `names` (shared, not copied).
+    pub fn keep(&self, names: &[String]) -> Labels {
+        Labels(
+            self.0
+                .iter()
+                .filter(|(k, _)| names.iter().any(|n| **n == **k))
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// Without the labels named in `names` (shared, not copied).
+    pub fn drop_all(&self, names: &[String]) -> Labels {
+        Labels(
+            self.0
+                .iter()
+                .filter(|(k, _)| !names.iter().any(|n| **n == **k))
+                .cloned()
+                .collect(),
+        )
+    }
+
     pub fn without(&self, name: &str) -> Labels {
-        Labels(self.0.iter().filter(|(k, _)| k != name).cloned().collect())
+        Labels(
+            self.0
+                .iter()
+                .filter(|(k, _)| &**k != name)
+                .cloned()
+                .collect(),
+        )
     }
 
     /// The labels other than the metric name as one canonical text (JSON object, sorted
@@ -94,14 +133,14 @@ impl Labels {
         let mut out = String::with_capacity(16 * self.0.len());
         out.push('{');
         let mut first = true;
-        for (k, v) in self.0.iter().filter(|(k, _)| k != METRIC_NAME) {
+        for (k, v) in self.0.iter().filter(|(k, _)| &**k != METRIC_NAME) {
             if !first {
                 out.push(',');
             }
             first = false;
-            out.push_str(&serde_json::Value::String(k.clone()).to_string());
+            out.push_str(&serde_json::Value::String(k.to_string()).to_string());
             out.push(':');
-            out.push_str(&serde_json::Value::String(v.clone()).to_string());
+            out.push_str(&serde_json::Value::String(v.to_string()).to_string());
         }
         out.push('}');
         out

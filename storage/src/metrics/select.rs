@@ -15,7 +15,7 @@ use crate::catalog::{Catalog, FileEntry};
 use crate::error::StorageError;
 use crate::fresh::Chunk;
 use crate::metrics::file::{
-    METRIC, Run, batch_series, file_metadata, merge_metadata, merge_series,
+    METRIC, Run, batch_series, file_metadata, merge_metadata, merge_unordered,
 };
 use crate::metrics::index::{LabelMatcher, MatchOp, matches_all};
 use crate::metrics::model::{METRIC_NAME, MetricMeta, MetricRows, Sample, Series};
@@ -211,7 +211,7 @@ impl MetricReader {
             .try_concat()
             .await?;
         parts.extend(fresh_series(&fresh, sel));
-        let mut merged = merge_series(parts);
+        let mut merged = merge_unordered(parts);
         merged.retain(|s| !s.samples.is_empty());
         Ok(merged)
     }
