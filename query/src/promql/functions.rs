@@ -12,6 +12,7 @@ use chrono::{DateTime, Datelike, Timelike};
 use loupe_storage::metrics::{Labels, METRIC_NAME, Sample};
 use promql_parser::label::MatchOp as PMatchOp;
 use promql_parser::parser::{Call, Expr};
+use rayon::prelude::*;
 
 use crate::promql::EvalError;
 use crate::promql::eval::{Evaluator, drop_name};
@@ -61,14 +62,15 @@ fn windows<'a>(m: &'a Matrix, samples: &'a [Sample]) -> impl Iterator<Item = (us
     })
 }
 
-/// A range function of one sample window per step.
+/// A range function of one sample window per step, series spread over the CPU pool (the
+/// evaluator runs on it).
 fn over_windows(
     m: &Matrix,
     keep_name: bool,
-    mut f: impl FnMut(&[Sample], usize) -> Option<f64>,
+    f: impl Fn(&[Sample], usize) -> Option<f64> + Sync,
 ) -> Vec<Steps> {
     m.series
-        .iter()
+        .par_iter()
         .filter_map(|s| {
             let points: Vec<Option<f64>> = windows(m, &s.samples)
                 .enumerate()
@@ -217,8 +219,7 @@ fn range_function(
         "rate" | "increase" | "delta" => {
             let m = matrix_at(0)?;
             let (counter, rate) = (name != "delta", name == "rate");
-            let mut out = Vec::new();
-            for s in &m.series {
+            let one = |s: &loupe_storage::metrics::Series| {
                 // resets[k]: what the resets among samples 1..=k took away.
                 let mut resets = Vec::with_capacity(s.samples.len());
                 let mut acc = 0.0;
@@ -248,14 +249,12 @@ fn range_function(
                         )
                     })
                     .collect();
-                if points.iter().any(Option::is_some) {
-                    out.push(Steps {
-                        labels: drop_name(&s.labels),
-                        points,
-                    });
-                }
-            }
-            out
+                points.iter().any(Option::is_some).then(|| Steps {
+                    labels: drop_name(&s.labels),
+                    points,
+                })
+            };
+            m.series.par_iter().filter_map(one).collect()
         }
         "irate" | "idelta" => over_windows(&matrix_at(0)?, false, |w, _| {
             let [.., prev, last] = w else { return None };
