@@ -2,7 +2,8 @@
 //! loopback with W3C `traceparent` propagation, record their spans, and export them over real
 //! OTLP/HTTP (protobuf) to this server, so a newcomer sees cross-service traces at once.
 //! Errors (declined payments, a flaky inventory database) and latency outliers are built in.
-//! Each request also writes a log line (see `demo_logs`), exported over OTLP/HTTP too.
+//! Each request also writes a log line (see `demo_logs`) and records its duration in an HTTP
+//! server histogram (see `demo_metrics`), exported over OTLP/HTTP too.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -96,6 +97,7 @@ struct Exporter {
     resource: Resource,
     pending: Mutex<Vec<Span>>,
     logs: crate::demo_logs::Pending,
+    metrics: crate::demo_metrics::Recorder,
 }
 
 /// A span being recorded.
@@ -263,6 +265,9 @@ async fn handle(State(svc): State<Arc<Svc>>, req: Request) -> impl IntoResponse 
         span: ctx.span,
         error: error.as_deref(),
     };
+    svc.exporter
+        .metrics
+        .record(&method, route, code, started.elapsed().as_secs_f64());
     let style = crate::demo_logs::style_of(svc.name);
     svc.exporter
         .logs
@@ -495,7 +500,10 @@ async fn export_loop(
     let client = reqwest::Client::new();
     let url = format!("http://{otlp}/v1/traces");
     let logs_url = format!("http://{otlp}/v1/logs");
+    let metrics_url = format!("http://{otlp}/v1/metrics");
+    let mut tick = 0u64;
     loop {
+        tick += 1;
         let stop = tokio::select! {
             _ = pause(1000) => false,
             _ = shutdown.changed() => true,
@@ -529,6 +537,15 @@ async fn export_loop(
         }
         if let Some(logs) = logs {
             bodies.push((&logs_url, logs.encode_to_vec()));
+        }
+        // Metrics every 5 s (an SDK's reader exports on an interval too).
+        if (tick % 5 == 0 || stop)
+            && let Some(m) = crate::demo_metrics::export(
+                exporters.iter().map(|e| (&e.metrics, &e.resource)),
+                now_ns(),
+            )
+        {
+            bodies.push((&metrics_url, m.encode_to_vec()));
         }
         for (url, body) in bodies {
             let mut req = client
@@ -565,6 +582,7 @@ pub async fn run(otlp_http: SocketAddr, token: Option<String>, shutdown: watch::
                 resource: resource(name, version),
                 pending: Mutex::new(Vec::new()),
                 logs: Default::default(),
+                metrics: crate::demo_metrics::Recorder::new(now_ns()),
             }),
             client: client.clone(),
             peers: OnceLock::new(),

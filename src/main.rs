@@ -4,6 +4,7 @@
 mod config;
 mod demo;
 mod demo_logs;
+mod demo_metrics;
 mod server;
 mod telemetry;
 

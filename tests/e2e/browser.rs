@@ -94,3 +94,33 @@ async fn log_explorer_leads_to_the_trace_and_its_logs_tab_in_chromium() {
     }
     eprintln!("browser: {stdout}screenshots: {}", shots.display());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_explorer_charts_the_demo_services_in_chromium() {
+    let (browser_dir, _dir, server) = demo().await;
+    let q = "/prometheus/api/v1/query?query=count(http_server_request_duration_seconds_count)";
+    eventually(30, "demo metrics", || async {
+        let (_, b) = get_json(&server.url(q), None).await;
+        let n: f64 = b["data"]["result"][0]["value"][1].as_str()?.parse().ok()?;
+        (n > 0.0).then_some(())
+    })
+    .await;
+    let shots = workspace_root().join("target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let shot = shots.join("metrics_explorer.png");
+    let out = Command::new("node")
+        .arg(browser_dir.join("metrics_explorer.mjs"))
+        .env("LOUPE_URL", format!("http://{}", server.http))
+        .env("LOUPE_SCREENSHOT", &shot)
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "browser test failed:\n{stdout}\n{stderr}"
+    );
+    let png = std::fs::read(&shot).expect("screenshot saved");
+    assert!(png.starts_with(b"\x89PNG"), "screenshot is a PNG");
+    eprintln!("browser: {stdout}screenshot: {}", shot.display());
+}

@@ -6,7 +6,7 @@ import { UNAUTHORIZED_EVENT, getToken, setToken } from './api';
 import { Link } from './components/common';
 import { TimePicker } from './components/TimePicker';
 import { LogsPage } from './pages/Logs';
-import { SignalPage } from './pages/SignalPage';
+import { MetricsPage } from './pages/Metrics';
 import { ServicesPage } from './pages/Services';
 import { TracesPage } from './pages/Traces';
 import { TraceViewPage } from './pages/TraceView';
@@ -15,7 +15,7 @@ import { href, navigate, timeParams, useRoute, type Route } from './url';
 const NAV = [
   { path: '/traces', label: 'Traces' },
   { path: '/logs', label: 'Logs' },
-  { path: '/metrics', label: 'Metrics' },
+  { path: '/metrics-explorer', label: 'Metrics' },
   { path: '/services', label: 'Services' },
 ];
 
@@ -102,8 +102,8 @@ function Page(props: { route: Route }) {
       return <ServicesPage route={props.route} />;
     case '/logs':
       return <LogsPage route={props.route} />;
-    case '/metrics':
-      return <SignalPage signal="Metrics" />;
+    case '/metrics-explorer':
+      return <MetricsPage route={props.route} />;
     default:
       return (
         <div class="page">

@@ -2,6 +2,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { listOperations, listServices, useApi, type Operation } from '../api';
 import { Empty, ErrorBanner, Link, Loading, ServiceDot } from '../components/common';
+import { redOf, serviceRed } from '../metrics/prom';
 import { href, navigate, paramsToMap, timeParams, type Route } from '../url';
 
 type OpsState = { ops?: Operation[]; error?: Error };
@@ -39,6 +40,9 @@ export function ServicesPage(props: { route: Route }) {
   const time = timeParams(params);
   const shown = (services.data ?? []).filter((s) => s.toLowerCase().includes(filter.toLowerCase()));
   const firstOpsError = Object.values(ops).find((o) => o.error)?.error;
+  // Request rate, errors and latency where the services export HTTP server metrics.
+  const red = useApi((s) => serviceRed(s), []);
+  const hasRed = (red.data?.size ?? 0) > 0;
 
   return (
     <div class="page services-page">
@@ -65,6 +69,9 @@ export function ServicesPage(props: { route: Route }) {
           <thead>
             <tr>
               <th>Service</th>
+              {hasRed && <th class="num" title="HTTP requests per second (last 5 minutes)">Req/s</th>}
+              {hasRed && <th class="num" title="Share of HTTP responses with a 5xx status">Errors</th>}
+              {hasRed && <th class="num" title="99th percentile of HTTP server request duration">p99</th>}
               <th class="num">Operations</th>
               <th>Operation names</th>
               <th />
@@ -73,11 +80,35 @@ export function ServicesPage(props: { route: Route }) {
           <tbody>
             {shown.map((svc) => {
               const o = ops[svc];
+              const r = redOf(red.data, svc);
+              const job = 'http_server_request_duration_seconds';
+              const chart = (q: string) => href('/metrics-explorer', { ...time, q });
               return (
                 <tr key={svc}>
                   <td class="svc-cell">
                     <ServiceDot name={svc} /> <strong>{svc}</strong>
                   </td>
+                  {hasRed && (
+                    <td class="num" data-testid="svc-rate">
+                      {r ? <Link href={chart(`sum by (job) (rate(${job}_count{job=~".*${svc}"}[5m]))`)}>{r.rate.toFixed(2)}</Link> : '–'}
+                    </td>
+                  )}
+                  {hasRed && (
+                    <td class={`num${r && r.errors > 0 ? ' text-err' : ''}`}>
+                      {r && r.rate > 0 ? `${((100 * r.errors) / r.rate).toFixed(1)}%` : '–'}
+                    </td>
+                  )}
+                  {hasRed && (
+                    <td class="num">
+                      {r?.p99 !== undefined ? (
+                        <Link href={chart(`histogram_quantile(0.99, sum by (le) (rate(${job}_bucket{job=~".*${svc}"}[5m])))`)}>
+                          {r.p99 >= 1 ? `${r.p99.toFixed(2)} s` : `${(r.p99 * 1000).toFixed(0)} ms`}
+                        </Link>
+                      ) : (
+                        '–'
+                      )}
+                    </td>
+                  )}
                   <td class="num">{o?.ops ? o.ops.length : o?.error ? '!' : '…'}</td>
                   <td>
                     {o?.error && <span class="text-err small">{o.error.message}</span>}
