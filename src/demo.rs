@@ -539,7 +539,7 @@ async fn export_loop(
             bodies.push((&logs_url, logs.encode_to_vec()));
         }
         // Metrics every 5 s (an SDK's reader exports on an interval too).
-        if (tick % 5 == 0 || stop)
+        if (tick.is_multiple_of(5) || stop)
             && let Some(m) = crate::demo_metrics::export(
                 exporters.iter().map(|e| (&e.metrics, &e.resource)),
                 now_ns(),
