@@ -42,7 +42,9 @@ main('metrics_explorer', 'metrics_explorer.png', async (page, pageErrors, screen
   // A second query: the counter part with the rate toggle on, grouped by job.
   await search.fill('');
   await search.type('request_duration_seconds_count');
-  await page.locator('[data-testid=metric-options] li', { hasText: 'http_server_request_duration_seconds_count' }).first().dispatchEvent('mousedown');
+  const count = page.locator('[data-testid=metric-options] li', { hasText: 'http_server_request_duration_seconds_count' });
+  await count.first().waitFor({ state: 'visible', timeout: 10_000 });
+  await count.first().dispatchEvent('mousedown');
   check(await page.locator('[data-testid=rate-toggle]').isChecked(), 'the rate toggle is not on for a counter');
   await page.locator('.group-by label', { hasText: 'job' }).locator('input').check();
   await page.locator('[data-testid=add-query]').click();

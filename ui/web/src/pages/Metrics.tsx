@@ -3,7 +3,7 @@
 // add the PromQL it makes to the chart; several queries share one chart. The queries live in
 // the URL (`q`, repeated) with the time range, so a view can be shared; each one can be
 // edited as PromQL directly.
-import { useEffect, useMemo, useState } from 'preact/hooks';
+import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { useApi } from '../api';
 import { Empty, ErrorBanner, Loading } from '../components/common';
 import { Chart, type ChartSeries } from '../metrics/Chart';
@@ -28,6 +28,12 @@ function setQueries(route: Route, queries: string[]) {
 function MetricPicker(props: { metrics: MetricInfo[]; value: string; onPick: (m: MetricInfo) => void }) {
   const [text, setText] = useState(props.value);
   const [open, setOpen] = useState(false);
+  // Closing waits for a click on an option to land; a focus or keystroke since cancels it.
+  const closing = useRef<number | undefined>(undefined);
+  const show = () => {
+    window.clearTimeout(closing.current);
+    setOpen(true);
+  };
   useEffect(() => setText(props.value), [props.value]);
   const shown = props.metrics.filter((m) => m.name.toLowerCase().includes(text.toLowerCase())).slice(0, 50);
   return (
@@ -38,10 +44,12 @@ function MetricPicker(props: { metrics: MetricInfo[]; value: string; onPick: (m:
         value={text}
         onInput={(e) => {
           setText(e.currentTarget.value);
-          setOpen(true);
+          show();
         }}
-        onFocus={() => setOpen(true)}
-        onBlur={() => setTimeout(() => setOpen(false), 150)}
+        onFocus={show}
+        onBlur={() => {
+          closing.current = window.setTimeout(() => setOpen(false), 150);
+        }}
         data-testid="metric-search"
       />
       {open && shown.length > 0 && (
