@@ -9,6 +9,7 @@
 //!   [`cache`]: each tenant's active series (known ones cost a lookup; the series limit).
 
 pub mod cache;
+pub mod deltas;
 pub mod names;
 pub mod otlp;
 pub mod remote_write;

@@ -18,8 +18,7 @@
 //! - A point flagged "no recorded value" becomes a Prometheus stale marker.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
 use loupe_core::TenantId;
 use loupe_storage::metrics::model::{Point, STALE_NAN_BITS};
@@ -33,49 +32,11 @@ use opentelemetry_proto::tonic::metrics::v1::{
 
 use crate::otlp::TimeWindow;
 use crate::prom::cache::SeriesCache;
+pub use crate::prom::deltas::{Applied, Deltas};
 use crate::prom::names::{Kind, float_label, label_name, metric_name};
 use crate::prom::validate::Problems;
 
 const NO_RECORDED_VALUE: u32 = 1;
-/// Running totals kept before idle ones (an hour without a point) are dropped.
-const MAX_DELTA_SERIES: usize = 1 << 20;
-
-/// A delta series: tenant and output series.
-type DeltaKey = (TenantId, Arc<Labels>);
-
-/// Running totals of delta series, per tenant and output series.
-#[derive(Default)]
-pub struct Deltas {
-    totals: Mutex<HashMap<DeltaKey, (f64, Instant)>>,
-}
-
-/// The deltas one conversion added, to take back if its export fails.
-#[derive(Default)]
-pub struct Applied(Vec<(DeltaKey, f64)>);
-
-impl Deltas {
-    fn add(&self, key: DeltaKey, delta: f64, applied: &mut Applied) -> f64 {
-        let mut totals = self.totals.lock().unwrap_or_else(|e| e.into_inner());
-        if totals.len() >= MAX_DELTA_SERIES {
-            totals.retain(|_, (_, at)| at.elapsed().as_secs() < 3600);
-        }
-        let e = totals.entry(key.clone()).or_insert((0.0, Instant::now()));
-        e.0 += delta;
-        e.1 = Instant::now();
-        applied.0.push((key, delta));
-        e.0
-    }
-
-    /// Takes back the deltas of an export that was not accepted.
-    pub fn undo(&self, applied: Applied) {
-        let mut totals = self.totals.lock().unwrap_or_else(|e| e.into_inner());
-        for (key, delta) in applied.0 {
-            if let Some(e) = totals.get_mut(&key) {
-                e.0 -= delta;
-            }
-        }
-    }
-}
 
 fn value_text(v: &AnyValue) -> String {
     match &v.value {
@@ -373,6 +334,32 @@ fn convert_metric(
             out.push(l, $t, $v, $delta);
         }};
     }
+    // The `+Inf` bucket, `_sum` and `_count` every histogram kind ends with.
+    macro_rules! histogram_tail {
+        ($name:expr, $attrs:expr, $t:expr, $count:expr, $sum:expr, $f:expr, $delta:expr) => {{
+            let (name, attrs, f) = ($name, $attrs, $f);
+            let bucket = format!("{name}_bucket");
+            emit!(
+                &[("le", "+Inf".into())],
+                attrs,
+                &bucket,
+                $t,
+                f($count as f64),
+                $delta
+            );
+            if let Some(sum) = $sum {
+                emit!(&[], attrs, &format!("{name}_sum"), $t, f(sum), $delta);
+            }
+            emit!(
+                &[],
+                attrs,
+                &format!("{name}_count"),
+                $t,
+                f($count as f64),
+                $delta
+            );
+        }};
+    }
     let delta_of = |t: i32| t == AggregationTemporality::Delta as i32;
     match m.data {
         Some(Data::Gauge(g)) => {
@@ -454,25 +441,7 @@ fn convert_metric(
                         delta
                     );
                 }
-                emit!(
-                    &[("le", "+Inf".into())],
-                    &p.attributes,
-                    &format!("{name}_bucket"),
-                    t,
-                    f(p.count as f64),
-                    delta
-                );
-                if let Some(sum) = p.sum {
-                    emit!(&[], &p.attributes, &format!("{name}_sum"), t, f(sum), delta);
-                }
-                emit!(
-                    &[],
-                    &p.attributes,
-                    &format!("{name}_count"),
-                    t,
-                    f(p.count as f64),
-                    delta
-                );
+                histogram_tail!(&name, &p.attributes, t, p.count, p.sum, &f, delta);
             }
         }
         Some(Data::ExponentialHistogram(h)) => {
@@ -508,25 +477,7 @@ fn convert_metric(
                         delta
                     );
                 }
-                emit!(
-                    &[("le", "+Inf".into())],
-                    &p.attributes,
-                    &format!("{name}_bucket"),
-                    t,
-                    f(p.count as f64),
-                    delta
-                );
-                if let Some(sum) = p.sum {
-                    emit!(&[], &p.attributes, &format!("{name}_sum"), t, f(sum), delta);
-                }
-                emit!(
-                    &[],
-                    &p.attributes,
-                    &format!("{name}_count"),
-                    t,
-                    f(p.count as f64),
-                    delta
-                );
+                histogram_tail!(&name, &p.attributes, t, p.count, p.sum, &f, delta);
             }
         }
         Some(Data::Summary(s)) => {

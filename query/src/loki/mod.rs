@@ -14,7 +14,7 @@ use axum::Router;
 use axum::extract::{FromRequest, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use http::{HeaderMap, Method, header};
+use http::{HeaderMap, header};
 use loupe_storage::TenantId;
 use serde_json::Value;
 
@@ -58,26 +58,7 @@ impl FromRequest<QueryState> for LokiRequest {
     type Rejection = LokiError;
 
     async fn from_request(req: Request, st: &QueryState) -> Result<Self, LokiError> {
-        let headers = req.headers().clone();
-        let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
-        let tenant = st
-            .resolver
-            .resolve(h("authorization"), h("x-scope-orgid"))?;
-        let mut params: Vec<(String, String)> = req
-            .uri()
-            .query()
-            .map(|q| {
-                url::form_urlencoded::parse(q.as_bytes())
-                    .into_owned()
-                    .collect()
-            })
-            .unwrap_or_default();
-        if req.method() == Method::POST {
-            let body = axum::body::Bytes::from_request(req, st)
-                .await
-                .map_err(|e| bad(format!("cannot read the request body: {e}")))?;
-            params.extend(url::form_urlencoded::parse(&body).into_owned());
-        }
+        let (tenant, headers, params) = crate::state::form_request(req, st).await?;
         Ok(LokiRequest {
             tenant,
             headers,

@@ -9,7 +9,7 @@ use axum::Router;
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use http::{Method, StatusCode, header};
+use http::{StatusCode, header};
 use loupe_storage::TenantId;
 use loupe_storage::metrics::{LabelMatcher, Labels};
 use serde_json::{Map, Value, json};
@@ -65,27 +65,9 @@ impl FromRequest<QueryState> for PromRequest {
     type Rejection = PromError;
 
     async fn from_request(req: Request, st: &QueryState) -> Result<Self, PromError> {
-        let headers = req.headers().clone();
-        let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
-        let tenant = st
-            .resolver
-            .resolve(h("authorization"), h("x-scope-orgid"))
-            .map_err(|e| PromError(EvalError::Query(e.into())))?;
-        let mut params: Vec<(String, String)> = req
-            .uri()
-            .query()
-            .map(|q| {
-                url::form_urlencoded::parse(q.as_bytes())
-                    .into_owned()
-                    .collect()
-            })
-            .unwrap_or_default();
-        if req.method() == Method::POST {
-            let body = axum::body::Bytes::from_request(req, st)
-                .await
-                .map_err(|e| bad(format!("cannot read the request body: {e}")))?;
-            params.extend(url::form_urlencoded::parse(&body).into_owned());
-        }
+        let (tenant, _, params) = crate::state::form_request(req, st)
+            .await
+            .map_err(|e| PromError(EvalError::Query(e)))?;
         Ok(PromRequest { tenant, params })
     }
 }

@@ -9,7 +9,7 @@ use promql_parser::parser::{AggregateExpr, LabelModifier};
 
 use crate::promql::EvalError;
 use crate::promql::eval::Evaluator;
-use crate::promql::functions::quantile;
+use crate::promql::range::quantile;
 use crate::promql::value::{Steps, Value, format_float};
 
 fn group_key(l: &Labels, m: &Option<LabelModifier>) -> Labels {

@@ -116,36 +116,28 @@ impl<'a> Evaluator<'a> {
 
     /// The instant selection of `vs` at every step.
     pub fn instant(&self, vs: &VectorSelector, times: &[i64]) -> Result<Vec<Steps>, EvalError> {
-        let at = at_ms(&vs.at, &self.q);
-        let off = offset_ms(&vs.offset);
-        let lookback = self.q.lookback;
-        let mut out = Vec::new();
-        for s in self.series_of(vs)? {
-            let points: Vec<Option<f64>> = times
-                .iter()
-                .map(|&t| {
-                    let t = at.unwrap_or(t) - off;
-                    let i = s.samples.partition_point(|x| x.t <= t);
-                    let x = s.samples[..i].last()?;
-                    (x.t > t - lookback && !is_stale(x.v)).then_some(x.v)
-                })
-                .collect();
-            if points.iter().any(Option::is_some) {
-                self.charge(points.len() as u64)?;
-                out.push(Steps {
-                    labels: s.labels.clone(),
-                    points,
-                });
-            }
-        }
+        let out = self.select_each(vs, times, |x| x.v)?;
+        self.charge(out.iter().map(|s| s.points.len() as u64).sum())?;
         Ok(out)
     }
 
-    /// The sample times a selector's instant value came from, per step (for `timestamp`).
+    /// The sample times (seconds) a selector's instant value came from, per step
+    /// (`timestamp`).
     pub fn instant_times(
         &self,
         vs: &VectorSelector,
         times: &[i64],
+    ) -> Result<Vec<Steps>, EvalError> {
+        self.select_each(vs, times, |x| x.t as f64 / 1000.0)
+    }
+
+    /// For every series and step, `f` of the newest sample in `(t - lookback, t]` unless it
+    /// is a stale marker.
+    fn select_each(
+        &self,
+        vs: &VectorSelector,
+        times: &[i64],
+        f: impl Fn(&Sample) -> f64,
     ) -> Result<Vec<Steps>, EvalError> {
         let at = at_ms(&vs.at, &self.q);
         let off = offset_ms(&vs.offset);
@@ -158,7 +150,7 @@ impl<'a> Evaluator<'a> {
                     let t = at.unwrap_or(t) - off;
                     let i = s.samples.partition_point(|x| x.t <= t);
                     let x = s.samples[..i].last()?;
-                    (x.t > t - lookback && !is_stale(x.v)).then_some(x.t as f64 / 1000.0)
+                    (x.t > t - lookback && !is_stale(x.v)).then(|| f(x))
                 })
                 .collect();
             if points.iter().any(Option::is_some) {

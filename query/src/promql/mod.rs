@@ -1,7 +1,8 @@
 //! PromQL: parsed by `promql-parser`, evaluated here. A query is planned
 //! ([`fetch::plan`]: every selector and the time range it needs), its series are read
 //! through [`MetricService`] (files and fresh samples), then the expression is evaluated on
-//! the CPU pool for every step at once ([`eval`], [`functions`], [`aggregate`], [`binary`]).
+//! the CPU pool for every step at once ([`eval`], [`functions`], [`range`], [`aggregate`],
+//! [`binary`]).
 //!
 //! Semantics follow the current Prometheus (3.x): range selectors and the lookback window
 //! are left-open, `(t - range, t]`. Prometheus 2.42 closed them on the left; the two differ
@@ -12,6 +13,7 @@ pub mod binary;
 pub mod eval;
 pub mod fetch;
 pub mod functions;
+pub mod range;
 pub mod service;
 pub mod value;
 

@@ -1,7 +1,9 @@
-//! Metrics: Prometheus-model series ([`model`]), their Parquet files ([`file`]), the series
+//! Metrics: Prometheus-model series ([`model`]), their Parquet files ([`file`], values coded
+//! as decimals by [`decimal`]), the series
 //! index in catalog entries ([`index`]), selection over files and fresh chunks ([`select`]),
 //! and the lifecycle [`Format`](crate::lifecycle::Format) ([`format`]).
 
+pub mod decimal;
 pub mod file;
 pub mod format;
 pub mod index;
