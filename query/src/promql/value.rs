@@ -54,18 +54,8 @@ impl Value {
 }
 
 /// Prometheus's text for a float (Go's `'f'` format with the shortest precision: never an
-/// exponent, as Rust's `Display`), `NaN`, `+Inf`, `-Inf`.
-pub fn format_float(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{v}")
-    }
-}
+/// exponent, as Rust's `Display`), `NaN`, `+Inf`, `-Inf` — the same text the Loki API writes.
+pub use crate::loki::query::value_text as format_float;
 
 #[cfg(test)]
 mod tests {
