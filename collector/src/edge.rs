@@ -150,7 +150,7 @@ impl SignalEdge for Metrics {
         "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
     const HTTP_PATH: &'static str = "/v1/metrics";
     type Params = crate::prom::MetricParams;
-    type Decoded = crate::prom::DecodedOtlpMetrics;
+    type Decoded = crate::prom::DecodedMetrics;
     type Response = ExportMetricsServiceResponse;
 
     fn params(ingester: &Ingester, tenant: &TenantId) -> crate::prom::MetricParams {
@@ -170,11 +170,12 @@ impl SignalEdge for Metrics {
     }
     async fn export(
         ingester: &Ingester,
-        tenant: &TenantId,
+        _tenant: &TenantId,
         decoded: Self::Decoded,
         protocol: &'static str,
     ) -> Result<Validated, IngestError> {
-        crate::prom::export_otlp(ingester, tenant, decoded, protocol).await
+        // The decoded export carries its tenant (the one its series were resolved for).
+        crate::prom::export(ingester, decoded, protocol).await
     }
     fn response(v: &Validated) -> Self::Response {
         ExportMetricsServiceResponse {

@@ -5,6 +5,13 @@
 //! a new series past the limit is refused, with the limit named, once idle series (no
 //! sample for an hour) have been let go. The same series arriving in two encodings is
 //! counted twice; the limit is a guard against cardinality explosions, not an exact count.
+//!
+//! Each entry also holds the series' newest acknowledged sample (time and value bits), so a
+//! sample older than it is refused as out of order and one at its time with another value as
+//! a duplicate, as Prometheus refuses them; the same sample again is taken without storing it.
+//! It moves only after the WAL sync ([`SeriesCache::advance`]): a retried export whose first
+//! attempt failed is never mistaken for a duplicate. After a restart the cache is empty and
+//! the first sample of each series is taken as it comes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,6 +27,15 @@ struct Entry {
     key: Box<[u8]>,
     labels: Arc<Labels>,
     seen_minute: u32,
+    /// The newest acknowledged sample: time (ms) and value bits.
+    last: Option<(i64, u64)>,
+}
+
+/// A series the cache knows: its labels and newest acknowledged sample.
+#[derive(Debug, Clone)]
+pub struct Known {
+    pub labels: Arc<Labels>,
+    pub last: Option<(i64, u64)>,
 }
 
 type Fast = foldhash::fast::RandomState;
@@ -52,7 +68,7 @@ impl SeriesCache {
         &self,
         tenant: &TenantId,
         keys: impl Iterator<Item = (u64, &'a [u8])>,
-    ) -> Vec<Option<Arc<Labels>>> {
+    ) -> Vec<Option<Known>> {
         let now = self.minute();
         let mut tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
         let Some(map) = tenants.get_mut(tenant) else {
@@ -61,13 +77,16 @@ impl SeriesCache {
         keys.map(|(h, k)| {
             let e = map.get_mut(&h).filter(|e| *e.key == *k)?;
             e.seen_minute = now;
-            Some(e.labels.clone())
+            Some(Known {
+                labels: e.labels.clone(),
+                last: e.last,
+            })
         })
         .collect()
     }
 
     /// The known labels of one key (see [`SeriesCache::lookup`]).
-    pub fn get(&self, tenant: &TenantId, hash: u64, key: &[u8]) -> Option<Arc<Labels>> {
+    pub fn get(&self, tenant: &TenantId, hash: u64, key: &[u8]) -> Option<Known> {
         self.lookup(tenant, std::iter::once((hash, key)))
             .pop()
             .flatten()
@@ -100,10 +119,37 @@ impl SeriesCache {
                     ));
                 }
                 // A hash shared by two keys keeps the newer; the older is looked up again.
-                map.insert(h, Entry { key, labels: labels.clone(), seen_minute: now });
+                map.insert(
+                    h,
+                    Entry {
+                        key,
+                        labels: labels.clone(),
+                        seen_minute: now,
+                        last: None,
+                    },
+                );
                 Ok(labels)
             })
             .collect()
+    }
+
+    /// Records acknowledged samples: `(hash, time, value bits)`, the newest per series. Call
+    /// only once they are durable.
+    pub fn advance(&self, tenant: &TenantId, newest: &[(u64, i64, u64)]) {
+        if newest.is_empty() {
+            return;
+        }
+        let mut tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(map) = tenants.get_mut(tenant) else {
+            return;
+        };
+        for &(h, t, bits) in newest {
+            if let Some(e) = map.get_mut(&h)
+                && e.last.is_none_or(|(lt, _)| t > lt)
+            {
+                e.last = Some((t, bits));
+            }
+        }
     }
 
     /// Active series of a tenant (for `/metrics`).
@@ -126,7 +172,7 @@ mod tests {
         let c = SeriesCache::new(2);
         let t = TenantId::new("t").unwrap();
         let u = TenantId::new("u").unwrap();
-        assert_eq!(c.lookup(&t, [(1, &b"a"[..])].into_iter()), vec![None]);
+        assert!(c.lookup(&t, [(1, &b"a"[..])].into_iter())[0].is_none());
         let got = c.insert(
             &t,
             vec![
@@ -137,13 +183,19 @@ mod tests {
         assert!(got.iter().all(Result::is_ok));
         let again = c.get(&t, 1, b"a").unwrap();
         assert!(
-            Arc::ptr_eq(&again, got[0].as_ref().unwrap()),
+            Arc::ptr_eq(&again.labels, got[0].as_ref().unwrap()),
             "one Arc per series"
         );
-        assert_eq!(
-            c.get(&t, 1, b"z"),
-            None,
+        assert!(again.last.is_none());
+        assert!(
+            c.get(&t, 1, b"z").is_none(),
             "a hash with another key is a miss"
+        );
+        c.advance(&t, &[(1, 100, 7), (1, 50, 9)]);
+        assert_eq!(
+            c.get(&t, 1, b"a").unwrap().last,
+            Some((100, 7)),
+            "only newer samples move it"
         );
         let refused = c.insert(&t, vec![(3, b"c".to_vec().into(), l("c"))]);
         assert!(

@@ -34,11 +34,33 @@ use crate::prom::cache::SeriesCache;
 use crate::prom::otlp::{Applied, Deltas};
 use crate::prom::validate::Problems;
 
-/// A decoded OTLP metrics export, with the deltas its conversion added to running totals.
-pub struct DecodedOtlpMetrics {
+/// A decoded metrics export, with what must follow its fate: the deltas its conversion
+/// added to running totals (taken back if it fails) and each series' newest sample (recorded
+/// in the series cache once it is durable).
+pub struct DecodedMetrics {
     pub decoded: Decoded<MetricRows>,
     applied: Applied,
+    newest: Vec<(u64, i64, u64)>,
+    tenant: TenantId,
     deltas: Arc<Deltas>,
+    cache: Arc<SeriesCache>,
+}
+
+/// The order rules for one sample of a series whose newest sample so far is `last`:
+/// `Ok(true)` store it, `Ok(false)` the very same sample again (taken, not stored),
+/// `Err(why)` refused as out of order or as a duplicate with another value.
+pub fn in_order(labels: &Labels, last: Option<(i64, u64)>, t: i64, v: f64) -> Result<bool, String> {
+    match last {
+        Some((lt, _)) if t < lt => Err(format!(
+            "out of order sample: {labels} at {t} ms is older than its newest sample at {lt} ms"
+        )),
+        Some((lt, bits)) if t == lt && bits == v.to_bits() => Ok(false),
+        Some((lt, bits)) if t == lt => Err(format!(
+            "duplicate sample for timestamp: {labels} at {t} ms already has the value {}",
+            f64::from_bits(bits)
+        )),
+        _ => Ok(true),
+    }
 }
 
 /// What decoding a metrics export needs besides its body.
@@ -81,7 +103,7 @@ pub fn decode_otlp(
     plain: Bytes,
     enc: Encoding,
     p: MetricParams,
-) -> Result<DecodedOtlpMetrics, IngestError> {
+) -> Result<DecodedMetrics, IngestError> {
     if plain.is_empty() {
         return Err(IngestError::BadRequest(
             "request body is empty: expected an OTLP ExportMetricsServiceRequest".into(),
@@ -105,11 +127,14 @@ pub fn decode_otlp(
         cache: &p.cache,
         window: p.window,
     };
-    let (rows, problems, applied) = otlp::convert(req, cx);
-    Ok(DecodedOtlpMetrics {
+    let (rows, problems, applied, newest) = otlp::convert(req, cx);
+    Ok(DecodedMetrics {
         decoded: finish(rows, problems, None),
         applied,
+        newest,
+        tenant: p.tenant,
         deltas: p.deltas,
+        cache: p.cache,
     })
 }
 
@@ -120,7 +145,7 @@ pub fn decode_remote_write(
     raw: Bytes,
     max_bytes: usize,
     p: &MetricParams,
-) -> Result<Decoded<MetricRows>, IngestError> {
+) -> Result<DecodedMetrics, IngestError> {
     let snappy = |e: snap::Error| {
         IngestError::BadRequest(format!(
             "invalid snappy body (remote write uses snappy's block format): {e}"
@@ -189,11 +214,13 @@ pub fn decode_remote_write(
     };
     let mut index: HashMap<*const Labels, u32> = HashMap::new();
     let mut limited = vec![false; inserted.len()];
+    // Each series' newest sample: acknowledged before (from the cache), then this request's.
+    let mut newest: HashMap<u64, (i64, u64)> = HashMap::new();
     for (i, s) in req.series.iter().enumerate() {
-        let labels = match (&known[i], fresh_of[i]) {
-            (Some(l), _) => l.clone(),
+        let (labels, last) = match (&known[i], fresh_of[i]) {
+            (Some(k), _) => (k.labels.clone(), k.last),
             (None, Some(j)) => match &inserted[j] {
-                Ok(l) => l.clone(),
+                Ok(l) => (l.clone(), None),
                 Err(why) => {
                     let first = !std::mem::replace(&mut limited[j], true);
                     problems.add(s.samples.len() as u64, || {
@@ -209,13 +236,29 @@ pub fn decode_remote_write(
             (rows.series.len() - 1) as u32
         });
         for &(t, v) in &req.samples[s.samples.clone()] {
-            match validate::outside(&labels, t, &p.window) {
-                Some(why) => problems.add(1, || why),
-                None => rows.points.push(Point { series: id, t, v }),
+            if let Some(why) = validate::outside(&labels, t, &p.window) {
+                problems.add(1, || why);
+                continue;
+            }
+            let prev = newest.get(&s.hash).copied().or(last);
+            match in_order(&labels, prev, t, v) {
+                Ok(true) => {
+                    rows.points.push(Point { series: id, t, v });
+                    newest.insert(s.hash, (t, v.to_bits()));
+                }
+                Ok(false) => {}
+                Err(why) => problems.add(1, || why),
             }
         }
     }
-    Ok(finish(rows, problems, Some(plain.clone())))
+    Ok(DecodedMetrics {
+        decoded: finish(rows, problems, Some(plain.clone())),
+        applied: Applied::default(),
+        newest: newest.into_iter().map(|(h, (t, b))| (h, t, b)).collect(),
+        tenant: p.tenant.clone(),
+        deltas: p.deltas.clone(),
+        cache: p.cache.clone(),
+    })
 }
 
 /// Decodes a metrics WAL payload (a `WriteRequest` as acknowledged) into rows. Replay has
@@ -253,37 +296,32 @@ const COUNTERS: ExportCounters = ExportCounters {
     rejected: "loupe_ingest_rejected_samples_total",
 };
 
-/// Makes the valid samples of an OTLP export durable; takes its deltas back if that fails.
-pub async fn export_otlp(
+/// Makes the valid samples of an export durable; then records each series' newest sample in
+/// the series cache, or, if that failed, takes its deltas back.
+pub async fn export(
     ingester: &Ingester,
-    tenant: &TenantId,
-    d: DecodedOtlpMetrics,
+    d: DecodedMetrics,
     protocol: &'static str,
 ) -> Result<Validated, IngestError> {
-    let DecodedOtlpMetrics {
+    let DecodedMetrics {
         decoded,
         applied,
+        newest,
+        tenant,
         deltas,
+        cache,
     } = d;
     match ingester
-        .export(ingester.metrics(), tenant, decoded, protocol, COUNTERS)
+        .export(ingester.metrics(), &tenant, decoded, protocol, COUNTERS)
         .await
     {
-        Ok(v) => Ok(v),
+        Ok(v) => {
+            cache.advance(&tenant, &newest);
+            Ok(v)
+        }
         Err(e) => {
             deltas.undo(applied);
             Err(e)
         }
     }
-}
-
-/// Makes the valid samples of a remote-write request durable.
-pub async fn export_remote_write(
-    ingester: &Ingester,
-    tenant: &TenantId,
-    d: Decoded<MetricRows>,
-) -> Result<Validated, IngestError> {
-    ingester
-        .export(ingester.metrics(), tenant, d, "remote_write", COUNTERS)
-        .await
 }

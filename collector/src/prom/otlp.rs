@@ -82,6 +82,9 @@ struct Out<'a> {
     applied: Applied,
     /// Row series by label pointer.
     index: HashMap<*const Labels, u32>,
+    /// Per row series: its cache hash and newest sample (acknowledged before, then this
+    /// export's).
+    newest: Vec<(u64, Option<(i64, u64)>)>,
     rows: MetricRows,
     problems: Problems,
     key: Vec<u8>,
@@ -98,7 +101,7 @@ impl Out<'_> {
         name: &str,
         extra: &[(&str, String)],
         attrs: &[KeyValue],
-    ) -> Option<Arc<Labels>> {
+    ) -> Option<Resolved> {
         self.key.clear();
         self.key.push(1);
         self.key.extend_from_slice(scope_key);
@@ -122,8 +125,8 @@ impl Out<'_> {
             }
         }
         let hash = twox_hash::XxHash3_64::oneshot(&self.key);
-        if let Some(l) = self.cache.get(self.tenant, hash, &self.key) {
-            return Some(l);
+        if let Some(k) = self.cache.get(self.tenant, hash, &self.key) {
+            return Some((k.labels, hash, k.last));
         }
         let mut pairs = scoped.to_vec();
         attr_labels(attrs, &mut pairs);
@@ -135,7 +138,7 @@ impl Out<'_> {
             .insert(self.tenant, vec![(hash, key, labels)])
             .pop()
         {
-            Some(Ok(l)) => Some(l),
+            Some(Ok(l)) => Some((l, hash, None)),
             Some(Err(why)) => {
                 self.problems.add(1, || why);
                 None
@@ -144,10 +147,39 @@ impl Out<'_> {
         }
     }
 
-    fn push(&mut self, labels: Option<Arc<Labels>>, t_nano: u64, v: f64, delta: bool) {
-        let Some(labels) = labels else { return };
+    fn push(&mut self, resolved: Option<Resolved>, t_nano: u64, v: f64, delta: bool) {
+        let Some((labels, hash, last)) = resolved else {
+            return;
+        };
         let t = (t_nano / 1_000_000) as i64;
         if let Some(why) = crate::prom::validate::outside(&labels, t, &self.window) {
+            self.problems.add(1, || why);
+            return;
+        }
+        let rows = &mut self.rows;
+        let newest = &mut self.newest;
+        let series = *self.index.entry(Arc::as_ptr(&labels)).or_insert_with(|| {
+            rows.series.push(labels.clone());
+            newest.push((hash, last));
+            (rows.series.len() - 1) as u32
+        });
+        let prev = self.newest[series as usize].1;
+        // A delta point is checked on its time before it is added to the running total; the
+        // same delta point again would count twice, so it is a duplicate.
+        if delta
+            && !v.is_nan()
+            && let Some((lt, _)) = prev
+            && t <= lt
+        {
+            let why = if t < lt {
+                format!(
+                    "out of order sample: {labels} at {t} ms is older than its newest sample at {lt} ms"
+                )
+            } else {
+                format!(
+                    "duplicate sample for timestamp: {labels} at {t} ms (a delta point sent twice)"
+                )
+            };
             self.problems.add(1, || why);
             return;
         }
@@ -157,14 +189,19 @@ impl Out<'_> {
         } else {
             v
         };
-        let rows = &mut self.rows;
-        let series = *self.index.entry(Arc::as_ptr(&labels)).or_insert_with(|| {
-            rows.series.push(labels.clone());
-            (rows.series.len() - 1) as u32
-        });
-        rows.points.push(Point { series, t, v });
+        match crate::prom::in_order(&labels, prev, t, v) {
+            Ok(true) => {
+                self.rows.points.push(Point { series, t, v });
+                self.newest[series as usize].1 = Some((t, v.to_bits()));
+            }
+            Ok(false) => {}
+            Err(why) => self.problems.add(1, || why),
+        }
     }
 }
+
+/// A point's series: its labels, cache hash and newest acknowledged sample.
+type Resolved = (Arc<Labels>, u64, Option<(i64, u64)>);
 
 /// The bytes that stand for scope-level labels in a series key.
 fn scope_key(scoped: &[(String, String)]) -> Vec<u8> {
@@ -236,7 +273,7 @@ pub struct Context<'a> {
 pub fn convert(
     req: ExportMetricsServiceRequest,
     cx: Context<'_>,
-) -> (MetricRows, Problems, Applied) {
+) -> (MetricRows, Problems, Applied, Vec<(u64, i64, u64)>) {
     let mut out = Out {
         tenant: cx.tenant,
         deltas: cx.deltas,
@@ -244,6 +281,7 @@ pub fn convert(
         window: cx.window,
         applied: Applied::default(),
         index: HashMap::new(),
+        newest: Vec::new(),
         rows: MetricRows::default(),
         problems: Problems::default(),
         key: Vec::new(),
@@ -304,7 +342,12 @@ pub fn convert(
     let mut meta: Vec<MetricMeta> = metadata.into_values().collect();
     meta.sort_by(|a, b| a.metric.cmp(&b.metric));
     out.rows.metadata = meta;
-    (out.rows, out.problems, out.applied)
+    let newest = out
+        .newest
+        .iter()
+        .filter_map(|&(h, last)| last.map(|(t, b)| (h, t, b)))
+        .collect();
+    (out.rows, out.problems, out.applied, newest)
 }
 
 /// Converts one metric; returns the newest point time seen (0 if none).

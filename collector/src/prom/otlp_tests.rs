@@ -15,7 +15,7 @@ fn run(
         cache: &cache,
         window: TimeWindow::unbounded(),
     };
-    let (rows, problems, applied) = convert(req, cx);
+    let (rows, problems, applied, _) = convert(req, cx);
     let w = WriteRequest::decode(&crate::prom::wire::encode_rows(&rows)[..]).unwrap();
     (w, problems.rejected, problems.message(), applied)
 }
@@ -322,4 +322,55 @@ fn histograms_summaries_and_exponential_histograms_become_buckets() {
     for w in want {
         assert!(t.iter().any(|x| x == w), "missing {w} in {t:#?}");
     }
+}
+
+#[test]
+fn samples_older_than_the_acknowledged_newest_are_refused_and_repeats_are_taken_once() {
+    let tenant = TenantId::new("t").unwrap();
+    let deltas = Deltas::default();
+    let cache = SeriesCache::new(100);
+    let cx = || Context {
+        tenant: &tenant,
+        deltas: &deltas,
+        cache: &cache,
+        window: TimeWindow::unbounded(),
+    };
+    let g = |t: u64, v: f64| {
+        request(vec![sum(
+            "queue.depth",
+            "",
+            false,
+            false,
+            vec![point(t * MS, v, vec![])],
+        )])
+    };
+    // Each export also writes the resource's target_info at its time.
+    let (rows, p, _, newest) = convert(g(2000, 5.0), cx());
+    assert_eq!((rows.points.len(), p.rejected), (2, 0));
+    // Not durable yet: the same sample again is not taken for a repeat.
+    let (rows, _, _, _) = convert(g(2000, 5.0), cx());
+    assert_eq!(rows.points.len(), 2);
+    cache.advance(&tenant, &newest);
+    let (rows, p, _, _) = convert(g(2000, 5.0), cx());
+    assert_eq!(
+        (rows.points.len(), p.rejected),
+        (0, 0),
+        "the same sample again: taken, not stored"
+    );
+    let (rows, p, _, _) = convert(g(2000, 6.0), cx());
+    assert_eq!((rows.points.len(), p.rejected), (0, 1), "{}", p.message());
+    assert!(
+        p.message().contains("duplicate sample for timestamp"),
+        "{}",
+        p.message()
+    );
+    let (rows, p, _, _) = convert(g(1000, 1.0), cx());
+    assert_eq!((rows.points.len(), p.rejected), (0, 2));
+    assert!(
+        p.message().contains("out of order sample"),
+        "{}",
+        p.message()
+    );
+    let (rows, p, _, _) = convert(g(3000, 1.0), cx());
+    assert_eq!((rows.points.len(), p.rejected), (2, 0));
 }

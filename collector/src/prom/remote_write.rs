@@ -59,7 +59,7 @@ pub(crate) async fn write(State(st): State<HttpState>, req: Request) -> Response
             Ok::<_, IngestError>((super::decode_remote_write(raw, max, &params)?, permit))
         })
         .await??;
-        let v = super::export_remote_write(&st.ingester, &tenant, decoded).await?;
+        let v = super::export(&st.ingester, decoded, "remote_write").await?;
         drop(permit);
         Ok::<_, IngestError>(v)
     }
