@@ -18,6 +18,10 @@
 //!    append: nothing of a waiting export is written or answered yet, so a crash while it
 //!    waits owes its client nothing (it sees no answer and sends again). A clean stop drains
 //!    until no admitted export is still arriving, so what it answered is in committed files.
+//! 6. State a signal keeps beside its lane follows the export's fate, never ahead of it: the
+//!    metrics series cache records a series' newest sample only after the export is durable
+//!    (so a retried export is not taken for a duplicate), and delta totals added while
+//!    decoding are taken back when the append fails (`crate::prom::export`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
