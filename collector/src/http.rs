@@ -56,7 +56,26 @@ pub(crate) fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// Reads the body frame by frame, reserving each frame in the in-flight budget. `hint` is the
 /// announced length (the buffer is allocated once, not grown by doubling).
-pub(crate) async fn read_body(
+/// Admission after the headers were checked: capacity for `signal`, then the body read
+/// against the in-flight budget (its announced length reserved up front).
+pub(crate) async fn read_admitted(
+    st: &HttpState,
+    h: &HeaderMap,
+    tenant: &loupe_core::TenantId,
+    signal: loupe_core::Signal,
+    body: Body,
+) -> Result<(Bytes, Permit), IngestError> {
+    st.ingester.check_capacity(tenant, signal)?;
+    let hint = header_str(h, "content-length")
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+        .min(st.max_bytes as u64);
+    let mut permit = st.ingester.inflight().try_acquire(hint)?;
+    let raw = read_body(body, st.max_bytes, hint as usize, &mut permit).await?;
+    Ok((raw, permit))
+}
+
+async fn read_body(
     body: Body,
     limit: usize,
     hint: usize,
@@ -96,13 +115,7 @@ async fn export<S: SignalEdge>(State(st): State<HttpState>, req: Request) -> Res
             header_str(h, "x-scope-orgid"),
         )?;
         let enc = Encoding::from_content_type(header_str(h, "content-type"))?;
-        st.ingester.check_capacity(&tenant, S::SIGNAL)?;
-        let hint = header_str(h, "content-length")
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-            .min(st.max_bytes as u64);
-        let mut permit = st.ingester.inflight().try_acquire(hint)?;
-        let raw = read_body(body, st.max_bytes, hint as usize, &mut permit).await?;
+        let (raw, mut permit) = read_admitted(&st, h, &tenant, S::SIGNAL, body).await?;
         let encoding = header_str(h, "content-encoding").map(str::to_string);
         let max = st.max_bytes;
         let params = S::params(&st.ingester, &tenant);
@@ -144,12 +157,18 @@ fn error_response(e: IngestError, enc: Encoding) -> Response {
         code: code.grpc_code() as i32,
         message: e.to_string(),
     };
-    let mut resp = (
+    let resp = (
         code.http_status(),
         [(header::CONTENT_TYPE, enc.content_type())],
         status.encode_as(enc),
     )
         .into_response();
+    with_error_headers(resp, code)
+}
+
+/// The headers an error answer carries: `Retry-After` when a retry may succeed,
+/// `WWW-Authenticate` when credentials are missing or wrong.
+pub(crate) fn with_error_headers(mut resp: Response, code: ErrorCode) -> Response {
     if let Some(secs) = code.retry_after_secs() {
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));

@@ -10,11 +10,11 @@
 
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, StatusCode, header};
-use loupe_core::{Classify, ErrorCode};
+use http::StatusCode;
+use loupe_core::Classify;
 
 use crate::error::IngestError;
-use crate::http::{HttpState, header_str, read_body};
+use crate::http::{HttpState, header_str, read_admitted, with_error_headers};
 use crate::inflight::DECODED_FACTOR;
 
 pub const PATH: &str = "/prometheus/api/v1/write";
@@ -42,14 +42,8 @@ pub(crate) async fn write(State(st): State<HttpState>, req: Request) -> Response
                 "content-type {ct:?} is not supported: expected application/x-protobuf"
             )));
         }
-        st.ingester
-            .check_capacity(&tenant, loupe_core::Signal::Metrics)?;
-        let hint = header_str(h, "content-length")
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-            .min(st.max_bytes as u64);
-        let mut permit = st.ingester.inflight().try_acquire(hint)?;
-        let raw = read_body(body, st.max_bytes, hint as usize, &mut permit).await?;
+        let (raw, mut permit) =
+            read_admitted(&st, h, &tenant, loupe_core::Signal::Metrics, body).await?;
         let params = <crate::edge::Metrics as crate::edge::SignalEdge>::params(&st.ingester, &tenant);
         let max = st.max_bytes;
         let (decoded, permit) = loupe_core::cpu::run(move || {
@@ -86,14 +80,5 @@ pub(crate) async fn write(State(st): State<HttpState>, req: Request) -> Response
 fn error_response(e: IngestError) -> Response {
     metrics::counter!("loupe_ingest_rejected_requests_total", "protocol" => "remote_write", "reason" => e.reason()).increment(1);
     let code = e.code();
-    let mut resp = (code.http_status(), format!("{e}\n")).into_response();
-    if let Some(secs) = code.retry_after_secs() {
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    }
-    if code == ErrorCode::Unauthenticated {
-        resp.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    }
-    resp
+    with_error_headers((code.http_status(), format!("{e}\n")).into_response(), code)
 }

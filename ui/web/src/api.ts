@@ -112,8 +112,9 @@ export class ApiError extends Error {
   }
 }
 
-async function apiGet<T>(path: string, query: URLSearchParams | null, signal?: AbortSignal): Promise<T> {
-  const url = query && [...query.keys()].length ? `${path}?${query}` : path;
+/** A GET with the stored token: the status, the raw text and the body parsed as JSON (null
+ * when it is not JSON). Network failures become ApiError; a 401 raises the token prompt. */
+export async function fetchJson(url: string, signal?: AbortSignal): Promise<{ res: Response; text: string; body: any }> {
   const headers: Record<string, string> = { Accept: 'application/json' };
   const token = getToken();
   if (token) headers.Authorization = `Bearer ${token}`;
@@ -131,8 +132,14 @@ async function apiGet<T>(path: string, query: URLSearchParams | null, signal?: A
   } catch {
     /* not JSON */
   }
+  if (res.status === 401) window.dispatchEvent(new Event(UNAUTHORIZED_EVENT));
+  return { res, text, body };
+}
+
+async function apiGet<T>(path: string, query: URLSearchParams | null, signal?: AbortSignal): Promise<T> {
+  const url = query && [...query.keys()].length ? `${path}?${query}` : path;
+  const { res, text, body } = await fetchJson(url, signal);
   if (!res.ok) {
-    if (res.status === 401) window.dispatchEvent(new Event(UNAUTHORIZED_EVENT));
     const err = body?.error;
     const message = err?.message || text.slice(0, 300) || res.statusText || 'request failed';
     throw new ApiError(res.status, err?.code || `http_${res.status}`, message);

@@ -1,7 +1,7 @@
 // Client for Loupe's Prometheus API (/prometheus/api/v1): range queries, metric metadata,
 // label names and values. Errors come back in Prometheus's envelope
 // ({"status":"error","errorType","error"}) and surface as ApiError with that type and text.
-import { ApiError, UNAUTHORIZED_EVENT, getToken } from '../api';
+import { ApiError, fetchJson } from '../api';
 
 export interface PromSeries {
   metric: Record<string, string>;
@@ -16,25 +16,8 @@ export interface MetricInfo {
 }
 
 async function promGet<T>(path: string, params: URLSearchParams, signal?: AbortSignal): Promise<T> {
-  const headers: Record<string, string> = { Accept: 'application/json' };
-  const token = getToken();
-  if (token) headers.Authorization = `Bearer ${token}`;
-  let res: Response;
-  try {
-    res = await fetch(`/prometheus/api/v1/${path}?${params}`, { headers, signal });
-  } catch (e) {
-    if ((e as Error).name === 'AbortError') throw e;
-    throw new ApiError(0, 'network', `Cannot reach the Loupe server: ${(e as Error).message}`);
-  }
-  const text = await res.text();
-  let body: any = null;
-  try {
-    body = text ? JSON.parse(text) : null;
-  } catch {
-    /* not JSON */
-  }
+  const { res, text, body } = await fetchJson(`/prometheus/api/v1/${path}?${params}`, signal);
   if (!res.ok || body?.status !== 'success') {
-    if (res.status === 401) window.dispatchEvent(new Event(UNAUTHORIZED_EVENT));
     throw new ApiError(res.status, body?.errorType || `http_${res.status}`, body?.error || text.slice(0, 300) || res.statusText);
   }
   return body.data as T;
