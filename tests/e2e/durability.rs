@@ -141,6 +141,30 @@ async fn kill_loop_under_concurrent_load_loses_and_duplicates_nothing() {
     verify_exactly_once(&server, &sent).await;
 }
 
+/// Kills the server four times at random moments while `tasks` export, restarting it each
+/// time; once the tasks are done, stops it cleanly and starts it again, ready.
+async fn kill_while_exporting(
+    server: Server,
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+) -> Server {
+    let mut server = Some(server);
+    for _ in 0..4 {
+        tokio::time::sleep(jitter(200, 700)).await;
+        server.take().unwrap().kill9();
+        tokio::time::sleep(jitter(10, 100)).await;
+        server = Some(Server::start(&["server"], dir, env));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert!(server.take().unwrap().stop().success());
+    let server = Server::start(&["server"], dir, env);
+    server.wait_ready().await;
+    server
+}
+
 /// Log exporters under kill -9, with flushes every 100 ms and compaction (which rebuilds the
 /// log files' indexes) every second: every acknowledged line is stored once, no line twice,
 /// and nothing appears that was not sent; lines are found through the index by their words.
@@ -186,19 +210,7 @@ async fn kill_loop_with_log_exporters_loses_and_duplicates_no_line() {
             }
         }));
     }
-    let mut server = Some(server);
-    for _ in 0..4 {
-        tokio::time::sleep(jitter(200, 700)).await;
-        server.take().unwrap().kill9();
-        tokio::time::sleep(jitter(10, 100)).await;
-        server = Some(Server::start(&["server"], dir.path(), &env));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    assert!(server.take().unwrap().stop().success());
-    let server = Server::start(&["server"], dir.path(), &env);
-    server.wait_ready().await;
+    let server = kill_while_exporting(server, dir.path(), &env, tasks).await;
     // The checks read merged files: compaction (before or after the last kill) rebuilt their
     // indexes. Either a merged file exists already or enough small ones are left to merge.
     let storage =
@@ -347,19 +359,7 @@ async fn kill_loop_with_remote_write_exporters_loses_and_duplicates_no_sample() 
             }
         }));
     }
-    let mut server = Some(server);
-    for _ in 0..4 {
-        tokio::time::sleep(jitter(200, 700)).await;
-        server.take().unwrap().kill9();
-        tokio::time::sleep(jitter(10, 100)).await;
-        server = Some(Server::start(&["server"], dir.path(), &env));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    assert!(server.take().unwrap().stop().success());
-    let server = Server::start(&["server"], dir.path(), &env);
-    server.wait_ready().await;
+    let server = kill_while_exporting(server, dir.path(), &env, tasks).await;
     // Every raw sample of the series, as a range vector at the end.
     let end = (base + SAMPLES * 1000 + 1000) as f64 / 1000.0;
     let (status, found) = get_json(
