@@ -265,9 +265,13 @@ async fn handle(State(svc): State<Arc<Svc>>, req: Request) -> impl IntoResponse 
         span: ctx.span,
         error: error.as_deref(),
     };
-    svc.exporter
-        .metrics
-        .record(&method, route, code, started.elapsed().as_secs_f64());
+    svc.exporter.metrics.record(
+        &method,
+        route,
+        code,
+        started.elapsed().as_secs_f64(),
+        (ctx.trace, ctx.span, now_ns()),
+    );
     let style = crate::demo_logs::style_of(svc.name);
     svc.exporter
         .logs

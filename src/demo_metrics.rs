@@ -3,6 +3,8 @@
 //! conventions' bucket bounds, by method, route and status code), cumulative from the
 //! service's start, exported over OTLP/HTTP every few seconds next to its traces and logs.
 //! In Prometheus terms: `http_server_request_duration_seconds_bucket/_sum/_count{job="shop/<service>"}`.
+//! Like an SDK's aligned-bucket exemplar reservoir, each export carries the last request of
+//! every bucket since the previous export as an exemplar with its trace and span id.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -10,8 +12,8 @@ use std::sync::Mutex;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
-    AggregationTemporality, Histogram, HistogramDataPoint, Metric, ResourceMetrics, ScopeMetrics,
-    metric::Data,
+    AggregationTemporality, Exemplar, Histogram, HistogramDataPoint, Metric, ResourceMetrics,
+    ScopeMetrics, exemplar, metric::Data,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
@@ -24,6 +26,8 @@ const BOUNDS: [f64; 14] = [
 struct Hist {
     counts: [u64; BOUNDS.len() + 1],
     sum: f64,
+    /// Per bucket, the last request since the last export.
+    exemplars: [Option<Exemplar>; BOUNDS.len() + 1],
 }
 
 /// One service's request durations since it started.
@@ -40,11 +44,20 @@ impl Recorder {
         }
     }
 
-    pub fn record(&self, method: &str, route: &'static str, code: u16, seconds: f64) {
+    /// One request, made in the span `span` of the trace `trace`, ended at `now_ns`.
+    pub fn record(
+        &self,
+        method: &str,
+        route: &'static str,
+        code: u16,
+        seconds: f64,
+        (trace, span, now_ns): ([u8; 16], [u8; 8], u64),
+    ) {
         let Ok(mut h) = self.hists.lock() else { return };
         let e = h.entry((method.to_string(), route, code)).or_insert(Hist {
             counts: [0; BOUNDS.len() + 1],
             sum: 0.0,
+            exemplars: Default::default(),
         });
         let b = BOUNDS
             .iter()
@@ -52,11 +65,18 @@ impl Recorder {
             .unwrap_or(BOUNDS.len());
         e.counts[b] += 1;
         e.sum += seconds;
+        e.exemplars[b] = Some(Exemplar {
+            time_unix_nano: now_ns,
+            value: Some(exemplar::Value::AsDouble(seconds)),
+            trace_id: trace.to_vec(),
+            span_id: span.to_vec(),
+            ..Default::default()
+        });
     }
 
     /// The cumulative histogram at `now_ns` (`None` before the first request).
     fn snapshot(&self, now_ns: u64) -> Option<Metric> {
-        let h = self.hists.lock().ok()?;
+        let mut h = self.hists.lock().ok()?;
         if h.is_empty() {
             return None;
         }
@@ -66,8 +86,9 @@ impl Recorder {
             ..Default::default()
         };
         let data_points = h
-            .iter()
+            .iter_mut()
             .map(|((method, route, code), hist)| HistogramDataPoint {
+                exemplars: hist.exemplars.iter_mut().filter_map(Option::take).collect(),
                 attributes: vec![
                     s(
                         "http.request.method",

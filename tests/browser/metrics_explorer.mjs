@@ -2,7 +2,8 @@
 // server histograms): pick the histogram by searching, take its p99 grouped by job, add it
 // to the chart, add the request rate of the counter part as a second query, check the URL
 // holds both queries, the chart draws and its legend filters (a click hides a series);
-// then the Services page shows request rates. Screenshot <screenshot>.
+// exemplars are drawn as links, and one opens the trace behind it; then the Services page
+// shows request rates. Screenshot <screenshot>.
 //
 // Usage: LOUPE_URL=http://127.0.0.1:PORT LOUPE_SCREENSHOT=/tmp/metrics.png node metrics_explorer.mjs
 // Prints one JSON summary line and exits 0 on success (see harness.mjs).
@@ -74,7 +75,17 @@ main('metrics_explorer', 'metrics_explorer.png', async (page, pageErrors, screen
   // The view survives a reload: the queries are in the URL.
   await page.reload({ waitUntil: 'domcontentloaded' });
   await waitForRows(page, '[data-testid=legend-item]', 'the chart after a reload');
+
+  // Exemplars: the demo's histograms carry the trace of a request per bucket. The last mark
+  // drawn is on top of any it overlaps.
+  const marks = await waitForRows(page, '[data-testid=metric-chart] a.exemplar', 'exemplar marks on the chart');
+  const exemplars = await marks.count();
   await page.screenshot({ path: screenshot, fullPage: false });
+  const link = await marks.last().getAttribute('href');
+  check(/^\/traces\/[0-9a-f]{32}/.test(link ?? ''), `an exemplar links to ${link}`);
+  await marks.last().click();
+  await page.waitForURL(/\/traces\/[0-9a-f]{32}/, { timeout: 10_000 });
+  await waitForRows(page, '[data-testid=waterfall-row]', `the exemplar's trace ${link}`);
 
   await page.goto(`${BASE}/services?from=now-15m&to=now`, { waitUntil: 'domcontentloaded' });
   const rates = await waitForRows(page, '[data-testid=svc-rate] a', 'request rates on the Services page');
@@ -82,5 +93,5 @@ main('metrics_explorer', 'metrics_explorer.png', async (page, pageErrors, screen
   check(shown >= 3, `only ${shown} services show a request rate`);
   check((await page.locator('[data-testid=error-banner]').count()) === 0, 'an error banner is shown' + (await pageState(page)));
   check(pageErrors.length === 0, `uncaught exception in the page: ${pageErrors[0]}`);
-  return { legendItems: items, queries, servicesWithRates: shown, elapsedMs: Date.now() - started };
+  return { legendItems: items, queries, exemplars, servicesWithRates: shown, elapsedMs: Date.now() - started };
 });

@@ -1,9 +1,11 @@
 //! Metrics end to end: Prometheus remote write and OTLP metrics into a real server, read
 //! back through the Prometheus HTTP API (instant and range queries, series, labels, label
 //! values, metadata), bad inputs answered as Prometheus answers them with nothing accepted
-//! lost, and every acknowledged sample queryable exactly once after a kill -9.
+//! lost, and every acknowledged sample and exemplar queryable exactly once after a kill -9.
 
-use loupe_collector::prom::wire::{Label, MetricMetadata, Sample, TimeSeries, WriteRequest};
+use loupe_collector::prom::wire::{
+    Exemplar, Label, MetricMetadata, Sample, TimeSeries, WriteRequest,
+};
 use prost::Message;
 
 use crate::harness::{Server, env_refs, fixed_addrs, get_json};
@@ -138,8 +140,32 @@ fn request(times: &[i64]) -> WriteRequest {
                 vec![(times[39], f64::NAN)],
             ),
             bucket("0.1", 1.0),
-            bucket("1", 3.0),
+            TimeSeries {
+                // Exemplars every tenth scrape, and one whose labels are too long (left out).
+                exemplars: times
+                    .iter()
+                    .step_by(10)
+                    .enumerate()
+                    .map(|(k, &t)| exemplar(&format!("{k:032x}"), t - 5, 0.5))
+                    .chain([exemplar(&"f".repeat(130), times[0], 0.5)])
+                    .collect(),
+                ..bucket("1", 3.0)
+            },
             bucket("+Inf", 4.0),
+            // An entry of exemplars only, as Prometheus sends them.
+            TimeSeries {
+                labels: ts(
+                    &[
+                        ("__name__", "rw_requests_total"),
+                        ("job", "api"),
+                        ("instance", "a"),
+                    ],
+                    vec![],
+                )
+                .labels,
+                samples: vec![],
+                exemplars: vec![exemplar("abc", times[30], 1.0)],
+            },
         ],
         metadata: vec![MetricMetadata {
             r#type: 1,
@@ -150,8 +176,58 @@ fn request(times: &[i64]) -> WriteRequest {
     }
 }
 
+fn exemplar(trace_id: &str, t: i64, v: f64) -> Exemplar {
+    Exemplar {
+        labels: vec![Label {
+            name: "trace_id".into(),
+            value: trace_id.into(),
+        }],
+        value: v,
+        timestamp: t,
+    }
+}
+
+/// `(series, trace ids)` of `query_exemplars` for `q`.
+async fn exemplars(server: &Server, q: &str) -> Vec<(String, Vec<String>)> {
+    let url = format!(
+        "{}?query={}",
+        server.url("/prometheus/api/v1/query_exemplars"),
+        url_escape(q)
+    );
+    let (status, body) = get_json(&url, None).await;
+    assert_eq!(status, 200, "{body}");
+    body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                format!("{}", s["seriesLabels"]),
+                s["exemplars"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e["labels"]["trace_id"].as_str().unwrap().to_string())
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
 async fn check_remote_written(server: &Server, times: &[i64]) {
     let last = times[39];
+    let want: Vec<String> = (0..4).map(|k| format!("{k:032x}")).collect();
+    assert_eq!(
+        exemplars(server, "sum(rate(rw_latency_seconds_bucket[5m]))").await,
+        vec![(
+            r#"{"__name__":"rw_latency_seconds_bucket","job":"api","le":"1"}"#.to_string(),
+            want
+        )]
+    );
+    assert_eq!(
+        exemplars(server, "rw_requests_total").await[0].1,
+        vec!["abc".to_string()]
+    );
     // Every sample once: 40 in the counter.
     assert_eq!(
         value(server, "count_over_time(rw_requests_total[15m])", last).await,

@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 
-use loupe_collector::prom::wire::{Label, Sample, TimeSeries, WriteRequest};
+use loupe_collector::prom::wire::{Exemplar, Label, Sample, TimeSeries, WriteRequest};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -72,6 +72,29 @@ fn series(name: &str, labels: &[(&str, String)], samples: Vec<(i64, f64)>) -> Ti
     }
 }
 
+/// An exemplar with a random trace and span id.
+fn exemplar(rng: &mut StdRng, t: i64, v: f64) -> Exemplar {
+    let hex = |rng: &mut StdRng, n: usize| {
+        (0..n)
+            .map(|_| format!("{:02x}", rng.random::<u8>()))
+            .collect::<String>()
+    };
+    Exemplar {
+        labels: vec![
+            Label {
+                name: "span_id".into(),
+                value: hex(rng, 8),
+            },
+            Label {
+                name: "trace_id".into(),
+                value: hex(rng, 16),
+            },
+        ],
+        value: (v * 1000.0).round() / 1000.0,
+        timestamp: t,
+    }
+}
+
 /// 40 minutes of 15 s scrapes ending at `end` (a whole second); each series 1–399 ms past.
 fn synthetic(end: i64) -> WriteRequest {
     let mut rng = StdRng::seed_from_u64(42);
@@ -111,7 +134,13 @@ fn synthetic(end: i64) -> WriteRequest {
                     ("instance", instance.to_string()),
                     ("code", code.to_string()),
                 ];
-                out.push(series("diff_requests_total", &labels, samples));
+                let mut counter = series("diff_requests_total", &labels, samples);
+                counter.exemplars = t
+                    .iter()
+                    .step_by(20)
+                    .map(|&t| exemplar(&mut rng, t - 37, per))
+                    .collect();
+                out.push(counter);
             }
             let labels = [("job", job.to_string()), ("instance", instance.to_string())];
             // A random walk with a 6-minute gap and, for one series, a stale marker.
@@ -147,12 +176,22 @@ fn synthetic(end: i64) -> WriteRequest {
         let mut counts = [0.0f64; 5];
         let mut sum = 0.0;
         let mut bucket_samples: Vec<Vec<(i64, f64)>> = vec![Vec::new(); 5];
+        let mut bucket_exemplars: Vec<Vec<Exemplar>> = vec![Vec::new(); 5];
         let mut sums = Vec::new();
-        for &ts in &t {
+        for (k, &ts) in t.iter().enumerate() {
             let n = rng.random_range(0..20);
-            for _ in 0..n {
+            for i in 0..n {
                 let x: f64 = rng.random_range(0.0..1.2_f64).powi(2);
                 sum += x;
+                if i == 0 && k % 6 == 0 {
+                    // On the bucket the observation falls in, as SDKs put them.
+                    let b = bounds
+                        .iter()
+                        .position(|b| b.parse::<f64>().is_ok_and(|le| x <= le))
+                        .unwrap_or(4);
+                    let e = exemplar(&mut rng, ts - 11, x);
+                    bucket_exemplars[b].push(e);
+                }
                 for (b, c) in counts.iter_mut().enumerate() {
                     let le: f64 = if b == 4 {
                         f64::INFINITY
@@ -170,11 +209,13 @@ fn synthetic(end: i64) -> WriteRequest {
             sums.push((ts, (sum * 1000.0).round() / 1000.0));
         }
         for (b, s) in bucket_samples.into_iter().enumerate() {
-            out.push(series(
+            let mut bucket = series(
                 "diff_latency_seconds_bucket",
                 &[("job", job.to_string()), ("le", bounds[b].to_string())],
                 s,
-            ));
+            );
+            bucket.exemplars = std::mem::take(&mut bucket_exemplars[b]);
+            out.push(bucket);
         }
         out.push(series(
             "diff_latency_seconds_sum",
@@ -431,7 +472,6 @@ async fn run_suite(
 ) -> (usize, Vec<String>) {
     let mut failures = Vec::new();
     let mut n = 0;
-    let secs = |t: i64| format!("{:.3}", t as f64 / 1000.0);
     for q in queries {
         for &t in times {
             n += 1;
@@ -458,6 +498,61 @@ async fn run_suite(
         }
     }
     (n, failures)
+}
+
+fn secs(t: i64) -> String {
+    format!("{:.3}", t as f64 / 1000.0)
+}
+
+/// Each series' exemplars as `(time, value, labels)`, sorted.
+fn exemplar_sets(data: &serde_json::Value) -> BTreeMap<String, Vec<(String, String, String)>> {
+    let mut out = BTreeMap::new();
+    for s in data.as_array().into_iter().flatten() {
+        let labels = |v: &serde_json::Value| {
+            let m: BTreeMap<String, String> = serde_json::from_value(v.clone()).unwrap_or_default();
+            format!("{m:?}")
+        };
+        let mut ex: Vec<(String, String, String)> = s["exemplars"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                (
+                    format!("{:.3}", e["timestamp"].as_f64().unwrap_or(f64::NAN)),
+                    e["value"].as_str().unwrap_or("").to_string(),
+                    labels(&e["labels"]),
+                )
+            })
+            .collect();
+        ex.sort();
+        out.insert(labels(&s["seriesLabels"]), ex);
+    }
+    out
+}
+
+/// The number of exemplars both answer with, or how the answers differ.
+async fn compare_exemplars(
+    prom: &str,
+    loupe: &str,
+    params: &[(&str, String)],
+) -> Result<usize, String> {
+    let qs: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish();
+    let (ps, pb) = get_json(&format!("{prom}/api/v1/query_exemplars?{qs}"), None).await;
+    let (ls, lb) = get_json(
+        &format!("{loupe}/prometheus/api/v1/query_exemplars?{qs}"),
+        None,
+    )
+    .await;
+    if ps != ls {
+        return Err(format!("status {ps} vs {ls}: {pb} / {lb}"));
+    }
+    let (p, l) = (exemplar_sets(&pb["data"]), exemplar_sets(&lb["data"]));
+    if p != l {
+        return Err(format!("prometheus {p:?}\n  loupe      {l:?}"));
+    }
+    Ok(p.values().map(Vec::len).sum())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -492,6 +587,7 @@ async fn promql_answers_as_prometheus_2_42_does() {
             format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()),
             format!("--web.listen-address={prom_addr}"),
             "--web.enable-remote-write-receiver".into(),
+            "--enable-feature=exemplar-storage".into(),
         ],
     );
     let prom = format!("http://{prom_addr}");
@@ -534,6 +630,33 @@ async fn promql_answers_as_prometheus_2_42_does() {
         (start + 10 * 60_000 + 500, end - 500, 30_000),
     )
     .await;
+
+    // Exemplars: the same series and exemplars for queries' selectors.
+    for (q, from, to) in [
+        ("diff_requests_total", start, end),
+        ("diff_requests_total{job=\"web\", code=\"500\"}", start, end),
+        (
+            "sum(rate(diff_requests_total{code=\"200\"}[5m])) / on() group_left sum(rate(diff_latency_seconds_count[5m]))",
+            start + 5 * 60_000,
+            end - 20 * 60_000,
+        ),
+        (
+            "histogram_quantile(0.9, sum by (le) (rate(diff_latency_seconds_bucket{job=~\"api|db\"}[5m])))",
+            start,
+            end,
+        ),
+        ("diff_temp", start, end),
+    ] {
+        let params = [
+            ("query", q.to_string()),
+            ("start", secs(from)),
+            ("end", secs(to)),
+        ];
+        match compare_exemplars(&prom, &loupe, &params).await {
+            Ok(n) => assert!(n > 0 || q == "diff_temp", "{q}: no exemplars compared"),
+            Err(d) => failures.push(format!("exemplars of {q}: {d}")),
+        }
+    }
 
     // The node exporter's series, once Prometheus has sent us 20 s of them.
     let offset = eventually(60, "node exporter scraped and remote-written", || async {

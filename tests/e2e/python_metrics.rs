@@ -1,7 +1,8 @@
 //! The real OpenTelemetry Python SDK's metrics — counter, up-down counter, histogram and
 //! gauge, cumulative over gRPC and delta over HTTP — read back through the Prometheus API
 //! with the values the SDK recorded: totals, `sum(rate(...))`, per-service filters and
-//! `histogram_quantile` over the SDK's buckets.
+//! `histogram_quantile` over the SDK's buckets; an observation made in a span comes back as
+//! an exemplar on its bucket, whose trace id finds the span's trace.
 
 use std::process::Command;
 
@@ -114,6 +115,52 @@ async fn sdk_metrics_read_back_through_promql() {
             (median - want).abs() < 1e-9,
             "{job} median {median}, SDK's buckets say {want}"
         );
+    }
+    // The observation made in a span: an exemplar on its bucket, leading to the trace.
+    for job in ["checkout", "payments"] {
+        let s = &sent[job];
+        let q = format!("http_server_request_duration_milliseconds_bucket{{job=\"{job}\"}}");
+        let url = format!(
+            "{}?query={}",
+            server.url("/prometheus/api/v1/query_exemplars"),
+            url::form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>()
+        );
+        let (status, body) = get_json(&url, None).await;
+        assert_eq!(status, 200, "{body}");
+        let found: Vec<(String, serde_json::Value)> = body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|series| {
+                let le = series["seriesLabels"]["le"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string();
+                series["exemplars"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(move |e| (le.clone(), e))
+            })
+            .filter(|(_, e)| e["labels"]["trace_id"] == s["trace_id"])
+            .collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "{job}: exemplar of the traced observation in {body}"
+        );
+        let (le, e) = &found[0];
+        assert_eq!(le, "5000", "{job}: on the bucket the value falls in");
+        assert_eq!(e["labels"]["span_id"], s["span_id"]);
+        assert_eq!(
+            e["value"].as_str().unwrap().parse::<f64>().unwrap(),
+            s["traced_value"].as_f64().unwrap()
+        );
+        let id = s["trace_id"].as_str().unwrap();
+        let (status, trace) = get_json(&server.url(&format!("/api/v1/traces/{id}")), None).await;
+        assert_eq!(status, 200, "{job}: the exemplar's trace: {trace}");
+        assert!(trace.to_string().contains("checkout request"), "{trace}");
     }
     // Both services, one query; the resource's other attributes on target_info.
     assert_eq!(

@@ -5,7 +5,9 @@ HTTP. Each of six rounds records, then exports (force_flush), half a second apar
 
 Usage: emit_metrics.py --grpc HOST:PORT --http URL
 Prints one JSON line with what was recorded per service: request totals, the final queue
-depth and temperature, and the median Prometheus would compute from the final buckets.
+depth and temperature, the median Prometheus would compute from the final buckets, and the
+trace and span ids of the one observation recorded inside a sampled span (the SDK's default
+trace-based exemplar filter makes it an exemplar; the span is exported over gRPC too).
 """
 
 import argparse
@@ -16,7 +18,12 @@ import time
 from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider
 from opentelemetry.sdk.metrics.export import AggregationTemporality, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.metrics import Observation
+
+# Only the observation made in a span lands in the bucket (2500, 5000].
+TRACED_VALUE = 4321.0
 
 BOUNDS = [0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000]
 
@@ -37,13 +44,14 @@ def prometheus_quantile(q, observations):
     return start + (bounds[i] - start) * (rank / count)
 
 
+def resource(service):
+    return Resource.create({"service.name": service, "service.instance.id": f"{service}-1",
+                            "deployment.environment": "e2e"})
+
+
 def provider(service, exporter):
     reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
-    return MeterProvider(
-        metric_readers=[reader],
-        resource=Resource.create({"service.name": service, "service.instance.id": f"{service}-1",
-                                  "deployment.environment": "e2e"}),
-    )
+    return MeterProvider(metric_readers=[reader], resource=resource(service))
 
 
 def main():
@@ -53,6 +61,7 @@ def main():
     args = ap.parse_args()
     from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcExporter
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpExporter
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
     delta = {Counter: AggregationTemporality.DELTA, Histogram: AggregationTemporality.DELTA}
     providers = {
@@ -71,6 +80,11 @@ def main():
         meter.create_observable_gauge("app.temperature", unit="Cel",
                                       callbacks=[lambda _o, s=state: [Observation(s["temp"])]])
         out[name] = {"requests": {}, "observations": [], "queue": 0}
+    tracers = {}
+    for name in providers:
+        tp = TracerProvider(resource=resource(name))
+        tp.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=args.grpc, insecure=True)))
+        tracers[name] = tp
     for round_ in range(6):
         for name, p in providers.items():
             meter = p.get_meter("e2e", "1.0")
@@ -86,6 +100,13 @@ def main():
                 v = round(rng.uniform(1, 900), 1)
                 latency.record(v, {"http.route": "/cart"})
                 rec["observations"].append(v)
+            if round_ == 5:
+                with tracers[name].get_tracer("e2e").start_as_current_span("checkout request") as span:
+                    latency.record(TRACED_VALUE, {"http.route": "/cart"})
+                    ctx = span.get_span_context()
+                rec["observations"].append(TRACED_VALUE)
+                rec["trace_id"] = format(ctx.trace_id, "032x")
+                rec["span_id"] = format(ctx.span_id, "016x")
             d = rng.randint(-3, 5)
             queue.add(d)
             rec["queue"] += d
@@ -93,6 +114,7 @@ def main():
         time.sleep(0.5)
     for name, p in providers.items():
         p.shutdown()
+        tracers[name].shutdown()
     result = {}
     for name, rec in out.items():
         result[name] = {
@@ -102,6 +124,9 @@ def main():
             "temperature": 20.0,
             "median": prometheus_quantile(0.5, rec["observations"]),
             "count": len(rec["observations"]),
+            "trace_id": rec["trace_id"],
+            "span_id": rec["span_id"],
+            "traced_value": TRACED_VALUE,
         }
     print(json.dumps(result))
 

@@ -23,7 +23,7 @@ use bytes::Bytes;
 use loupe_core::TenantId;
 use loupe_storage::fresh::Chunk;
 use loupe_storage::metrics::model::Point;
-use loupe_storage::metrics::{Labels, MetricRows};
+use loupe_storage::metrics::{Exemplar, ExemplarPoint, Labels, MetricRows};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use prost::Message;
 
@@ -79,7 +79,7 @@ fn finish(rows: MetricRows, problems: Problems, plain: Option<Bytes>) -> Decoded
         rejected: problems.rejected,
         message: problems.message(),
     };
-    if rows.points.is_empty() {
+    if rows.points.is_empty() && rows.exemplars.is_empty() {
         return Decoded {
             validated,
             payload: Bytes::new(),
@@ -87,7 +87,7 @@ fn finish(rows: MetricRows, problems: Problems, plain: Option<Bytes>) -> Decoded
         };
     }
     let payload = match plain {
-        Some(p) if problems.rejected == 0 => p,
+        Some(p) if !problems.any() => p,
         _ => Bytes::from(wire::encode_rows(&rows)),
     };
     let chunk = Chunk::new(rows, payload.len() as u64);
@@ -235,6 +235,15 @@ pub fn decode_remote_write(
             rows.series.push(labels.clone());
             (rows.series.len() - 1) as u32
         });
+        for e in &req.exemplars[s.exemplars.clone()] {
+            if let Some(why) = validate::exemplar_problem(&e.labels)
+                .or_else(|| validate::outside(&labels, e.t, &p.window))
+            {
+                problems.drop_exemplar(|| format!("exemplar of {labels} left out: {why}"));
+                continue;
+            }
+            rows.exemplars.push(exemplar(id, &e.labels, e.t, e.v));
+        }
         for &(t, v) in &req.samples[s.samples.clone()] {
             if let Some(why) = validate::outside(&labels, t, &p.window) {
                 problems.add(1, || why);
@@ -287,8 +296,25 @@ pub fn decode_metric_payload(payload: &[u8]) -> Result<MetricRows, String> {
                 t,
                 v,
             }));
+        rows.exemplars.extend(
+            req.exemplars[s.exemplars.clone()]
+                .iter()
+                .map(|e| exemplar(id, &e.labels, e.t, e.v)),
+        );
     }
     Ok(rows)
+}
+
+/// An exemplar of the row series `series`.
+pub fn exemplar(series: u32, labels: &[(String, String)], t: i64, v: f64) -> ExemplarPoint {
+    ExemplarPoint {
+        series,
+        exemplar: Exemplar {
+            labels: Arc::new(Labels::new(labels.to_vec())),
+            t,
+            v,
+        },
+    }
 }
 
 const COUNTERS: ExportCounters = ExportCounters {

@@ -26,8 +26,8 @@ use loupe_storage::metrics::{Labels, MetricMeta, MetricRows};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
-    AggregationTemporality, Metric, exponential_histogram_data_point::Buckets, metric::Data,
-    number_data_point,
+    AggregationTemporality, Exemplar as OtlpExemplar, Metric, exemplar,
+    exponential_histogram_data_point::Buckets, metric::Data, number_data_point,
 };
 
 use crate::otlp::TimeWindow;
@@ -147,6 +147,50 @@ impl Out<'_> {
         }
     }
 
+    /// Keeps the exemplars among `exemplars` that `pick` chooses on the point's series.
+    fn exemplars(
+        &mut self,
+        resolved: &Option<Resolved>,
+        exemplars: &[OtlpExemplar],
+        pick: impl Fn(f64) -> bool,
+    ) {
+        let Some((labels, hash, last)) = resolved else {
+            return;
+        };
+        for e in exemplars {
+            let Some(v) = exemplar_value(e) else {
+                continue;
+            };
+            if !pick(v) {
+                continue;
+            }
+            let pairs = exemplar_labels(e);
+            let t = (e.time_unix_nano / 1_000_000) as i64;
+            if let Some(why) = crate::prom::validate::exemplar_problem(&pairs)
+                .or_else(|| crate::prom::validate::outside(labels, t, &self.window))
+            {
+                self.problems
+                    .drop_exemplar(|| format!("exemplar of {labels} left out: {why}"));
+                continue;
+            }
+            let series = self.row_series(labels, *hash, *last);
+            self.rows
+                .exemplars
+                .push(crate::prom::exemplar(series, &pairs, t, v));
+        }
+    }
+
+    /// The row series of `labels` (added on first use).
+    fn row_series(&mut self, labels: &Arc<Labels>, hash: u64, last: Option<(i64, u64)>) -> u32 {
+        let rows = &mut self.rows;
+        let newest = &mut self.newest;
+        *self.index.entry(Arc::as_ptr(labels)).or_insert_with(|| {
+            rows.series.push(labels.clone());
+            newest.push((hash, last));
+            (rows.series.len() - 1) as u32
+        })
+    }
+
     fn push(&mut self, resolved: Option<Resolved>, t_nano: u64, v: f64, delta: bool) {
         let Some((labels, hash, last)) = resolved else {
             return;
@@ -156,13 +200,7 @@ impl Out<'_> {
             self.problems.add(1, || why);
             return;
         }
-        let rows = &mut self.rows;
-        let newest = &mut self.newest;
-        let series = *self.index.entry(Arc::as_ptr(&labels)).or_insert_with(|| {
-            rows.series.push(labels.clone());
-            newest.push((hash, last));
-            (rows.series.len() - 1) as u32
-        });
+        let series = self.row_series(&labels, hash, last);
         let prev = self.newest[series as usize].1;
         // A delta point is checked on its time before it is added to the running total; the
         // same delta point again would count twice, so it is a duplicate.
@@ -198,6 +236,33 @@ impl Out<'_> {
             Err(why) => self.problems.add(1, || why),
         }
     }
+}
+
+fn exemplar_value(e: &OtlpExemplar) -> Option<f64> {
+    match e.value {
+        Some(exemplar::Value::AsDouble(d)) => Some(d),
+        Some(exemplar::Value::AsInt(i)) => Some(i as f64),
+        None => None,
+    }
+}
+
+/// An exemplar's labels: its filtered attributes, then `trace_id` and `span_id` in hex (the
+/// names Prometheus's OpenTelemetry translation and Grafana's trace links use).
+fn exemplar_labels(e: &OtlpExemplar) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    attr_labels(&e.filtered_attributes, &mut pairs);
+    if e.trace_id.len() == 16 && e.trace_id.iter().any(|&b| b != 0) {
+        pairs.push(("trace_id".into(), hex::encode(&e.trace_id)));
+    }
+    if e.span_id.len() == 8 && e.span_id.iter().any(|&b| b != 0) {
+        pairs.push(("span_id".into(), hex::encode(&e.span_id)));
+    }
+    pairs
+}
+
+/// Whether `v` falls in the bucket `(lo, hi]`, where Prometheus puts a histogram's exemplar.
+fn in_bucket(lo: f64, hi: f64) -> impl Fn(f64) -> bool {
+    move |v| v > lo && v <= hi
 }
 
 /// A point's series: its labels, cache hash and newest acknowledged sample.
@@ -370,16 +435,24 @@ fn convert_metric(
             },
         );
     };
-    // One sample of the series named by extra labels, attributes and name.
+    // One sample of the series named by extra labels, attributes and name (and the
+    // exemplars `pick` chooses from `exemplars`, on the same series).
     macro_rules! emit {
         ($extra:expr, $attrs:expr, $name:expr, $t:expr, $v:expr, $delta:expr) => {{
             let l = out.series(scope_key, scoped, $name, $extra, $attrs);
             out.push(l, $t, $v, $delta);
         }};
+        ($extra:expr, $attrs:expr, $name:expr, $t:expr, $v:expr, $delta:expr, $exemplars:expr, $pick:expr) => {{
+            let l = out.series(scope_key, scoped, $name, $extra, $attrs);
+            if !$exemplars.is_empty() {
+                out.exemplars(&l, $exemplars, $pick);
+            }
+            out.push(l, $t, $v, $delta);
+        }};
     }
     // The `+Inf` bucket, `_sum` and `_count` every histogram kind ends with.
     macro_rules! histogram_tail {
-        ($name:expr, $attrs:expr, $t:expr, $count:expr, $sum:expr, $f:expr, $delta:expr) => {{
+        ($name:expr, $attrs:expr, $t:expr, $count:expr, $sum:expr, $f:expr, $delta:expr, $exemplars:expr, $last:expr) => {{
             let (name, attrs, f) = ($name, $attrs, $f);
             let bucket = format!("{name}_bucket");
             emit!(
@@ -388,7 +461,9 @@ fn convert_metric(
                 &bucket,
                 $t,
                 f($count as f64),
-                $delta
+                $delta,
+                $exemplars,
+                in_bucket($last, f64::INFINITY)
             );
             if let Some(sum) = $sum {
                 emit!(&[], attrs, &format!("{name}_sum"), $t, f(sum), $delta);
@@ -422,7 +497,9 @@ fn convert_metric(
                     &name,
                     p.time_unix_nano,
                     stale_or(p.flags, v),
-                    false
+                    false,
+                    &p.exemplars,
+                    |_| true
                 );
             }
         }
@@ -444,7 +521,16 @@ fn convert_metric(
                 };
                 newest = newest.max(p.time_unix_nano);
                 let v = stale_or(p.flags, v);
-                emit!(&[], &p.attributes, &name, p.time_unix_nano, v, delta);
+                emit!(
+                    &[],
+                    &p.attributes,
+                    &name,
+                    p.time_unix_nano,
+                    v,
+                    delta,
+                    &p.exemplars,
+                    |_| true
+                );
             }
         }
         Some(Data::Histogram(h)) => {
@@ -469,6 +555,7 @@ fn convert_metric(
                 let t = p.time_unix_nano;
                 let f = |v: f64| stale_or(p.flags, v);
                 let mut total = 0u64;
+                let mut lo = f64::NEG_INFINITY;
                 for (i, c) in p.bucket_counts.iter().enumerate() {
                     total += c;
                     let le = p.explicit_bounds.get(i).copied().unwrap_or(f64::INFINITY);
@@ -481,10 +568,23 @@ fn convert_metric(
                         &format!("{name}_bucket"),
                         t,
                         f(total as f64),
-                        delta
+                        delta,
+                        &p.exemplars,
+                        in_bucket(lo, le)
                     );
+                    lo = le;
                 }
-                histogram_tail!(&name, &p.attributes, t, p.count, p.sum, &f, delta);
+                histogram_tail!(
+                    &name,
+                    &p.attributes,
+                    t,
+                    p.count,
+                    p.sum,
+                    &f,
+                    delta,
+                    &p.exemplars,
+                    lo
+                );
             }
         }
         Some(Data::ExponentialHistogram(h)) => {
@@ -504,6 +604,7 @@ fn convert_metric(
                 newest = newest.max(p.time_unix_nano);
                 let t = p.time_unix_nano;
                 let f = |v: f64| stale_or(p.flags, v);
+                let mut lo = f64::NEG_INFINITY;
                 for (le, cum) in exponential_buckets(
                     p.scale,
                     p.zero_threshold,
@@ -517,10 +618,23 @@ fn convert_metric(
                         &format!("{name}_bucket"),
                         t,
                         f(cum as f64),
-                        delta
+                        delta,
+                        &p.exemplars,
+                        in_bucket(lo, le)
                     );
+                    lo = le;
                 }
-                histogram_tail!(&name, &p.attributes, t, p.count, p.sum, &f, delta);
+                histogram_tail!(
+                    &name,
+                    &p.attributes,
+                    t,
+                    p.count,
+                    p.sum,
+                    &f,
+                    delta,
+                    &p.exemplars,
+                    lo
+                );
             }
         }
         Some(Data::Summary(s)) => {

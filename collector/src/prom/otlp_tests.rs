@@ -374,3 +374,87 @@ fn samples_older_than_the_acknowledged_newest_are_refused_and_repeats_are_taken_
     let (rows, p, _, _) = convert(g(3000, 1.0), cx());
     assert_eq!((rows.points.len(), p.rejected), (2, 0));
 }
+
+#[test]
+fn exemplars_land_on_their_series_and_histogram_bucket_with_trace_ids() {
+    use opentelemetry_proto::tonic::metrics::v1::Exemplar as E;
+    let tenant = TenantId::new("t").unwrap();
+    let deltas = Deltas::default();
+    let ex = |v: f64, trace: u8| E {
+        time_unix_nano: 999 * MS,
+        value: Some(exemplar::Value::AsDouble(v)),
+        trace_id: vec![trace; 16],
+        span_id: vec![7; 8],
+        filtered_attributes: vec![s("user.id", "u1")],
+    };
+    let mut counter = point(1000 * MS, 3.0, vec![]);
+    counter.exemplars = vec![ex(1.0, 0xab)];
+    let long = E {
+        filtered_attributes: vec![s("stack", &"x".repeat(200))],
+        ..ex(1.0, 0xcd)
+    };
+    counter.exemplars.push(long);
+    let req = request(vec![
+        sum("jobs", "", true, false, vec![counter]),
+        Metric {
+            name: "latency".into(),
+            unit: "s".into(),
+            data: Some(Data::Histogram(Histogram {
+                data_points: vec![HistogramDataPoint {
+                    time_unix_nano: 1000 * MS,
+                    count: 3,
+                    sum: Some(9.0),
+                    bucket_counts: vec![1, 1, 1],
+                    explicit_bounds: vec![0.1, 0.5],
+                    exemplars: vec![ex(0.05, 1), ex(0.5, 2), ex(7.0, 3)],
+                    ..Default::default()
+                }],
+                aggregation_temporality: AggregationTemporality::Cumulative as i32,
+            })),
+            ..Default::default()
+        },
+    ]);
+    let (w, rejected, message, _) = run(req, &tenant, &deltas);
+    assert_eq!(rejected, 0, "exemplars are not points: {message}");
+    assert!(
+        message.contains("exemplar of jobs_total") && message.contains("over Prometheus's limit"),
+        "{message}"
+    );
+    let mut got: Vec<String> = w
+        .timeseries
+        .iter()
+        .flat_map(|ts| {
+            let series = Labels::new(
+                ts.labels
+                    .iter()
+                    .map(|l| (l.name.clone(), l.value.clone()))
+                    .collect(),
+            );
+            let le = series.get("le").unwrap_or("-").to_string();
+            let name = series.name().to_string();
+            ts.exemplars.iter().map(move |e| {
+                let l: Vec<String> = e
+                    .labels
+                    .iter()
+                    .map(|l| format!("{}={}", l.name, &l.value[..l.value.len().min(4)]))
+                    .collect();
+                format!(
+                    "{name} le={le} {} @{} {}",
+                    e.value,
+                    e.timestamp,
+                    l.join(",")
+                )
+            })
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            "jobs_total le=- 1 @999 span_id=0707,trace_id=abab,user_id=u1",
+            "latency_seconds_bucket le=+Inf 7 @999 span_id=0707,trace_id=0303,user_id=u1",
+            "latency_seconds_bucket le=0.1 0.05 @999 span_id=0707,trace_id=0101,user_id=u1",
+            "latency_seconds_bucket le=0.5 0.5 @999 span_id=0707,trace_id=0202,user_id=u1",
+        ]
+    );
+}

@@ -53,15 +53,50 @@ pub fn labels_problem(pairs: &[(String, String)]) -> Option<String> {
     None
 }
 
+/// Prometheus's bound on an exemplar's labels: names and values together, in characters.
+pub const EXEMPLAR_MAX_LABEL_CHARS: usize = 128;
+
+/// What is wrong with an exemplar's labels, if anything (Prometheus's rules: at most 128
+/// characters of names and values together; names as for series labels).
+pub fn exemplar_problem(pairs: &[(String, String)]) -> Option<String> {
+    if let Some((n, _)) = pairs.iter().find(|(n, _)| !valid_label_name(n)) {
+        return Some(format!(
+            "invalid exemplar label name {n:?}: must match [a-zA-Z_][a-zA-Z0-9_]*"
+        ));
+    }
+    let chars: usize = pairs
+        .iter()
+        .map(|(n, v)| n.chars().count() + v.chars().count())
+        .sum();
+    (chars > EXEMPLAR_MAX_LABEL_CHARS).then(|| {
+        format!(
+            "exemplar labels have {chars} characters, over Prometheus's limit of {EXEMPLAR_MAX_LABEL_CHARS}"
+        )
+    })
+}
+
 /// Problems of one export, the first few quoted.
 #[derive(Default)]
 pub struct Problems {
     pub rejected: u64,
+    /// Exemplars left out (they are not samples: an answer names them but does not count
+    /// them as rejected points, as Prometheus answers a bad exemplar).
+    pub exemplars_dropped: u64,
     quoted: Vec<String>,
     more: usize,
 }
 
 impl Problems {
+    pub fn drop_exemplar(&mut self, why: impl FnOnce() -> String) {
+        self.exemplars_dropped += 1;
+        self.add(0, why);
+    }
+
+    /// Whether anything sent was left out.
+    pub fn any(&self) -> bool {
+        self.rejected > 0 || self.exemplars_dropped > 0
+    }
+
     pub fn add(&mut self, samples: u64, why: impl FnOnce() -> String) {
         self.rejected += samples;
         if self.quoted.len() < QUOTED {
@@ -123,6 +158,18 @@ mod tests {
         assert!(problem(&[("__name__", "x"), ("__x", "1")]).contains("reserved"));
         assert!(problem(&[("job", "x")]).contains("no metric name"));
         assert!(problem(&[("__name__", "x"), ("a", "1"), ("a", "2")]).contains("appears twice"));
+        assert!(exemplar_problem(&pairs(&[("trace_id", "4bf9"), ("span_id", "00f0")])).is_none());
+        assert!(
+            exemplar_problem(&pairs(&[("trace id", "1")]))
+                .unwrap()
+                .contains("invalid exemplar label name")
+        );
+        let long = "é".repeat(121);
+        assert!(
+            exemplar_problem(&pairs(&[("trace_id", &long)]))
+                .unwrap()
+                .contains("129 characters")
+        );
         let w = TimeWindow {
             oldest_unix_nano: 100 * 1_000_000,
             newest_unix_nano: 2000 * 1_000_000,

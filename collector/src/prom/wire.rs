@@ -91,8 +91,17 @@ pub struct RawSeries<'a> {
     pub key: std::borrow::Cow<'a, [u8]>,
     pub hash: u64,
     pub samples: std::ops::Range<usize>,
+    /// Its exemplars' range in [`RawRequest::exemplars`].
+    pub exemplars: std::ops::Range<usize>,
     /// Native histograms the series carries (not stored: counted and refused).
     pub histograms: usize,
+}
+
+/// An exemplar as sent: label pairs, time (ms) and value.
+pub struct RawExemplar {
+    pub labels: Vec<(String, String)>,
+    pub t: i64,
+    pub v: f64,
 }
 
 /// A `WriteRequest` read without allocating per label or sample.
@@ -100,6 +109,7 @@ pub struct RawRequest<'a> {
     pub series: Vec<RawSeries<'a>>,
     /// `(timestamp ms, value)`.
     pub samples: Vec<(i64, f64)>,
+    pub exemplars: Vec<RawExemplar>,
     pub metadata: Vec<MetricMetadata>,
 }
 
@@ -154,13 +164,16 @@ pub fn read_request(body: &[u8]) -> Result<RawRequest<'_>, String> {
     let mut out = RawRequest {
         series: Vec::new(),
         samples: Vec::new(),
+        exemplars: Vec::new(),
         metadata: Vec::new(),
     };
     let mut pos = 0;
     while pos < body.len() {
         let (num, wt, ts) = field(body, &mut pos)?;
         match (num, wt) {
-            (1, 2) => out.series.push(read_series(ts, &mut out.samples)?),
+            (1, 2) => out
+                .series
+                .push(read_series(ts, &mut out.samples, &mut out.exemplars)?),
             (3, 2) => out
                 .metadata
                 .push(MetricMetadata::decode(ts).map_err(|e| format!("metadata: {e}"))?),
@@ -170,8 +183,14 @@ pub fn read_request(body: &[u8]) -> Result<RawRequest<'_>, String> {
     Ok(out)
 }
 
-fn read_series<'a>(ts: &'a [u8], samples: &mut Vec<(i64, f64)>) -> Result<RawSeries<'a>, String> {
+fn read_series<'a>(
+    ts: &'a [u8],
+    samples: &mut Vec<(i64, f64)>,
+    exemplars: &mut Vec<RawExemplar>,
+) -> Result<RawSeries<'a>, String> {
+    use prost::Message;
     let first = samples.len();
+    let first_exemplar = exemplars.len();
     let mut labels: Option<std::ops::Range<usize>> = None;
     let mut contiguous = true;
     let mut owned: Vec<u8> = Vec::new();
@@ -205,6 +224,14 @@ fn read_series<'a>(ts: &'a [u8], samples: &mut Vec<(i64, f64)>) -> Result<RawSer
                 }
                 samples.push((t, v));
             }
+            (3, 2) => {
+                let e = Exemplar::decode(payload).map_err(|e| format!("exemplar: {e}"))?;
+                exemplars.push(RawExemplar {
+                    labels: e.labels.into_iter().map(|l| (l.name, l.value)).collect(),
+                    t: e.timestamp,
+                    v: e.value,
+                });
+            }
             (4, 2) => histograms += 1,
             _ => {}
         }
@@ -218,6 +245,7 @@ fn read_series<'a>(ts: &'a [u8], samples: &mut Vec<(i64, f64)>) -> Result<RawSer
         hash: twox_hash::XxHash3_64::oneshot(&key),
         key,
         samples: first..samples.len(),
+        exemplars: first_exemplar..exemplars.len(),
         histograms,
     })
 }
@@ -257,10 +285,28 @@ pub fn encode_rows(rows: &loupe_storage::metrics::MetricRows) -> Vec<u8> {
             v.push(i);
         }
     }
+    let mut exemplars_of: Vec<Vec<Exemplar>> = vec![Vec::new(); rows.series.len()];
+    for e in &rows.exemplars {
+        if let Some(v) = exemplars_of.get_mut(e.series as usize) {
+            v.push(Exemplar {
+                labels: e
+                    .exemplar
+                    .labels
+                    .iter()
+                    .map(|(k, v)| Label {
+                        name: k.into(),
+                        value: v.into(),
+                    })
+                    .collect(),
+                value: e.exemplar.v,
+                timestamp: e.exemplar.t,
+            });
+        }
+    }
     let mut out = Vec::with_capacity(rows.points.len() * 24 + rows.series.len() * 64);
     let mut label_buf = Vec::new();
-    for (s, idx) in rows.series.iter().zip(&by_series) {
-        if idx.is_empty() {
+    for ((s, idx), exemplars) in rows.series.iter().zip(&by_series).zip(&exemplars_of) {
+        if idx.is_empty() && exemplars.is_empty() {
             continue;
         }
         label_buf.clear();
@@ -284,8 +330,18 @@ pub fn encode_rows(rows: &loupe_storage::metrics::MetricRows) -> Vec<u8> {
                 1 + varint_len(n as u64) + n
             })
             .sum();
+        let exemplar_bytes: usize = exemplars
+            .iter()
+            .map(|e| {
+                let n = e.encoded_len();
+                1 + varint_len(n as u64) + n
+            })
+            .sum();
         out.push(0x0a);
-        put_varint(&mut out, (label_buf.len() + samples) as u64);
+        put_varint(
+            &mut out,
+            (label_buf.len() + samples + exemplar_bytes) as u64,
+        );
         out.extend_from_slice(&label_buf);
         for &i in idx {
             let p = rows.points[i];
@@ -295,6 +351,11 @@ pub fn encode_rows(rows: &loupe_storage::metrics::MetricRows) -> Vec<u8> {
             out.extend_from_slice(&p.v.to_le_bytes());
             out.push(0x10);
             put_varint(&mut out, p.t as u64);
+        }
+        for e in exemplars {
+            out.push(0x1a);
+            put_varint(&mut out, e.encoded_len() as u64);
+            e.encode_raw(&mut out);
         }
     }
     for m in &rows.metadata {
@@ -347,14 +408,32 @@ mod tests {
                 help: "h".into(),
             }],
         );
+        let mut rows = rows;
+        rows.exemplars.push(loupe_storage::metrics::ExemplarPoint {
+            series: 1,
+            exemplar: loupe_storage::metrics::Exemplar {
+                labels: Arc::new(Labels::new(vec![("trace_id".into(), "ab".into())])),
+                t: 1_699_999_999_999,
+                v: 0.5,
+            },
+        });
         let bytes = encode_rows(&rows);
         let req = WriteRequest::decode(&bytes[..]).unwrap();
+        assert_eq!(req.timeseries[1].exemplars[0].labels[0].value, "ab");
         assert_eq!(req.timeseries.len(), 2);
         assert_eq!(req.timeseries[0].samples[1].timestamp, -5);
         assert_eq!(req.metadata[0].r#type, 1);
         let raw = read_request(&bytes).unwrap();
         assert_eq!(raw.series.len(), 2);
         assert_eq!(raw.samples[2], (1_700_000_000_000, 2.5));
+        assert_eq!(raw.series[1].exemplars, 0..1);
+        assert_eq!(raw.exemplars[0].t, 1_699_999_999_999);
+        assert_eq!(
+            crate::prom::decode_metric_payload(&bytes)
+                .unwrap()
+                .exemplars,
+            rows.exemplars
+        );
         assert_eq!(
             key_labels(&raw.series[1].key).unwrap(),
             vec![

@@ -300,14 +300,36 @@ async fn metadata(State(st): State<QueryState>, req: PromRequest) -> PromResult 
     Ok(success(Value::Object(out)))
 }
 
-/// Exemplars are not stored yet: every selector has none (Prometheus's answer for series
-/// without exemplars), after the query is checked.
-async fn query_exemplars(req: PromRequest) -> PromResult {
+/// The exemplars of the series the query's selectors select, per series, in Prometheus's
+/// shape (`seriesLabels`, `exemplars: [{labels, value, timestamp}]`); `start` and `end`
+/// default to all time.
+async fn query_exemplars(State(st): State<QueryState>, req: PromRequest) -> PromResult {
     let q = req
         .get("query")
         .ok_or_else(|| bad("invalid parameter \"query\": query is empty"))?;
-    crate::promql::service::parse(q)?;
-    Ok(success(json!([])))
+    let start = req.time("start", i64::MIN / 2)?;
+    let end = req.time("end", i64::MAX / 2)?;
+    if end < start {
+        return Err(bad(
+            "invalid parameter \"end\": end timestamp must not be before start time",
+        ));
+    }
+    let found = st.metrics.exemplars(&req.tenant, q, start, end).await?;
+    Ok(success(Value::Array(
+        found
+            .iter()
+            .map(|s| {
+                json!({
+                    "seriesLabels": labels_json(&s.labels),
+                    "exemplars": s.exemplars.iter().map(|e| json!({
+                        "labels": labels_json(&e.labels),
+                        "value": format_float(e.v),
+                        "timestamp": e.t as f64 / 1000.0,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect(),
+    )))
 }
 
 async fn buildinfo() -> Response {

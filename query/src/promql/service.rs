@@ -10,6 +10,7 @@ use loupe_storage::catalog::Catalog;
 use loupe_storage::fresh::Fresh;
 use loupe_storage::metrics::{
     LabelMatcher, Labels, METRIC_NAME, MetricMeta, MetricReader, MetricRows, Selector, Series,
+    SeriesExemplars,
 };
 use loupe_storage::{Signal, TenantId};
 use promql_parser::parser::Expr;
@@ -24,6 +25,8 @@ pub const MAX_POINTS: i64 = 11_000;
 /// Prometheus's default lookback and default subquery step.
 pub const LOOKBACK_MS: i64 = 5 * 60 * 1000;
 pub const SUBQUERY_STEP_MS: i64 = 60 * 1000;
+/// Exemplars one `query_exemplars` answer may hold.
+pub const MAX_EXEMPLARS: usize = 1_000_000;
 
 /// A series of a matrix result: labels and `(ms, value)` points.
 pub type PointSeries = (Arc<Labels>, Vec<(i64, f64)>);
@@ -202,6 +205,53 @@ impl MetricService {
                 end_ms,
             )
             .await?)
+    }
+
+    /// The exemplars in `[start_ms, end_ms]` of the series any selector of `query` selects
+    /// (Prometheus's `query_exemplars`: offsets and ranges play no part).
+    pub async fn exemplars(
+        &self,
+        tenant: &TenantId,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<SeriesExemplars>, EvalError> {
+        let expr = parse(query)?;
+        let times = QueryTimes {
+            start: start_ms,
+            end: end_ms,
+            step: 1,
+            lookback: 0,
+            default_subquery_step: SUBQUERY_STEP_MS,
+        };
+        let selectors: Vec<Selector> = plan(&expr, &times)?
+            .into_iter()
+            .map(|f| Selector {
+                matchers: f.matchers,
+                start_ms,
+                end_ms,
+            })
+            .collect();
+        if selectors.is_empty() {
+            return Ok(Vec::new());
+        }
+        let found = self
+            .reader
+            .exemplars(
+                &self.catalog,
+                tenant,
+                self.max_age,
+                self.fresh.chunks(tenant),
+                &selectors,
+            )
+            .await?;
+        let n: usize = found.iter().map(|s| s.exemplars.len()).sum();
+        if n > MAX_EXEMPLARS {
+            return Err(EvalError::Execution(format!(
+                "the query selects {n} exemplars, more than {MAX_EXEMPLARS}: narrow the selectors or the time range"
+            )));
+        }
+        Ok(found)
     }
 
     /// Reads what `expr` needs, then evaluates it at `times` on the CPU pool.

@@ -26,6 +26,9 @@
 //! 8.8, because it pays for the widest value of every 32). Every row group starts a series,
 //! so a run never crosses one.
 //!
+//! Schema version 2 adds `exemplar` (string, null in sample rows) and exemplar row groups
+//! after the samples ([`crate::metrics::exemplars`]).
+//!
 //! The footer's key-value metadata `loupe.metadata` holds the metric families' type, unit and
 //! help (JSON). Duplicate samples of a series (same timestamp) are kept once: the first
 //! written wins, as Prometheus keeps the first.
@@ -41,7 +44,7 @@ use arrow_array::{
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
@@ -50,10 +53,11 @@ use parquet::schema::types::ColumnPath;
 use crate::error::StorageError;
 use crate::lifecycle::EncodedFile;
 use crate::metrics::decimal::{MAX_DIGITS, POW10, common_step, decimal, digits, unzigzag, zigzag};
+use crate::metrics::exemplars::{self, EXEMPLAR_GROUPS_KEY, first_exemplar_group};
 use crate::metrics::index::SeriesIndex;
-use crate::metrics::model::{Labels, MetricMeta, Sample, Series};
+use crate::metrics::model::{Labels, MetricMeta, Sample, Series, SeriesExemplars};
 
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 pub const METRIC: &str = "metric";
 pub const LABELS: &str = "labels";
 pub const TIME: &str = "time";
@@ -62,6 +66,9 @@ pub const MANTISSA: &str = "mantissa";
 pub const BASE: &str = "base";
 pub const STEP: &str = "step";
 pub const EXPONENT: &str = "exponent";
+pub const EXEMPLAR: &str = "exemplar";
+/// The columns sample rows use (not `exemplar`).
+pub const SAMPLE_COLUMNS: [&str; 8] = [METRIC, LABELS, TIME, BASE, MANTISSA, EXPONENT, STEP, VALUE];
 /// Footer key of the metric families' metadata.
 pub const METADATA_KEY: &str = "loupe.metadata";
 
@@ -91,6 +98,7 @@ pub static METRIC_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new(EXPONENT, DataType::Int8, false),
         Field::new(STEP, DataType::Int64, false),
         Field::new(VALUE, DataType::Float64, true),
+        Field::new(EXEMPLAR, DataType::Utf8, true),
     ]))
 });
 
@@ -187,9 +195,11 @@ pub fn merge_metadata(parts: impl IntoIterator<Item = MetricMeta>) -> Vec<Metric
     by.into_values().collect()
 }
 
-/// Encodes merged series (see [`merge_series`]) into one file.
+/// Encodes merged series (see [`merge_series`]) and exemplars (see
+/// [`merge_exemplars`](crate::metrics::exemplars::merge_exemplars)) into one file.
 pub fn encode_series(
     series: &[Series],
+    exemplars: &[SeriesExemplars],
     metadata: &[MetricMeta],
     zstd_level: i32,
 ) -> Result<EncodedFile, StorageError> {
@@ -203,6 +213,7 @@ pub fn encode_series(
     let mut rows = 0u64;
     let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
     let mut jobs: Vec<String> = Vec::new();
+    let mut groups = 0usize;
     // Batches of whole series up to about a row group each.
     let mut start = 0;
     while start < series.len() {
@@ -216,6 +227,7 @@ pub fn encode_series(
         writer.write(&to_batch(part)?).map_err(err)?;
         // A row group per batch: runs (and series) never cross one.
         writer.flush().map_err(err)?;
+        groups += 1;
         for s in part {
             rows += s.samples.len() as u64;
             if let (Some(a), Some(b)) = (s.samples.first(), s.samples.last()) {
@@ -228,10 +240,36 @@ pub fn encode_series(
         }
         start = end;
     }
+    if exemplars.iter().any(|s| !s.exemplars.is_empty()) {
+        writer.append_key_value_metadata(KeyValue::new(
+            EXEMPLAR_GROUPS_KEY.to_string(),
+            groups.to_string(),
+        ));
+        let mut start = 0;
+        while start < exemplars.len() {
+            let mut end = start;
+            let mut n = 0;
+            while end < exemplars.len()
+                && (n == 0 || n + exemplars[end].exemplars.len() <= ROW_GROUP_ROWS)
+            {
+                n += exemplars[end].exemplars.len();
+                end += 1;
+            }
+            writer
+                .write(&exemplars::to_batch(&exemplars[start..end])?)
+                .map_err(err)?;
+            writer.flush().map_err(err)?;
+            for e in exemplars[start..end].iter().flat_map(|s| &s.exemplars) {
+                min_t = min_t.min(e.t);
+                max_t = max_t.max(e.t);
+            }
+            start = end;
+        }
+    }
     let bytes = writer.into_inner().map_err(err)?;
     jobs.sort_unstable();
     jobs.dedup();
-    if rows == 0 {
+    if min_t > max_t {
         (min_t, max_t) = (0, 0);
     }
     Ok(EncodedFile {
@@ -242,7 +280,12 @@ pub fn encode_series(
         services: jobs,
         trace_filter: None,
         index: None,
-        series: Some(SeriesIndex::build(series.iter().map(|s| &*s.labels))),
+        series: Some(SeriesIndex::build(
+            series
+                .iter()
+                .map(|s| &*s.labels)
+                .chain(exemplars.iter().map(|s| &*s.labels)),
+        )),
     })
 }
 
@@ -320,6 +363,7 @@ fn to_batch(series: &[Series]) -> Result<RecordBatch, StorageError> {
             Arc::new(Int8Array::from(exponents)),
             Arc::new(Int64Array::from(steps)),
             Arc::new(Float64Array::from(values)),
+            Arc::new(StringArray::new_null(n)),
         ],
     )
     .map_err(|e| StorageError::Internal(format!("metric batch: {e}")))
@@ -427,18 +471,36 @@ pub fn batch_series(
     Ok(())
 }
 
-/// Every series of a whole file (compaction).
-pub fn read_all(path: &str, bytes: Bytes) -> Result<(Vec<Series>, Vec<MetricMeta>), StorageError> {
+/// A whole file (compaction).
+pub struct FileContents {
+    pub series: Vec<Series>,
+    pub exemplars: Vec<SeriesExemplars>,
+    pub metadata: Vec<MetricMeta>,
+}
+
+/// Every series, exemplar and metadata entry of a whole file.
+pub fn read_all(path: &str, bytes: Bytes) -> Result<FileContents, StorageError> {
     let err = |e: parquet::errors::ParquetError| StorageError::parquet(path, e);
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(err)?;
-    let metadata = file_metadata(
-        path,
-        builder.metadata().file_metadata().key_value_metadata(),
-    )?;
-    let reader = builder.with_batch_size(64 * 1024).build().map_err(err)?;
+    let meta = ArrowReaderMetadata::load(&bytes, Default::default()).map_err(err)?;
+    let kv = meta.metadata().file_metadata().key_value_metadata();
+    let metadata = file_metadata(path, kv)?;
+    let groups = meta.metadata().num_row_groups();
+    let first_exemplars = first_exemplar_group(kv).unwrap_or(groups).min(groups);
+    let reader = |range: std::ops::Range<usize>| {
+        ParquetRecordBatchReaderBuilder::new_with_metadata(bytes.clone(), meta.clone())
+            .with_row_groups(range.collect())
+            .with_batch_size(64 * 1024)
+            .build()
+            .map_err(err)
+    };
+    let mut exemplars = Vec::new();
+    for b in reader(first_exemplars..groups)? {
+        let b = b.map_err(|e| StorageError::parquet(path, e))?;
+        exemplars::batch_exemplars(path, &b, i64::MIN, i64::MAX, &mut |_| true, &mut exemplars)?;
+    }
     let mut out = Vec::new();
     let mut run = Run::default();
-    for b in reader {
+    for b in reader(0..first_exemplars)? {
         let b = b.map_err(|e| StorageError::parquet(path, e))?;
         batch_series(
             path,
@@ -450,7 +512,11 @@ pub fn read_all(path: &str, bytes: Bytes) -> Result<(Vec<Series>, Vec<MetricMeta
             &mut out,
         )?;
     }
-    Ok((out, metadata))
+    Ok(FileContents {
+        series: out,
+        exemplars,
+        metadata,
+    })
 }
 
 /// The metric families' metadata in a file's footer.
@@ -474,122 +540,5 @@ pub fn file_metadata(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn series(name: &str, job: &str, samples: &[(i64, f64)]) -> Series {
-        Series {
-            labels: Arc::new(Labels::new(vec![
-                ("__name__".into(), name.into()),
-                ("job".into(), job.into()),
-            ])),
-            samples: samples.iter().map(|&(t, v)| Sample { t, v }).collect(),
-        }
-    }
-
-    #[test]
-    fn series_round_trip_sorted_and_deduplicated() {
-        let stale = f64::from_bits(crate::metrics::model::STALE_NAN_BITS);
-        let merged = merge_series(vec![
-            series("up", "b", &[(3, 1.0), (1, 1.0)]),
-            series("up", "a", &[(1, 0.0)]),
-            series("http_requests_total", "a", &[(2, 5.0), (4, stale)]),
-            series("up", "b", &[(3, 9.0), (2, f64::NAN)]),
-            series(
-                "mixed",
-                "a",
-                &[
-                    (1, 12.25),
-                    (2, -0.0),
-                    (3, 0.1 + 0.2),
-                    (4, 1e300),
-                    (5, -7.5),
-                    (6, f64::INFINITY),
-                ],
-            ),
-        ]);
-        let meta = vec![MetricMeta {
-            metric: "up".into(),
-            kind: "gauge".into(),
-            unit: String::new(),
-            help: "Is it up".into(),
-        }];
-        let f = encode_series(&merged, &meta, 3).unwrap();
-        assert_eq!(f.rows, 12);
-        assert_eq!(f.min_time_unix_nano, 1_000_000);
-        assert_eq!(f.max_time_unix_nano, 6_000_000);
-        assert_eq!(f.services, vec!["a", "b"]);
-        let (back, m) = read_all("t", Bytes::from(f.bytes)).unwrap();
-        assert_eq!(m, meta);
-        let names: Vec<String> = back.iter().map(|s| s.labels.to_string()).collect();
-        assert_eq!(
-            names,
-            vec![
-                "http_requests_total{job=\"a\"}",
-                "mixed{job=\"a\"}",
-                "up{job=\"a\"}",
-                "up{job=\"b\"}"
-            ]
-        );
-        // Every value back bit for bit, decimal or not.
-        let mixed: Vec<u64> = back[1].samples.iter().map(|x| x.v.to_bits()).collect();
-        let want: Vec<u64> = [12.25, -0.0, 0.1 + 0.2, 1e300, -7.5, f64::INFINITY]
-            .iter()
-            .map(|v: &f64| v.to_bits())
-            .collect();
-        assert_eq!(mixed, want);
-        let b = &back[3].samples;
-        assert_eq!(b.iter().map(|s| s.t).collect::<Vec<_>>(), vec![1, 2, 3]);
-        assert!(b[1].v.is_nan());
-        assert_eq!(b[2].v, 1.0, "the first sample of a timestamp wins");
-        assert_eq!(back[0].samples[1].v.to_bits(), stale.to_bits());
-    }
-
-    #[test]
-    fn random_values_round_trip_bit_for_bit() {
-        use rand::{Rng, SeedableRng};
-        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let samples: Vec<(i64, f64)> = (0..20_000)
-            .map(|i| {
-                let v = match i % 5 {
-                    0 => f64::from_bits(rng.random()),
-                    1 => (rng.random_range(-1e6..1e6f64) * 100.0).round() / 100.0,
-                    2 => rng.random_range(0..1_000_000_000i64) as f64,
-                    3 => rng.random_range(-1.0..1.0f64),
-                    _ => [0.0, -0.0, f64::NAN, f64::NEG_INFINITY, 1e-300, 5e15 + 1.0][i % 6],
-                };
-                (i as i64, v)
-            })
-            .collect();
-        let f = encode_series(&merge_series(vec![series("r", "a", &samples)]), &[], 3).unwrap();
-        let want: Vec<u64> = samples.iter().map(|x| x.1.to_bits()).collect();
-        let bytes = Bytes::from(f.bytes);
-        let (back, _) = read_all("t", bytes.clone()).unwrap();
-        let got: Vec<u64> = back[0].samples.iter().map(|x| x.v.to_bits()).collect();
-        assert_eq!(got, want);
-        // In small batches, runs continue from one batch to the next.
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .unwrap()
-            .with_batch_size(777)
-            .build()
-            .unwrap();
-        let (mut run, mut out) = (Run::default(), Vec::new());
-        for b in reader {
-            batch_series(
-                "t",
-                &mut run,
-                &b.unwrap(),
-                0,
-                i64::MAX,
-                &mut |_| true,
-                &mut out,
-            )
-            .unwrap();
-        }
-        let got: Vec<u64> = out
-            .iter()
-            .flat_map(|s| s.samples.iter().map(|x| x.v.to_bits()))
-            .collect();
-        assert_eq!(got, want);
-    }
-}
+#[path = "file_tests.rs"]
+mod tests;

@@ -11,6 +11,7 @@ use crate::catalog::{Catalog, FileEntry, FileFormat};
 use crate::error::StorageError;
 use crate::fresh::Chunk;
 use crate::lifecycle::{CompactionPolicy, EncodedFile, Format};
+use crate::metrics::exemplars::{merge_exemplars, rows_exemplars};
 use crate::metrics::file::{SCHEMA_VERSION, encode_series, merge_metadata, merge_series, read_all};
 use crate::metrics::model::{Labels, MetricRows, Sample, Series};
 use crate::metrics::select::MetricReader;
@@ -97,12 +98,13 @@ impl Format for MetricFormat {
     fn encode(&self, chunks: &[Arc<Chunk<Self::Rows>>]) -> Result<EncodedFile, StorageError> {
         let rows: Vec<&MetricRows> = chunks.iter().map(|c| c.rows()).collect();
         let series = merge_rows(&rows);
+        let exemplars = rows_exemplars(&rows);
         let meta = merge_metadata(
             chunks
                 .iter()
                 .flat_map(|c| c.rows().metadata.iter().cloned()),
         );
-        encode_series(&series, &meta, FLUSH_ZSTD_LEVEL)
+        encode_series(&series, &exemplars, &meta, FLUSH_ZSTD_LEVEL)
     }
 
     async fn merge(&self, files: &[Arc<FileEntry>]) -> Result<EncodedFile, StorageError> {
@@ -110,6 +112,7 @@ impl Format for MetricFormat {
         let mut files = files.to_vec();
         files.sort_by(|a, b| a.id.cmp(&b.id));
         let mut parts = Vec::new();
+        let mut exemplars = Vec::new();
         let mut metas = Vec::new();
         for f in &files {
             let path = Catalog::path_of(f);
@@ -124,13 +127,15 @@ impl Format for MetricFormat {
                 .await
                 .map_err(|e| StorageError::store("get", &path, e))?;
             let name = f.path.clone();
-            let (series, meta) = loupe_core::cpu::run(move || read_all(&name, bytes)).await??;
-            parts.extend(series);
-            metas.extend(meta);
+            let all = loupe_core::cpu::run(move || read_all(&name, bytes)).await??;
+            parts.extend(all.series);
+            exemplars.extend(all.exemplars);
+            metas.extend(all.metadata);
         }
         tokio::task::spawn_blocking(move || {
             encode_series(
                 &merge_series(parts),
+                &merge_exemplars(exemplars),
                 &merge_metadata(metas),
                 COMPACTION_ZSTD_LEVEL,
             )
@@ -147,6 +152,12 @@ impl Format for MetricFormat {
             max_rows: base.max_rows.saturating_mul(32),
             ..base.clone()
         }
+    }
+
+    /// Version 1 files (no exemplars) merge with version 2 ones: the columns they lack are
+    /// read as absent.
+    fn compactable(&self, f: &FileEntry) -> bool {
+        (1..=SCHEMA_VERSION).contains(&f.schema_version)
     }
 
     fn forget(&self, id: &str) {
@@ -172,7 +183,7 @@ mod tests {
                 ("job".into(), job.into()),
             ]))
         };
-        MetricRows::from_series(
+        let mut rows = MetricRows::from_series(
             vec![
                 Series {
                     labels: labels("up"),
@@ -194,7 +205,19 @@ mod tests {
                 },
             ],
             vec![],
-        )
+        );
+        rows.exemplars.push(crate::metrics::ExemplarPoint {
+            series: 1,
+            exemplar: crate::metrics::Exemplar {
+                labels: Arc::new(Labels::new(vec![(
+                    "trace_id".into(),
+                    format!("{job}-{from}"),
+                )])),
+                t: from + 5,
+                v: 1.0,
+            },
+        });
+        rows
     }
 
     #[tokio::test]
@@ -240,6 +263,27 @@ mod tests {
             .unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].samples.len(), 30);
+        let exemplars = |fresh| {
+            let (reader, catalog, tenant) = (&reader, &catalog, &tenant);
+            async move {
+                let found = reader
+                    .exemplars(catalog, tenant, Duration::ZERO, fresh, &[sel("api")])
+                    .await
+                    .unwrap();
+                assert_eq!(found.len(), 1);
+                found[0]
+                    .exemplars
+                    .iter()
+                    .map(|e| e.labels.get("trace_id").unwrap_or("").to_string())
+                    .collect::<Vec<_>>()
+            }
+        };
+        let want = vec![
+            format!("api-{T0}"),
+            format!("api-{}", T0 + 300_000),
+            format!("api-{}", T0 + 450_000),
+        ];
+        assert_eq!(exemplars(fresh.clone()).await, want);
         let lease = Held::exclusive(&tenant);
         let policy = CompactionPolicy {
             min_files: 2,
@@ -250,9 +294,16 @@ mod tests {
             .unwrap();
         assert_eq!(merges, 1);
         let after = reader
-            .select(&catalog, &tenant, Duration::ZERO, fresh, &sel("api"))
+            .select(
+                &catalog,
+                &tenant,
+                Duration::ZERO,
+                fresh.clone(),
+                &sel("api"),
+            )
             .await
             .unwrap();
         assert_eq!(after, got);
+        assert_eq!(exemplars(fresh).await, want, "exemplars survive compaction");
     }
 }

@@ -212,13 +212,37 @@ pub struct Point {
     pub v: f64,
 }
 
+/// An exemplar: one measurement behind a series' samples, with labels naming where it was
+/// taken (`trace_id`, `span_id`, ...), so a chart's point leads to the trace that made it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exemplar {
+    pub labels: Arc<Labels>,
+    pub t: i64,
+    pub v: f64,
+}
+
+/// One exemplar of a chunk: an index into the chunk's series and the exemplar.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExemplarPoint {
+    pub series: u32,
+    pub exemplar: Exemplar,
+}
+
+/// A series' exemplars, in time order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesExemplars {
+    pub labels: Arc<Labels>,
+    pub exemplars: Vec<Exemplar>,
+}
+
 /// The samples of one export, as the metrics lane buffers them: flat points referring to
 /// the export's series (labels shared with the collector's series cache, so a sample costs
-/// no allocation).
+/// no allocation), and the exemplars sent with them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MetricRows {
     pub series: Vec<Arc<Labels>>,
     pub points: Vec<Point>,
+    pub exemplars: Vec<ExemplarPoint>,
     pub metadata: Vec<MetricMeta>,
 }
 
@@ -262,8 +286,9 @@ impl MetricRows {
 }
 
 impl Rows for MetricRows {
+    /// Samples and exemplars: an export of exemplars only still makes a chunk.
     fn len(&self) -> usize {
-        self.points.len()
+        self.points.len() + self.exemplars.len()
     }
     fn trace_ids(&self) -> Vec<TraceId> {
         Vec::new()

@@ -2,7 +2,8 @@
 //! files and the collector's fresh chunks. The catalog prunes files by time and by their
 //! series index; a file's row groups by the `metric` column's statistics when the selector
 //! names its metric; then the series runs of the rows are matched once per series. Series
-//! found in several places are merged (one sample per timestamp).
+//! found in several places are merged (one sample per timestamp). Exemplars are selected
+//! the same way from the exemplar row groups.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,11 +15,12 @@ use parquet::file::statistics::Statistics;
 use crate::catalog::{Catalog, FileEntry};
 use crate::error::StorageError;
 use crate::fresh::Chunk;
+use crate::metrics::exemplars::{batch_exemplars, first_exemplar_group, merge_exemplars};
 use crate::metrics::file::{
-    METRIC, Run, batch_series, file_metadata, merge_metadata, merge_unordered,
+    METRIC, Run, SAMPLE_COLUMNS, batch_series, file_metadata, merge_metadata, merge_unordered,
 };
 use crate::metrics::index::{LabelMatcher, MatchOp, matches_all};
-use crate::metrics::model::{METRIC_NAME, MetricMeta, MetricRows, Sample, Series};
+use crate::metrics::model::{METRIC_NAME, MetricMeta, MetricRows, Sample, Series, SeriesExemplars};
 use crate::parquet_files::{ParquetFiles, column_index};
 use crate::store::{Signal, Storage};
 
@@ -92,7 +94,14 @@ impl MetricReader {
         }
         let batches = self
             .files
-            .read(entry, meta.clone(), vec![g], None, None, None)
+            .read(
+                entry,
+                meta.clone(),
+                vec![g],
+                None,
+                Some(&SAMPLE_COLUMNS),
+                None,
+            )
             .await?;
         let path = entry.path.clone();
         let series = loupe_core::cpu::run(move || {
@@ -154,11 +163,15 @@ impl MetricReader {
             .map(|m| m.value.as_str())
             .collect();
         let metric_col = column_index(&meta, METRIC);
+        let samples_end =
+            first_exemplar_group(meta.metadata().file_metadata().key_value_metadata())
+                .unwrap_or(usize::MAX);
         let groups: Vec<usize> = meta
             .metadata()
             .row_groups()
             .iter()
             .enumerate()
+            .take(samples_end)
             .filter(|(_, rg)| {
                 let Some(stats) = metric_col.and_then(|c| rg.column(c).statistics()) else {
                     return true;
@@ -214,6 +227,76 @@ impl MetricReader {
         let mut merged = merge_unordered(parts);
         merged.retain(|s| !s.samples.is_empty());
         Ok(merged)
+    }
+
+    /// The exemplars of series matching any of `selectors` (each with its time range), from
+    /// files and `fresh`, merged by series. Exemplar row groups are small and read only
+    /// here, so they are not cached.
+    pub async fn exemplars(
+        &self,
+        catalog: &Catalog,
+        tenant: &TenantId,
+        max_age: Duration,
+        fresh: Vec<Arc<Chunk<MetricRows>>>,
+        selectors: &[Selector],
+    ) -> Result<Vec<SeriesExemplars>, StorageError> {
+        let mut parts = Vec::new();
+        for sel in selectors {
+            for f in Self::candidates(catalog, tenant, max_age, sel).await? {
+                parts.extend(self.file_exemplars(&f, sel).await?);
+            }
+            for c in &fresh {
+                let rows = c.rows();
+                parts.extend(rows.exemplars.iter().filter_map(|e| {
+                    let labels = rows.series.get(e.series as usize)?;
+                    let x = &e.exemplar;
+                    (x.t >= sel.start_ms && x.t <= sel.end_ms && matches_all(&sel.matchers, labels))
+                        .then(|| SeriesExemplars {
+                            labels: labels.clone(),
+                            exemplars: vec![x.clone()],
+                        })
+                }));
+            }
+        }
+        let mut merged = merge_exemplars(parts);
+        merged.retain(|s| !s.exemplars.is_empty());
+        Ok(merged)
+    }
+
+    /// The exemplars of one file that `sel` selects.
+    async fn file_exemplars(
+        &self,
+        entry: &FileEntry,
+        sel: &Selector,
+    ) -> Result<Vec<SeriesExemplars>, StorageError> {
+        let meta = self.files.metadata(entry).await?;
+        let groups = meta.metadata().num_row_groups();
+        let Some(first) =
+            first_exemplar_group(meta.metadata().file_metadata().key_value_metadata())
+        else {
+            return Ok(Vec::new());
+        };
+        let batches = self
+            .files
+            .read(entry, meta, (first..groups).collect(), None, None, None)
+            .await?;
+        let path = entry.path.clone();
+        let sel = sel.clone();
+        loupe_core::cpu::run(move || {
+            let mut out = Vec::new();
+            for b in &batches {
+                batch_exemplars(
+                    &path,
+                    b,
+                    sel.start_ms,
+                    sel.end_ms,
+                    &mut |l| matches_all(&sel.matchers, l),
+                    &mut out,
+                )?;
+            }
+            Ok::<_, StorageError>(out)
+        })
+        .await?
     }
 
     /// The metadata of the metric families in files overlapping the time range and in fresh

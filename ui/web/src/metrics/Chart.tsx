@@ -1,9 +1,48 @@
 // A uPlot line chart of range-query results (several queries on one chart) with a legend
 // that filters: clicking a series hides or shows it, shift-click shows only that one.
+// Exemplars are diamonds at their time and value, as Grafana draws them; one with a trace id
+// links to that trace.
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import uPlot from 'uplot';
 import { serviceColor } from '../format';
-import type { PromSeries } from './prom';
+import { href } from '../url';
+import type { PromExemplar, PromSeries } from './prom';
+
+/** Exemplar marks drawn at most (the newest are kept). */
+const MAX_MARKS = 500;
+
+/** Draws exemplars as links laid over the plot area, placed again on every redraw. */
+function exemplarPlugin(exemplars: PromExemplar[]): uPlot.Plugin {
+  let layer: HTMLDivElement | null = null;
+  return {
+    hooks: {
+      init: (u) => {
+        layer = document.createElement('div');
+        layer.className = 'exemplar-layer';
+        u.over.appendChild(layer);
+      },
+      draw: (u) => {
+        if (!layer) return;
+        layer.replaceChildren();
+        const [lo, hi] = [u.scales.y.min ?? -Infinity, u.scales.y.max ?? Infinity];
+        for (const e of exemplars.slice(-MAX_MARKS)) {
+          const x = u.valToPos(e.t / 1000, 'x');
+          if (!Number.isFinite(e.value) || e.value < lo || e.value > hi || x < 0 || x > u.over.clientWidth) continue;
+          const trace = e.labels.trace_id ?? e.labels.traceID ?? e.labels.traceId;
+          const mark = document.createElement(trace ? 'a' : 'span');
+          mark.className = 'exemplar';
+          mark.dataset.testid = 'exemplar';
+          mark.style.left = `${x}px`;
+          mark.style.top = `${u.valToPos(e.value, 'y')}px`;
+          const labels = Object.entries(e.labels).map(([k, v]) => `${k}=${v}`);
+          mark.title = `${seriesLabel(e.series)}\nvalue ${e.value} at ${new Date(e.t).toISOString()}\n${labels.join('\n')}`;
+          if (trace && mark instanceof HTMLAnchorElement) mark.href = href(`/traces/${encodeURIComponent(trace)}`);
+          layer.appendChild(mark);
+        }
+      },
+    },
+  };
+}
 
 const HEIGHT = 300;
 
@@ -22,7 +61,7 @@ export function seriesLabel(m: Record<string, string>): string {
   return rest.length ? `${name}{${rest.join(', ')}}` : name || '{}';
 }
 
-export function Chart(props: { data: ChartSeries[]; startMs: number; endMs: number; step: number }) {
+export function Chart(props: { data: ChartSeries[]; exemplars?: PromExemplar[]; startMs: number; endMs: number; step: number }) {
   const box = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
   const [hidden, setHidden] = useState<Set<number>>(new Set());
@@ -51,6 +90,7 @@ export function Chart(props: { data: ChartSeries[]; startMs: number; endMs: numb
       legend: { show: false },
       cursor: { points: { size: 6 } },
       scales: { x: { time: true } },
+      plugins: props.exemplars?.length ? [exemplarPlugin(props.exemplars)] : [],
       axes: [
         { stroke: '#475569', grid: { stroke: '#f1f5f9', width: 1 }, ticks: { stroke: '#cbd5e1', width: 1 } },
         { stroke: '#475569', grid: { stroke: '#e2e8f0', width: 1 }, ticks: { show: false }, size: 60 },
@@ -82,7 +122,7 @@ export function Chart(props: { data: ChartSeries[]; startMs: number; endMs: numb
     };
     // The hidden set is applied below without rebuilding the chart.
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [props.data, props.startMs, props.endMs, props.step, labels]);
+  }, [props.data, props.exemplars, props.startMs, props.endMs, props.step, labels]);
 
   useEffect(() => {
     const u = plot.current;

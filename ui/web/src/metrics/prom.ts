@@ -36,6 +36,28 @@ export async function queryRange(
   return d.result ?? [];
 }
 
+/** An exemplar: one measurement behind a series, usually naming the trace that made it. */
+export interface PromExemplar {
+  series: Record<string, string>;
+  labels: Record<string, string>;
+  /** Milliseconds since the epoch. */
+  t: number;
+  value: number;
+}
+
+/** The exemplars of the series a query's selectors select, in the range. */
+export async function queryExemplars(query: string, startMs: number, endMs: number, signal?: AbortSignal): Promise<PromExemplar[]> {
+  const p = new URLSearchParams({ query, start: String(startMs / 1000), end: String(endMs / 1000) });
+  const d = await promGet<{ seriesLabels: Record<string, string>; exemplars: { labels: Record<string, string>; value: string; timestamp: number }[] }[]>(
+    'query_exemplars',
+    p,
+    signal,
+  );
+  return (d ?? []).flatMap((s) =>
+    s.exemplars.map((e) => ({ series: s.seriesLabels, labels: e.labels, t: Math.round(e.timestamp * 1000), value: Number(e.value) })),
+  );
+}
+
 /** Every metric name in the range, with its type, unit and help where known. */
 export async function listMetrics(startMs: number, endMs: number, signal?: AbortSignal): Promise<MetricInfo[]> {
   const range = new URLSearchParams({ start: String(startMs / 1000), end: String(endMs / 1000) });

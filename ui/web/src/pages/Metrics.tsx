@@ -13,6 +13,7 @@ import {
   labelNames,
   labelValues,
   listMetrics,
+  queryExemplars,
   queryRange,
   type Builder,
   type MetricInfo,
@@ -248,6 +249,15 @@ export function MetricsPage(props: { route: Route }) {
     [queries.join('\n'), range.startMs, range.endMs, step],
     queries.length > 0,
   );
+  // Exemplars are extra: a failure leaves the chart as it is.
+  const exemplars = useApi(
+    async (s) => {
+      const all = await Promise.all(queries.map((q) => queryExemplars(q, range.startMs, range.endMs, s).catch(() => [])));
+      return all.flat().sort((a, b) => a.t - b.t);
+    },
+    [queries.join('\n'), range.startMs, range.endMs],
+    queries.length > 0,
+  );
   return (
     <div class="page metrics-page">
       <div class="page-head">
@@ -268,7 +278,13 @@ export function MetricsPage(props: { route: Route }) {
       {queries.length === 0 && <Empty>Pick a metric above and add it to the chart, or write PromQL.</Empty>}
       {queries.length > 0 && results.data && results.data.length === 0 && <Empty>No series in this time range.</Empty>}
       {results.data && results.data.length > 0 && (
-        <Chart data={results.data} startMs={range.startMs} endMs={range.endMs} step={step} />
+        <Chart data={results.data} exemplars={exemplars.data} startMs={range.startMs} endMs={range.endMs} step={step} />
+      )}
+      {exemplars.data && exemplars.data.length > 0 && (
+        <p class="hint" data-testid="exemplar-count">
+          ◆ {exemplars.data.length} exemplar{exemplars.data.length === 1 ? '' : 's'}: measurements with the trace that made them; click one to open its
+          trace.
+        </p>
       )}
       {queries.length === 0 && (
         <p class="hint">

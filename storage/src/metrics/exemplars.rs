@@ -1,0 +1,223 @@
+//! Exemplars in metric files: after a file's sample row groups come row groups of exemplars,
+//! in the same schema (so they follow the file through flush, compaction and retention with
+//! nothing else to track). An exemplar row has its series' `metric` and `labels`, its own
+//! `time`, its value in `value` (no mantissa), and its labels (`trace_id`, `span_id`, ...)
+//! as a JSON object in `exemplar`, which is null in sample rows. The footer key
+//! `loupe.exemplar_row_groups` gives the index of the first exemplar row group; files
+//! without it (schema version 1, or no exemplars) have none. Sample readers stop before that
+//! row group, so exemplars cost a sample query nothing.
+//!
+//! Prometheus keeps exemplars in a ring buffer of 100k and drops out-of-order ones; here they
+//! are kept as long as the samples, in time order per series, each distinct one once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arrow_array::types::Int32Type;
+use arrow_array::{
+    Array, DictionaryArray, Float64Array, Int8Array, Int32Array, Int64Array, RecordBatch,
+    StringArray, TimestampMillisecondArray,
+};
+use parquet::file::metadata::KeyValue;
+
+use crate::error::StorageError;
+use crate::metrics::file::{EXEMPLAR, LABELS, METRIC, METRIC_SCHEMA, TIME, VALUE};
+use crate::metrics::model::{Exemplar, Labels, MetricRows, SeriesExemplars};
+
+/// Footer key: the index of the first exemplar row group.
+pub const EXEMPLAR_GROUPS_KEY: &str = "loupe.exemplar_row_groups";
+
+/// The index of a file's first exemplar row group, if it has any.
+pub fn first_exemplar_group(kv: Option<&Vec<KeyValue>>) -> Option<usize> {
+    kv.into_iter()
+        .flatten()
+        .find(|k| k.key == EXEMPLAR_GROUPS_KEY)
+        .and_then(|k| k.value.as_deref())
+        .and_then(|v| v.parse().ok())
+}
+
+fn key(e: &Exemplar) -> (i64, u64) {
+    (e.t, e.v.to_bits())
+}
+
+/// Exemplars merged by series (sorted by labels), each series' in time order, each distinct
+/// exemplar (time, value, labels) once.
+pub fn merge_exemplars(parts: impl IntoIterator<Item = SeriesExemplars>) -> Vec<SeriesExemplars> {
+    let mut by: BTreeMap<Arc<Labels>, Vec<Exemplar>> = BTreeMap::new();
+    for s in parts {
+        by.entry(s.labels).or_default().extend(s.exemplars);
+    }
+    by.into_iter()
+        .map(|(labels, mut exemplars)| {
+            exemplars.sort_by(|a, b| key(a).cmp(&key(b)).then_with(|| a.labels.cmp(&b.labels)));
+            exemplars.dedup_by(|a, b| key(a) == key(b) && a.labels == b.labels);
+            SeriesExemplars { labels, exemplars }
+        })
+        .collect()
+}
+
+/// The exemplars of buffered chunks, by series.
+pub fn rows_exemplars(chunks: &[&MetricRows]) -> Vec<SeriesExemplars> {
+    let parts = chunks.iter().flat_map(|c| {
+        c.exemplars.iter().filter_map(|e| {
+            c.series
+                .get(e.series as usize)
+                .map(|labels| SeriesExemplars {
+                    labels: labels.clone(),
+                    exemplars: vec![e.exemplar.clone()],
+                })
+        })
+    });
+    merge_exemplars(parts)
+}
+
+/// Exemplar rows in the metric schema.
+pub fn to_batch(series: &[SeriesExemplars]) -> Result<RecordBatch, StorageError> {
+    let n: usize = series.iter().map(|s| s.exemplars.len()).sum();
+    let mut metric_values: Vec<&str> = Vec::new();
+    let mut metric_keys = Vec::with_capacity(n);
+    let mut label_values: Vec<String> = Vec::with_capacity(series.len());
+    let mut label_keys = Vec::with_capacity(n);
+    let mut times = Vec::with_capacity(n);
+    let mut values = Vec::with_capacity(n);
+    let mut labels = Vec::with_capacity(n);
+    for s in series {
+        let name = s.labels.name();
+        if metric_values.last() != Some(&name) {
+            metric_values.push(name);
+        }
+        label_values.push(s.labels.key_without_name());
+        for e in &s.exemplars {
+            metric_keys.push((metric_values.len() - 1) as i32);
+            label_keys.push((label_values.len() - 1) as i32);
+            times.push(e.t);
+            values.push(e.v);
+            labels.push(e.labels.key_without_name());
+        }
+    }
+    let internal = |e: arrow_schema::ArrowError| StorageError::Internal(format!("exemplars: {e}"));
+    let dict = |keys: Vec<i32>, values: StringArray| {
+        DictionaryArray::<Int32Type>::try_new(Int32Array::from(keys), Arc::new(values))
+            .map_err(internal)
+    };
+    RecordBatch::try_new(
+        METRIC_SCHEMA.clone(),
+        vec![
+            Arc::new(dict(metric_keys, StringArray::from(metric_values))?),
+            Arc::new(dict(label_keys, StringArray::from(label_values))?),
+            Arc::new(TimestampMillisecondArray::from(times).with_timezone("UTC")),
+            Arc::new(Int64Array::new_null(n)),
+            Arc::new(Int64Array::new_null(n)),
+            Arc::new(Int8Array::from(vec![0i8; n])),
+            Arc::new(Int64Array::from(vec![1i64; n])),
+            Arc::new(Float64Array::from(values)),
+            Arc::new(StringArray::from(labels)),
+        ],
+    )
+    .map_err(internal)
+}
+
+/// The exemplars of one batch of exemplar rows with times in `[start_ms, end_ms]`, of the
+/// series `keep` wants (asked once per distinct series).
+pub fn batch_exemplars(
+    path: &str,
+    batch: &RecordBatch,
+    start_ms: i64,
+    end_ms: i64,
+    keep: &mut dyn FnMut(&Labels) -> bool,
+    out: &mut Vec<SeriesExemplars>,
+) -> Result<(), StorageError> {
+    let bad = |what: &str| StorageError::parquet(path, format!("metric file: bad {what} column"));
+    let dict = |name: &str| {
+        batch
+            .column_by_name(name)
+            .and_then(|c| c.as_any().downcast_ref::<DictionaryArray<Int32Type>>())
+            .and_then(|d| {
+                let v = d.values().as_any().downcast_ref::<StringArray>()?;
+                Some((d.keys(), v))
+            })
+    };
+    let (mk, mv) = dict(METRIC).ok_or_else(|| bad(METRIC))?;
+    let (lk, lv) = dict(LABELS).ok_or_else(|| bad(LABELS))?;
+    let times = batch
+        .column_by_name(TIME)
+        .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>())
+        .ok_or_else(|| bad(TIME))?;
+    let values = batch
+        .column_by_name(VALUE)
+        .and_then(|c| c.as_any().downcast_ref::<Float64Array>())
+        .ok_or_else(|| bad(VALUE))?;
+    let labels = batch
+        .column_by_name(EXEMPLAR)
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+        .ok_or_else(|| bad(EXEMPLAR))?;
+    let mut wanted: HashMap<(i32, i32), Option<usize>> = HashMap::new();
+    for i in 0..batch.num_rows() {
+        let t = times.value(i);
+        if t < start_ms || t > end_ms || labels.is_null(i) || values.is_null(i) {
+            continue;
+        }
+        let (m, l) = (mk.value(i), lk.value(i));
+        let slot = match wanted.get(&(m, l)) {
+            Some(s) => *s,
+            None => {
+                let series = Labels::from_key(mv.value(m as usize), lv.value(l as usize))
+                    .map_err(|e| StorageError::parquet(path, e))?;
+                let s = keep(&series).then(|| {
+                    out.push(SeriesExemplars {
+                        labels: Arc::new(series),
+                        exemplars: Vec::new(),
+                    });
+                    out.len() - 1
+                });
+                wanted.insert((m, l), s);
+                s
+            }
+        };
+        if let Some(s) = slot {
+            let e = Labels::from_key("", labels.value(i))
+                .map_err(|e| StorageError::parquet(path, e))?;
+            out[s].exemplars.push(Exemplar {
+                labels: Arc::new(e),
+                t,
+                v: values.value(i),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ex(trace: &str, t: i64, v: f64) -> Exemplar {
+        Exemplar {
+            labels: Arc::new(Labels::new(vec![("trace_id".into(), trace.into())])),
+            t,
+            v,
+        }
+    }
+
+    #[test]
+    fn merge_sorts_and_keeps_each_distinct_exemplar_once() {
+        let series = Arc::new(Labels::new(vec![("__name__".into(), "x_bucket".into())]));
+        let merged = merge_exemplars(vec![
+            SeriesExemplars {
+                labels: series.clone(),
+                exemplars: vec![ex("b", 5, 1.0), ex("a", 1, 2.0)],
+            },
+            SeriesExemplars {
+                labels: series.clone(),
+                exemplars: vec![ex("a", 1, 2.0), ex("c", 5, 1.0)],
+            },
+        ]);
+        assert_eq!(merged.len(), 1);
+        let got: Vec<(i64, &str)> = merged[0]
+            .exemplars
+            .iter()
+            .map(|e| (e.t, e.labels.get("trace_id").unwrap_or("")))
+            .collect();
+        assert_eq!(got, vec![(1, "a"), (5, "b"), (5, "c")]);
+    }
+}
