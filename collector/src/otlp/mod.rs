@@ -5,6 +5,7 @@
 
 pub mod convert;
 pub mod decode;
+pub mod fields;
 pub mod logs;
 pub mod wire;
 #[cfg(test)]

@@ -41,7 +41,7 @@ pub struct Known {
 type Fast = foldhash::fast::RandomState;
 
 pub struct SeriesCache {
-    tenants: Mutex<HashMap<TenantId, HashMap<u64, Entry, Fast>>>,
+    tenants: Mutex<HashMap<TenantId, HashMap<u64, Entry, Fast>, Fast>>,
     max_series: usize,
     started: Instant,
 }
@@ -49,7 +49,7 @@ pub struct SeriesCache {
 impl SeriesCache {
     pub fn new(max_series: usize) -> Self {
         SeriesCache {
-            tenants: Mutex::new(HashMap::new()),
+            tenants: Mutex::new(HashMap::default()),
             max_series,
             started: Instant::now(),
         }
@@ -59,7 +59,8 @@ impl SeriesCache {
         self.max_series
     }
 
-    fn minute(&self) -> u32 {
+    /// The cache's clock, in minutes (for [`SeriesCache::get`]).
+    pub fn minute(&self) -> u32 {
         (self.started.elapsed().as_secs() / 60) as u32
     }
 
@@ -85,11 +86,19 @@ impl SeriesCache {
         .collect()
     }
 
-    /// The known labels of one key (see [`SeriesCache::lookup`]).
-    pub fn get(&self, tenant: &TenantId, hash: u64, key: &[u8]) -> Option<Known> {
-        self.lookup(tenant, std::iter::once((hash, key)))
-            .pop()
-            .flatten()
+    /// The known labels of one key (see [`SeriesCache::lookup`]), seen at minute `now`
+    /// ([`SeriesCache::minute`], read once per request).
+    pub fn get(&self, tenant: &TenantId, hash: u64, key: &[u8], now: u32) -> Option<Known> {
+        let mut tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
+        let e = tenants
+            .get_mut(tenant)?
+            .get_mut(&hash)
+            .filter(|e| *e.key == *key)?;
+        e.seen_minute = now;
+        Some(Known {
+            labels: e.labels.clone(),
+            last: e.last,
+        })
     }
 
     /// Adds new series; each `Err` is refused by the limit (its message says so).
@@ -181,19 +190,19 @@ mod tests {
             ],
         );
         assert!(got.iter().all(Result::is_ok));
-        let again = c.get(&t, 1, b"a").unwrap();
+        let again = c.get(&t, 1, b"a", 0).unwrap();
         assert!(
             Arc::ptr_eq(&again.labels, got[0].as_ref().unwrap()),
             "one Arc per series"
         );
         assert!(again.last.is_none());
         assert!(
-            c.get(&t, 1, b"z").is_none(),
+            c.get(&t, 1, b"z", 0).is_none(),
             "a hash with another key is a miss"
         );
         c.advance(&t, &[(1, 100, 7), (1, 50, 9)]);
         assert_eq!(
-            c.get(&t, 1, b"a").unwrap().last,
+            c.get(&t, 1, b"a", 0).unwrap().last,
             Some((100, 7)),
             "only newer samples move it"
         );

@@ -5,13 +5,16 @@
 //! (`crate::ingest`): an export is answered after its WAL record is fsynced.
 //!
 //! - [`wire`]: the remote-write messages; [`names`]: OpenTelemetry → Prometheus names;
-//!   [`otlp`]: OTLP → series (delta → cumulative); [`validate`]: names, labels, times;
+//!   [`otlp`]: OTLP → series (delta → cumulative), read in place by [`otlp_wire`], per
+//!   metric kind in [`otlp_points`]; [`validate`]: names, labels, times;
 //!   [`cache`]: each tenant's active series (known ones cost a lookup; the series limit).
 
 pub mod cache;
 pub mod deltas;
 pub mod names;
 pub mod otlp;
+pub mod otlp_points;
+pub mod otlp_wire;
 pub mod remote_write;
 pub mod validate;
 pub mod wire;
@@ -33,6 +36,8 @@ use crate::otlp::{Encoding, TimeWindow, Validated};
 use crate::prom::cache::SeriesCache;
 use crate::prom::otlp::{Applied, Deltas};
 use crate::prom::validate::Problems;
+
+type Fast = foldhash::fast::RandomState;
 
 /// A decoded metrics export, with what must follow its fate: the deltas its conversion
 /// added to running totals (taken back if it fails) and each series' newest sample (recorded
@@ -109,25 +114,41 @@ pub fn decode_otlp(
             "request body is empty: expected an OTLP ExportMetricsServiceRequest".into(),
         ));
     }
-    let req: ExportMetricsServiceRequest = match enc {
-        Encoding::Protobuf => ExportMetricsServiceRequest::decode(plain).map_err(|e| {
-            IngestError::BadRequest(format!(
-                "invalid OTLP protobuf ExportMetricsServiceRequest: {e}"
-            ))
-        })?,
-        Encoding::Json => serde_json::from_slice(&plain).map_err(|e| {
-            IngestError::BadRequest(format!(
-                "invalid OTLP/JSON ExportMetricsServiceRequest: {e}"
-            ))
-        })?,
-    };
-    let cx = otlp::Context {
+    let cx = || otlp::Context {
         tenant: &p.tenant,
         deltas: &p.deltas,
         cache: &p.cache,
         window: p.window,
     };
-    let (rows, problems, applied, newest) = otlp::convert(req, cx);
+    // Protobuf is read in place; JSON, and protobuf the in-place reader does not read as
+    // prost does, go through prost and its canonical encoding.
+    let direct = match enc {
+        Encoding::Protobuf => otlp::convert(&plain, cx()).ok(),
+        Encoding::Json => None,
+    };
+    let converted = match direct {
+        Some(c) => c,
+        None => {
+            let req: ExportMetricsServiceRequest = match enc {
+                Encoding::Protobuf => ExportMetricsServiceRequest::decode(plain).map_err(|e| {
+                    IngestError::BadRequest(format!(
+                        "invalid OTLP protobuf ExportMetricsServiceRequest: {e}"
+                    ))
+                })?,
+                Encoding::Json => serde_json::from_slice(&plain).map_err(|e| {
+                    IngestError::BadRequest(format!(
+                        "invalid OTLP/JSON ExportMetricsServiceRequest: {e}"
+                    ))
+                })?,
+            };
+            otlp::convert(&req.encode_to_vec(), cx()).map_err(|_| {
+                IngestError::BadRequest(
+                    "invalid OTLP ExportMetricsServiceRequest: a message could not be read".into(),
+                )
+            })?
+        }
+    };
+    let (rows, problems, applied, newest) = converted;
     Ok(DecodedMetrics {
         decoded: finish(rows, problems, None),
         applied,
@@ -172,7 +193,7 @@ pub fn decode_remote_write(
     // New series: checked once per request, then offered to the cache.
     let mut fresh: Vec<(u64, Box<[u8]>, Arc<Labels>)> = Vec::new();
     let mut fresh_of: Vec<Option<usize>> = vec![None; req.series.len()];
-    let mut seen: HashMap<(u64, &[u8]), usize> = HashMap::new();
+    let mut seen: HashMap<(u64, &[u8]), usize, Fast> = HashMap::default();
     for (i, s) in req.series.iter().enumerate() {
         if known[i].is_some() {
             continue;
@@ -212,10 +233,10 @@ pub fn decode_remote_write(
         metadata: validate::metadata(&req.metadata),
         ..MetricRows::default()
     };
-    let mut index: HashMap<*const Labels, u32> = HashMap::new();
+    let mut index: HashMap<*const Labels, u32, Fast> = HashMap::default();
     let mut limited = vec![false; inserted.len()];
     // Each series' newest sample: acknowledged before (from the cache), then this request's.
-    let mut newest: HashMap<u64, (i64, u64)> = HashMap::new();
+    let mut newest: HashMap<u64, (i64, u64), Fast> = HashMap::default();
     for (i, s) in req.series.iter().enumerate() {
         let (labels, last) = match (&known[i], fresh_of[i]) {
             (Some(k), _) => (k.labels.clone(), k.last),
@@ -278,7 +299,7 @@ pub fn decode_metric_payload(payload: &[u8]) -> Result<MetricRows, String> {
         metadata: validate::metadata(&req.metadata),
         ..MetricRows::default()
     };
-    let mut index: HashMap<&[u8], u32> = HashMap::new();
+    let mut index: HashMap<&[u8], u32, Fast> = HashMap::default();
     for s in &req.series {
         let id = match index.get(&*s.key) {
             Some(&id) => id,

@@ -1,6 +1,6 @@
 //! OTLP metrics → Prometheus series (the OpenTelemetry specification's Prometheus
-//! compatibility rules), into a remote-write [`WriteRequest`] so both protocols share one
-//! write-ahead-log payload and one validation:
+//! compatibility rules), into a remote-write [`WriteRequest`](crate::prom::wire::WriteRequest)
+//! so both protocols share one write-ahead-log payload and one validation:
 //!
 //! - gauge → the name (with its unit); sum → `_total` when monotonic, else a gauge;
 //!   histogram → `_bucket{le}` (cumulative, `+Inf` = count), `_sum`, `_count`; exponential
@@ -16,29 +16,34 @@
 //!   counter reset (`rate` handles it). An export that fails after conversion takes its
 //!   deltas back ([`Deltas::undo`]), so a retry does not count them twice.
 //! - A point flagged "no recorded value" becomes a Prometheus stale marker.
+//! - Exemplars go with their point's series; a histogram's to the bucket their value falls
+//!   in, as Prometheus places them.
+//!
+//! The request is read in place ([`super::otlp_wire`]): a point's series is found in the
+//! tenant's series cache by its resource, scope, name and raw attribute bytes, so a known
+//! series costs a hash lookup and no allocation; only a new one has its attributes decoded,
+//! named and checked. The per-metric rules are in [`super::otlp_points`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use loupe_core::TenantId;
-use loupe_storage::metrics::model::{Point, STALE_NAN_BITS};
+use loupe_storage::metrics::model::Point;
 use loupe_storage::metrics::{Labels, MetricMeta, MetricRows};
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
-use opentelemetry_proto::tonic::metrics::v1::{
-    AggregationTemporality, Exemplar as OtlpExemplar, Metric, exemplar,
-    exponential_histogram_data_point::Buckets, metric::Data, number_data_point,
-};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1::{Exemplar as OtlpExemplar, exemplar};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message;
 
 use crate::otlp::TimeWindow;
 use crate::prom::cache::SeriesCache;
 pub use crate::prom::deltas::{Applied, Deltas};
-use crate::prom::names::{Kind, float_label, label_name, metric_name};
+use crate::prom::names::label_name;
+use crate::prom::otlp_points::Families;
+use crate::prom::otlp_wire::{Malformed, RawAttrs, Read, each, msg};
 use crate::prom::validate::Problems;
 
-const NO_RECORDED_VALUE: u32 = 1;
-
-fn value_text(v: &AnyValue) -> String {
+pub(crate) fn value_text(v: &AnyValue) -> String {
     match &v.value {
         Some(any_value::Value::BytesValue(b)) => hex::encode(b),
         _ => crate::otlp::convert::any_value(v.clone()).to_filter_string(),
@@ -56,7 +61,7 @@ fn attr(attrs: &[KeyValue], key: &str) -> Option<String> {
 
 /// Labels from attributes (sanitized names; of names that collide, values joined by `;` in
 /// key order, as the specification says).
-fn attr_labels(attrs: &[KeyValue], out: &mut Vec<(String, String)>) {
+pub(crate) fn attr_labels(attrs: &[KeyValue], out: &mut Vec<(String, String)>) {
     let mut sorted: Vec<&KeyValue> = attrs.iter().collect();
     sorted.sort_by(|a, b| a.key.cmp(&b.key));
     let mut mine: Vec<(String, String)> = Vec::new();
@@ -74,36 +79,41 @@ fn attr_labels(attrs: &[KeyValue], out: &mut Vec<(String, String)>) {
     out.extend(mine);
 }
 
-struct Out<'a> {
+/// A point's series: its labels, cache hash and newest acknowledged sample.
+pub(crate) type Resolved = (Arc<Labels>, u64, Option<(i64, u64)>);
+
+/// The conversion's state: the rows so far, what was left out and why, the deltas added.
+pub(crate) struct Out<'a> {
     tenant: &'a TenantId,
     deltas: &'a Deltas,
     cache: &'a SeriesCache,
     window: TimeWindow,
-    applied: Applied,
+    minute: u32,
+    pub(crate) applied: Applied,
     /// Row series by label pointer.
-    index: HashMap<*const Labels, u32>,
+    index: HashMap<*const Labels, u32, foldhash::fast::RandomState>,
     /// Per row series: its cache hash and newest sample (acknowledged before, then this
     /// export's).
     newest: Vec<(u64, Option<(i64, u64)>)>,
-    rows: MetricRows,
-    problems: Problems,
+    pub(crate) rows: MetricRows,
+    pub(crate) problems: Problems,
     key: Vec<u8>,
 }
 
 impl Out<'_> {
     /// The labels of a point: from the series cache when this combination of scope, name,
-    /// extra labels and attributes was seen before, else built, checked against the limit
-    /// and remembered. `None` when the tenant's series limit refuses it.
-    fn series(
+    /// extra labels and attribute bytes was seen before, else built, checked against the
+    /// limit and remembered. `Ok(None)` when the tenant's series limit refuses it.
+    pub(crate) fn series(
         &mut self,
         scope_key: &[u8],
         scoped: &[(String, String)],
         name: &str,
-        extra: &[(&str, String)],
-        attrs: &[KeyValue],
-    ) -> Option<Resolved> {
+        extra: &[(&str, &str)],
+        attrs: &RawAttrs<'_>,
+    ) -> Read<Option<Resolved>> {
         self.key.clear();
-        self.key.push(1);
+        self.key.push(2);
         self.key.extend_from_slice(scope_key);
         self.key.extend_from_slice(name.as_bytes());
         for (k, v) in extra {
@@ -112,59 +122,52 @@ impl Out<'_> {
             self.key.push(0xfd);
             self.key.extend_from_slice(v.as_bytes());
         }
-        for kv in attrs {
-            self.key.push(0xfc);
-            self.key.extend_from_slice(kv.key.as_bytes());
-            self.key.push(0xfd);
-            match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-                Some(any_value::Value::StringValue(s)) => self.key.extend_from_slice(s.as_bytes()),
-                Some(_) => self.key.extend_from_slice(
-                    value_text(kv.value.as_ref().unwrap_or(&AnyValue::default())).as_bytes(),
-                ),
-                None => {}
-            }
-        }
+        self.key.push(0xfc);
+        self.key.extend_from_slice(attrs.bytes());
         let hash = twox_hash::XxHash3_64::oneshot(&self.key);
-        if let Some(k) = self.cache.get(self.tenant, hash, &self.key) {
-            return Some((k.labels, hash, k.last));
+        if let Some(k) = self.cache.get(self.tenant, hash, &self.key, self.minute) {
+            return Ok(Some((k.labels, hash, k.last)));
         }
         let mut pairs = scoped.to_vec();
-        attr_labels(attrs, &mut pairs);
+        attr_labels(&attrs.decode()?, &mut pairs);
         pairs.push(("__name__".into(), name.to_string()));
-        let labels = Arc::new(with(&pairs, extra));
+        pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let labels = Arc::new(Labels::new(pairs));
         let key: Box<[u8]> = self.key.clone().into();
-        match self
-            .cache
-            .insert(self.tenant, vec![(hash, key, labels)])
-            .pop()
-        {
-            Some(Ok(l)) => Some((l, hash, None)),
-            Some(Err(why)) => {
-                self.problems.add(1, || why);
-                None
-            }
-            None => None,
-        }
+        Ok(
+            match self
+                .cache
+                .insert(self.tenant, vec![(hash, key, labels)])
+                .pop()
+            {
+                Some(Ok(l)) => Some((l, hash, None)),
+                Some(Err(why)) => {
+                    self.problems.add(1, || why);
+                    None
+                }
+                None => None,
+            },
+        )
     }
 
-    /// Keeps the exemplars among `exemplars` that `pick` chooses on the point's series.
-    fn exemplars(
+    /// Keeps the exemplars among `raw` that `pick` chooses on the point's series.
+    pub(crate) fn exemplars(
         &mut self,
         resolved: &Option<Resolved>,
-        exemplars: &[OtlpExemplar],
+        raw: &[&[u8]],
         pick: impl Fn(f64) -> bool,
-    ) {
+    ) -> Read<()> {
         let Some((labels, hash, last)) = resolved else {
-            return;
+            return Ok(());
         };
-        for e in exemplars {
-            let Some(v) = exemplar_value(e) else {
+        for e in crate::prom::otlp_wire::exemplars(raw)? {
+            let Some(v) = exemplar_value(&e) else {
                 continue;
             };
             if !pick(v) {
                 continue;
             }
-            let pairs = exemplar_labels(e);
+            let pairs = exemplar_labels(&e);
             let t = (e.time_unix_nano / 1_000_000) as i64;
             if let Some(why) = crate::prom::validate::exemplar_problem(&pairs)
                 .or_else(|| crate::prom::validate::outside(labels, t, &self.window))
@@ -178,6 +181,7 @@ impl Out<'_> {
                 .exemplars
                 .push(crate::prom::exemplar(series, &pairs, t, v));
         }
+        Ok(())
     }
 
     /// The row series of `labels` (added on first use).
@@ -191,7 +195,7 @@ impl Out<'_> {
         })
     }
 
-    fn push(&mut self, resolved: Option<Resolved>, t_nano: u64, v: f64, delta: bool) {
+    pub(crate) fn push(&mut self, resolved: Option<Resolved>, t_nano: u64, v: f64, delta: bool) {
         let Some((labels, hash, last)) = resolved else {
             return;
         };
@@ -260,14 +264,6 @@ fn exemplar_labels(e: &OtlpExemplar) -> Vec<(String, String)> {
     pairs
 }
 
-/// Whether `v` falls in the bucket `(lo, hi]`, where Prometheus puts a histogram's exemplar.
-fn in_bucket(lo: f64, hi: f64) -> impl Fn(f64) -> bool {
-    move |v| v > lo && v <= hi
-}
-
-/// A point's series: its labels, cache hash and newest acknowledged sample.
-type Resolved = (Arc<Labels>, u64, Option<(i64, u64)>);
-
 /// The bytes that stand for scope-level labels in a series key.
 fn scope_key(scoped: &[(String, String)]) -> Vec<u8> {
     let mut k = Vec::new();
@@ -280,51 +276,6 @@ fn scope_key(scoped: &[(String, String)]) -> Vec<u8> {
     k
 }
 
-fn with(base: &[(String, String)], extra: &[(&str, String)]) -> Labels {
-    let mut pairs = base.to_vec();
-    pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
-    Labels::new(pairs)
-}
-
-fn stale_or(flags: u32, v: f64) -> f64 {
-    if flags & NO_RECORDED_VALUE != 0 {
-        f64::from_bits(STALE_NAN_BITS)
-    } else {
-        v
-    }
-}
-
-/// The cumulative `le` buckets of an exponential histogram: negative buckets, the zero
-/// bucket, positive buckets, each with its upper bound.
-fn exponential_buckets(
-    scale: i32,
-    zero_threshold: f64,
-    zero_count: u64,
-    negative: Option<&Buckets>,
-    positive: Option<&Buckets>,
-) -> Vec<(f64, u64)> {
-    let base = 2f64.powf(2f64.powi(-scale));
-    let bound = |index: i64| base.powf(index as f64);
-    let mut out = Vec::new();
-    let mut total = 0u64;
-    if let Some(n) = negative {
-        // Bucket i holds [-base^(i+1), -base^i): from the most negative up.
-        for (k, c) in n.bucket_counts.iter().enumerate().rev() {
-            total += c;
-            out.push((-bound(n.offset as i64 + k as i64), total));
-        }
-    }
-    total += zero_count;
-    out.push((zero_threshold, total));
-    if let Some(p) = positive {
-        for (k, c) in p.bucket_counts.iter().enumerate() {
-            total += c;
-            out.push((bound(p.offset as i64 + k as i64 + 1), total));
-        }
-    }
-    out
-}
-
 /// What a conversion needs besides the export.
 pub struct Context<'a> {
     pub tenant: &'a TenantId,
@@ -333,78 +284,38 @@ pub struct Context<'a> {
     pub window: TimeWindow,
 }
 
-/// Converts an export; returns the rows, the points left out (with reasons) and the deltas
-/// applied.
-pub fn convert(
-    req: ExportMetricsServiceRequest,
-    cx: Context<'_>,
-) -> (MetricRows, Problems, Applied, Vec<(u64, i64, u64)>) {
+/// A converted export: the rows, the points left out (with reasons), the deltas applied and
+/// each series' newest sample `(cache hash, time, value bits)`.
+pub type Converted = (MetricRows, Problems, Applied, Vec<(u64, i64, u64)>);
+
+/// Converts an export from its protobuf bytes. On malformed input nothing is kept: the
+/// deltas added so far are taken back.
+pub fn convert(body: &[u8], cx: Context<'_>) -> Read<Converted> {
     let mut out = Out {
         tenant: cx.tenant,
         deltas: cx.deltas,
         cache: cx.cache,
         window: cx.window,
+        minute: cx.cache.minute(),
         applied: Applied::default(),
-        index: HashMap::new(),
+        index: HashMap::default(),
         newest: Vec::new(),
         rows: MetricRows::default(),
         problems: Problems::default(),
         key: Vec::new(),
     };
-    let mut metadata: HashMap<String, MetricMeta> = HashMap::new();
-    for rm in req.resource_metrics {
-        let rattrs = rm.resource.map(|r| r.attributes).unwrap_or_default();
-        let service = attr(&rattrs, "service.name").unwrap_or_else(|| "unknown_service".into());
-        let job = match attr(&rattrs, "service.namespace") {
-            Some(ns) => format!("{ns}/{service}"),
-            None => service,
-        };
-        let instance = attr(&rattrs, "service.instance.id").unwrap_or_default();
-        let mut base = vec![("job".to_string(), job), ("instance".to_string(), instance)];
-        let info: Vec<KeyValue> = rattrs
-            .iter()
-            .filter(|kv| {
-                !matches!(
-                    kv.key.as_str(),
-                    "service.name" | "service.namespace" | "service.instance.id"
-                )
-            })
-            .cloned()
-            .collect();
-        let mut newest = 0u64;
-        for sm in rm.scope_metrics {
-            let mut scoped = base.clone();
-            if let Some(s) = &sm.scope {
-                scoped.push(("otel_scope_name".into(), s.name.clone()));
-                scoped.push(("otel_scope_version".into(), s.version.clone()));
-            }
-            scoped.retain(|(_, v)| !v.is_empty());
-            let key = scope_key(&scoped);
-            for m in sm.metrics {
-                newest = newest.max(convert_metric(m, &scoped, &key, &mut out, &mut metadata));
-            }
+    let mut families = Families::default();
+    let walked = each(body, |n, w| {
+        if n == 1 {
+            resource_metrics(msg(w)?, &mut out, &mut families)?;
         }
-        if !info.is_empty() && newest > 0 {
-            let mut labels = Vec::new();
-            attr_labels(&info, &mut labels);
-            base.retain(|(_, v)| !v.is_empty());
-            labels.extend(base);
-            labels.push(("__name__".into(), "target_info".into()));
-            let info_key = scope_key(&labels);
-            let l = out.series(&info_key, &labels, "target_info", &[], &[]);
-            out.push(l, newest, 1.0, false);
-            metadata.insert(
-                "target_info".into(),
-                MetricMeta {
-                    metric: "target_info".into(),
-                    kind: "gauge".into(),
-                    help: "Target metadata".into(),
-                    unit: String::new(),
-                },
-            );
-        }
+        Ok(())
+    });
+    if let Err(e) = walked {
+        cx.deltas.undo(out.applied);
+        return Err(e);
     }
-    let mut meta: Vec<MetricMeta> = metadata.into_values().collect();
+    let mut meta: Vec<MetricMeta> = families.metadata.into_values().collect();
     meta.sort_by(|a, b| a.metric.cmp(&b.metric));
     out.rows.metadata = meta;
     let newest = out
@@ -412,280 +323,81 @@ pub fn convert(
         .iter()
         .filter_map(|&(h, last)| last.map(|(t, b)| (h, t, b)))
         .collect();
-    (out.rows, out.problems, out.applied, newest)
+    Ok((out.rows, out.problems, out.applied, newest))
 }
 
-/// Converts one metric; returns the newest point time seen (0 if none).
-fn convert_metric(
-    m: Metric,
-    scoped: &[(String, String)],
-    scope_key: &[u8],
-    out: &mut Out,
-    metadata: &mut HashMap<String, MetricMeta>,
-) -> u64 {
-    let mut newest = 0;
-    let mut meta = |family: &str, kind: &str| {
-        metadata.insert(
-            family.to_string(),
+fn resource_metrics<'a>(m: &'a [u8], out: &mut Out<'_>, families: &mut Families<'a>) -> Read<()> {
+    let mut resource = Resource::default();
+    let mut scopes: Vec<&[u8]> = Vec::new();
+    each(m, |n, w| {
+        match n {
+            1 => resource = Resource::decode(msg(w)?).map_err(|_| Malformed)?,
+            2 => scopes.push(msg(w)?),
+            _ => {}
+        }
+        Ok(())
+    })?;
+    let rattrs = resource.attributes;
+    let service = attr(&rattrs, "service.name").unwrap_or_else(|| "unknown_service".into());
+    let job = match attr(&rattrs, "service.namespace") {
+        Some(ns) => format!("{ns}/{service}"),
+        None => service,
+    };
+    let instance = attr(&rattrs, "service.instance.id").unwrap_or_default();
+    let mut base = vec![("job".to_string(), job), ("instance".to_string(), instance)];
+    let mut newest = 0u64;
+    for sm in scopes {
+        let mut scope = InstrumentationScope::default();
+        let mut metrics: Vec<&[u8]> = Vec::new();
+        each(sm, |n, w| {
+            match n {
+                1 => scope = InstrumentationScope::decode(msg(w)?).map_err(|_| Malformed)?,
+                2 => metrics.push(msg(w)?),
+                _ => {}
+            }
+            Ok(())
+        })?;
+        let mut scoped = base.clone();
+        scoped.push(("otel_scope_name".into(), scope.name));
+        scoped.push(("otel_scope_version".into(), scope.version));
+        scoped.retain(|(_, v)| !v.is_empty());
+        let key = scope_key(&scoped);
+        for m in metrics {
+            let m = crate::prom::otlp_wire::metric(m)?;
+            newest = newest.max(crate::prom::otlp_points::convert_metric(
+                &m, &scoped, &key, out, families,
+            )?);
+        }
+    }
+    let info: Vec<KeyValue> = rattrs
+        .into_iter()
+        .filter(|kv| {
+            !matches!(
+                kv.key.as_str(),
+                "service.name" | "service.namespace" | "service.instance.id"
+            )
+        })
+        .collect();
+    if !info.is_empty() && newest > 0 {
+        let mut labels = Vec::new();
+        attr_labels(&info, &mut labels);
+        base.retain(|(_, v)| !v.is_empty());
+        labels.extend(base);
+        labels.push(("__name__".into(), "target_info".into()));
+        let info_key = scope_key(&labels);
+        let l = out.series(&info_key, &labels, "target_info", &[], &RawAttrs::default())?;
+        out.push(l, newest, 1.0, false);
+        families.metadata.insert(
+            "target_info".into(),
             MetricMeta {
-                metric: family.to_string(),
-                kind: kind.to_string(),
-                help: m.description.clone(),
-                unit: m.unit.clone(),
+                metric: "target_info".into(),
+                kind: "gauge".into(),
+                help: "Target metadata".into(),
+                unit: String::new(),
             },
         );
-    };
-    // One sample of the series named by extra labels, attributes and name (and the
-    // exemplars `pick` chooses from `exemplars`, on the same series).
-    macro_rules! emit {
-        ($extra:expr, $attrs:expr, $name:expr, $t:expr, $v:expr, $delta:expr) => {{
-            let l = out.series(scope_key, scoped, $name, $extra, $attrs);
-            out.push(l, $t, $v, $delta);
-        }};
-        ($extra:expr, $attrs:expr, $name:expr, $t:expr, $v:expr, $delta:expr, $exemplars:expr, $pick:expr) => {{
-            let l = out.series(scope_key, scoped, $name, $extra, $attrs);
-            if !$exemplars.is_empty() {
-                out.exemplars(&l, $exemplars, $pick);
-            }
-            out.push(l, $t, $v, $delta);
-        }};
     }
-    // The `+Inf` bucket, `_sum` and `_count` every histogram kind ends with.
-    macro_rules! histogram_tail {
-        ($name:expr, $attrs:expr, $t:expr, $count:expr, $sum:expr, $f:expr, $delta:expr, $exemplars:expr, $last:expr) => {{
-            let (name, attrs, f) = ($name, $attrs, $f);
-            let bucket = format!("{name}_bucket");
-            emit!(
-                &[("le", "+Inf".into())],
-                attrs,
-                &bucket,
-                $t,
-                f($count as f64),
-                $delta,
-                $exemplars,
-                in_bucket($last, f64::INFINITY)
-            );
-            if let Some(sum) = $sum {
-                emit!(&[], attrs, &format!("{name}_sum"), $t, f(sum), $delta);
-            }
-            emit!(
-                &[],
-                attrs,
-                &format!("{name}_count"),
-                $t,
-                f($count as f64),
-                $delta
-            );
-        }};
-    }
-    let delta_of = |t: i32| t == AggregationTemporality::Delta as i32;
-    match m.data {
-        Some(Data::Gauge(g)) => {
-            let name = metric_name(&m.name, &m.unit, Kind::Gauge);
-            meta(&name, "gauge");
-            for p in g.data_points {
-                let Some(v) = number(&p.value) else {
-                    out.problems.add(1, || {
-                        format!("gauge {:?} has a point without a value", m.name)
-                    });
-                    continue;
-                };
-                newest = newest.max(p.time_unix_nano);
-                emit!(
-                    &[],
-                    &p.attributes,
-                    &name,
-                    p.time_unix_nano,
-                    stale_or(p.flags, v),
-                    false,
-                    &p.exemplars,
-                    |_| true
-                );
-            }
-        }
-        Some(Data::Sum(s)) => {
-            let kind = if s.is_monotonic {
-                Kind::Counter
-            } else {
-                Kind::Gauge
-            };
-            let name = metric_name(&m.name, &m.unit, kind);
-            meta(&name, if s.is_monotonic { "counter" } else { "gauge" });
-            let delta = delta_of(s.aggregation_temporality);
-            for p in s.data_points {
-                let Some(v) = number(&p.value) else {
-                    out.problems.add(1, || {
-                        format!("sum {:?} has a point without a value", m.name)
-                    });
-                    continue;
-                };
-                newest = newest.max(p.time_unix_nano);
-                let v = stale_or(p.flags, v);
-                emit!(
-                    &[],
-                    &p.attributes,
-                    &name,
-                    p.time_unix_nano,
-                    v,
-                    delta,
-                    &p.exemplars,
-                    |_| true
-                );
-            }
-        }
-        Some(Data::Histogram(h)) => {
-            let name = metric_name(&m.name, &m.unit, Kind::Other);
-            meta(&name, "histogram");
-            let delta = delta_of(h.aggregation_temporality);
-            for p in h.data_points {
-                if !p.bucket_counts.is_empty()
-                    && p.bucket_counts.len() != p.explicit_bounds.len() + 1
-                {
-                    out.problems.add(1, || {
-                        format!(
-                            "histogram {:?} has {} bucket counts for {} bounds (must be one more)",
-                            m.name,
-                            p.bucket_counts.len(),
-                            p.explicit_bounds.len()
-                        )
-                    });
-                    continue;
-                }
-                newest = newest.max(p.time_unix_nano);
-                let t = p.time_unix_nano;
-                let f = |v: f64| stale_or(p.flags, v);
-                let mut total = 0u64;
-                let mut lo = f64::NEG_INFINITY;
-                for (i, c) in p.bucket_counts.iter().enumerate() {
-                    total += c;
-                    let le = p.explicit_bounds.get(i).copied().unwrap_or(f64::INFINITY);
-                    if le == f64::INFINITY {
-                        continue;
-                    }
-                    emit!(
-                        &[("le", float_label(le))],
-                        &p.attributes,
-                        &format!("{name}_bucket"),
-                        t,
-                        f(total as f64),
-                        delta,
-                        &p.exemplars,
-                        in_bucket(lo, le)
-                    );
-                    lo = le;
-                }
-                histogram_tail!(
-                    &name,
-                    &p.attributes,
-                    t,
-                    p.count,
-                    p.sum,
-                    &f,
-                    delta,
-                    &p.exemplars,
-                    lo
-                );
-            }
-        }
-        Some(Data::ExponentialHistogram(h)) => {
-            let name = metric_name(&m.name, &m.unit, Kind::Other);
-            meta(&name, "histogram");
-            let delta = delta_of(h.aggregation_temporality);
-            for p in h.data_points {
-                if !(-10..=20).contains(&p.scale) {
-                    out.problems.add(1, || {
-                        format!(
-                            "exponential histogram {:?} has scale {} (must be in [-10, 20])",
-                            m.name, p.scale
-                        )
-                    });
-                    continue;
-                }
-                newest = newest.max(p.time_unix_nano);
-                let t = p.time_unix_nano;
-                let f = |v: f64| stale_or(p.flags, v);
-                let mut lo = f64::NEG_INFINITY;
-                for (le, cum) in exponential_buckets(
-                    p.scale,
-                    p.zero_threshold,
-                    p.zero_count,
-                    p.negative.as_ref(),
-                    p.positive.as_ref(),
-                ) {
-                    emit!(
-                        &[("le", float_label(le))],
-                        &p.attributes,
-                        &format!("{name}_bucket"),
-                        t,
-                        f(cum as f64),
-                        delta,
-                        &p.exemplars,
-                        in_bucket(lo, le)
-                    );
-                    lo = le;
-                }
-                histogram_tail!(
-                    &name,
-                    &p.attributes,
-                    t,
-                    p.count,
-                    p.sum,
-                    &f,
-                    delta,
-                    &p.exemplars,
-                    lo
-                );
-            }
-        }
-        Some(Data::Summary(s)) => {
-            let name = metric_name(&m.name, &m.unit, Kind::Other);
-            meta(&name, "summary");
-            for p in s.data_points {
-                newest = newest.max(p.time_unix_nano);
-                let t = p.time_unix_nano;
-                let f = |v: f64| stale_or(p.flags, v);
-                for q in &p.quantile_values {
-                    emit!(
-                        &[("quantile", float_label(q.quantile))],
-                        &p.attributes,
-                        &name,
-                        t,
-                        f(q.value),
-                        false
-                    );
-                }
-                emit!(
-                    &[],
-                    &p.attributes,
-                    &format!("{name}_sum"),
-                    t,
-                    f(p.sum),
-                    false
-                );
-                emit!(
-                    &[],
-                    &p.attributes,
-                    &format!("{name}_count"),
-                    t,
-                    f(p.count as f64),
-                    false
-                );
-            }
-        }
-        None => {
-            out.problems
-                .add(1, || format!("metric {:?} has no data", m.name));
-        }
-    }
-    newest
-}
-
-fn number(v: &Option<number_data_point::Value>) -> Option<f64> {
-    match v {
-        Some(number_data_point::Value::AsDouble(d)) => Some(*d),
-        Some(number_data_point::Value::AsInt(i)) => Some(*i as f64),
-        None => None,
-    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,5 +1,11 @@
 use super::*;
 use crate::prom::wire::WriteRequest;
+use loupe_storage::metrics::model::STALE_NAN_BITS;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::metrics::v1::{
+    AggregationTemporality, Metric, exponential_histogram_data_point::Buckets, metric::Data,
+    number_data_point,
+};
 use prost::Message;
 
 /// Converts with a fresh cache and no time limits; the rows as the WAL would hold them.
@@ -15,7 +21,7 @@ fn run(
         cache: &cache,
         window: TimeWindow::unbounded(),
     };
-    let (rows, problems, applied, _) = convert(req, cx);
+    let (rows, problems, applied, _) = convert(&req.encode_to_vec(), cx).unwrap();
     let w = WriteRequest::decode(&crate::prom::wire::encode_rows(&rows)[..]).unwrap();
     (w, problems.rejected, problems.message(), applied)
 }
@@ -139,7 +145,7 @@ fn sums_gauges_and_resources_become_prometheus_series() {
             unit: "Cel".into(),
             data: Some(Data::Gauge(Gauge {
                 data_points: vec![NumberDataPoint {
-                    flags: NO_RECORDED_VALUE,
+                    flags: 1, // no recorded value
                     ..point(2000 * MS, 0.0, vec![])
                 }],
             })),
@@ -345,33 +351,33 @@ fn samples_older_than_the_acknowledged_newest_are_refused_and_repeats_are_taken_
         )])
     };
     // Each export also writes the resource's target_info at its time.
-    let (rows, p, _, newest) = convert(g(2000, 5.0), cx());
+    let (rows, p, _, newest) = convert(&g(2000, 5.0).encode_to_vec(), cx()).unwrap();
     assert_eq!((rows.points.len(), p.rejected), (2, 0));
     // Not durable yet: the same sample again is not taken for a repeat.
-    let (rows, _, _, _) = convert(g(2000, 5.0), cx());
+    let (rows, _, _, _) = convert(&g(2000, 5.0).encode_to_vec(), cx()).unwrap();
     assert_eq!(rows.points.len(), 2);
     cache.advance(&tenant, &newest);
-    let (rows, p, _, _) = convert(g(2000, 5.0), cx());
+    let (rows, p, _, _) = convert(&g(2000, 5.0).encode_to_vec(), cx()).unwrap();
     assert_eq!(
         (rows.points.len(), p.rejected),
         (0, 0),
         "the same sample again: taken, not stored"
     );
-    let (rows, p, _, _) = convert(g(2000, 6.0), cx());
+    let (rows, p, _, _) = convert(&g(2000, 6.0).encode_to_vec(), cx()).unwrap();
     assert_eq!((rows.points.len(), p.rejected), (0, 1), "{}", p.message());
     assert!(
         p.message().contains("duplicate sample for timestamp"),
         "{}",
         p.message()
     );
-    let (rows, p, _, _) = convert(g(1000, 1.0), cx());
+    let (rows, p, _, _) = convert(&g(1000, 1.0).encode_to_vec(), cx()).unwrap();
     assert_eq!((rows.points.len(), p.rejected), (0, 2));
     assert!(
         p.message().contains("out of order sample"),
         "{}",
         p.message()
     );
-    let (rows, p, _, _) = convert(g(3000, 1.0), cx());
+    let (rows, p, _, _) = convert(&g(3000, 1.0).encode_to_vec(), cx()).unwrap();
     assert_eq!((rows.points.len(), p.rejected), (2, 0));
 }
 
@@ -456,5 +462,116 @@ fn exemplars_land_on_their_series_and_histogram_bucket_with_trace_ids() {
             "latency_seconds_bucket le=0.1 0.05 @999 span_id=0707,trace_id=0101,user_id=u1",
             "latency_seconds_bucket le=0.5 0.5 @999 span_id=0707,trace_id=0202,user_id=u1",
         ]
+    );
+}
+
+/// A length-delimited field `tag` holding `body`.
+fn wrap(tag: u32, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    prost::encoding::bytes::encode(tag, &body.to_vec(), &mut out);
+    out
+}
+
+#[test]
+fn the_in_place_reader_reads_what_prost_reads_and_refuses_what_it_cannot() {
+    use prost::encoding::{double, fixed64, message};
+    let tenant = TenantId::new("t").unwrap();
+    let deltas = Deltas::default();
+    // A delta histogram point written unusually: attributes apart from each other, counts
+    // and bounds one field each (not packed).
+    let mut p = Vec::new();
+    message::encode(9, &s("http.route", "/a"), &mut p);
+    fixed64::encode(3, &(1000 * MS), &mut p);
+    message::encode(9, &s("http.method", "GET"), &mut p);
+    fixed64::encode(4, &3, &mut p);
+    for c in [1u64, 2] {
+        fixed64::encode(6, &c, &mut p);
+    }
+    double::encode(7, &0.5, &mut p);
+    double::encode(5, &1.25, &mut p);
+    let mut hist = wrap(1, &p);
+    prost::encoding::int32::encode(2, &(AggregationTemporality::Delta as i32), &mut hist);
+    let mut metric = wrap(1, b"latency");
+    metric.extend(wrap(3, b"s"));
+    metric.extend(wrap(9, &hist));
+    let mut rm = wrap(
+        1,
+        &opentelemetry_proto::tonic::resource::v1::Resource {
+            attributes: vec![s("service.name", "api")],
+            ..Default::default()
+        }
+        .encode_to_vec(),
+    );
+    rm.extend(wrap(2, &wrap(2, &metric)));
+    let body = wrap(1, &rm);
+    let cache = SeriesCache::new(100);
+    let (other, third) = (SeriesCache::new(100), SeriesCache::new(100));
+    let cx = |cache| Context {
+        tenant: &tenant,
+        deltas: &deltas,
+        cache,
+        window: TimeWindow::unbounded(),
+    };
+    let (direct, problems, applied, _) = convert(&body, cx(&cache)).unwrap();
+    assert_eq!(problems.rejected, 0, "{}", problems.message());
+    deltas.undo(applied);
+    let canonical = ExportMetricsServiceRequest::decode(&body[..])
+        .unwrap()
+        .encode_to_vec();
+    assert_ne!(canonical, body);
+    let (via_prost, _, applied, _) = convert(&canonical, cx(&other)).unwrap();
+    deltas.undo(applied);
+    let text = |rows: &MetricRows| {
+        let mut t: Vec<String> = rows
+            .points
+            .iter()
+            .map(|p| format!("{} {}", rows.series[p.series as usize], p.v))
+            .collect();
+        t.sort();
+        t
+    };
+    assert_eq!(text(&direct), text(&via_prost));
+    assert!(
+        text(&direct).contains(&"latency_seconds_bucket{http_method=\"GET\", http_route=\"/a\", job=\"api\", le=\"0.5\"} 1".to_string()),
+        "{:?}",
+        text(&direct)
+    );
+    // Truncated: refused, and the deltas it added taken back.
+    assert!(convert(&body[..body.len() - 3], cx(&cache)).is_err());
+    let (again, _, _, _) = convert(&body, cx(&third)).unwrap();
+    assert_eq!(text(&again), text(&direct), "nothing counted twice");
+}
+
+#[test]
+fn malformed_protobuf_gets_prosts_reason_and_a_valid_export_decodes_either_way() {
+    let tenant = TenantId::new("t").unwrap();
+    let params = || crate::prom::MetricParams {
+        window: TimeWindow::unbounded(),
+        tenant: tenant.clone(),
+        deltas: Arc::new(Deltas::default()),
+        cache: Arc::new(SeriesCache::new(100)),
+    };
+    let body = request(vec![sum(
+        "jobs",
+        "",
+        true,
+        false,
+        vec![point(MS, 1.0, vec![])],
+    )])
+    .encode_to_vec();
+    let cut = bytes::Bytes::copy_from_slice(&body[..body.len() - 2]);
+    let Err(e) = crate::prom::decode_otlp(cut, crate::otlp::Encoding::Protobuf, params()) else {
+        panic!("a truncated export was accepted");
+    };
+    assert!(
+        e.to_string()
+            .contains("invalid OTLP protobuf ExportMetricsServiceRequest"),
+        "{e}"
+    );
+    let ok = crate::prom::decode_otlp(body.into(), crate::otlp::Encoding::Protobuf, params())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        ok.decoded.validated.accepted, 2,
+        "the point and target_info"
     );
 }

@@ -279,10 +279,22 @@ fn varint_len(v: u64) -> usize {
 /// its samples in the order given.
 pub fn encode_rows(rows: &loupe_storage::metrics::MetricRows) -> Vec<u8> {
     use prost::Message;
-    let mut by_series: Vec<Vec<usize>> = vec![Vec::new(); rows.series.len()];
+    // The points in series order (a counting sort: stable, one allocation).
+    let mut starts = vec![0usize; rows.series.len() + 1];
+    for p in &rows.points {
+        if let Some(c) = starts.get_mut(p.series as usize + 1) {
+            *c += 1;
+        }
+    }
+    for i in 1..starts.len() {
+        starts[i] += starts[i - 1];
+    }
+    let mut order = vec![0usize; starts[rows.series.len()]];
+    let mut fill = starts.clone();
     for (i, p) in rows.points.iter().enumerate() {
-        if let Some(v) = by_series.get_mut(p.series as usize) {
-            v.push(i);
+        if let Some(f) = fill.get_mut(p.series as usize) {
+            order[*f] = i;
+            *f += 1;
         }
     }
     let mut exemplars_of: Vec<Vec<Exemplar>> = vec![Vec::new(); rows.series.len()];
@@ -305,7 +317,8 @@ pub fn encode_rows(rows: &loupe_storage::metrics::MetricRows) -> Vec<u8> {
     }
     let mut out = Vec::with_capacity(rows.points.len() * 24 + rows.series.len() * 64);
     let mut label_buf = Vec::new();
-    for ((s, idx), exemplars) in rows.series.iter().zip(&by_series).zip(&exemplars_of) {
+    for (k, (s, exemplars)) in rows.series.iter().zip(&exemplars_of).enumerate() {
+        let idx = &order[starts[k]..starts[k + 1]];
         if idx.is_empty() && exemplars.is_empty() {
             continue;
         }
