@@ -45,7 +45,7 @@ type Fast = foldhash::fast::RandomState;
 pub struct DecodedMetrics {
     pub decoded: Decoded<MetricRows>,
     applied: Applied,
-    newest: Vec<(u64, i64, u64)>,
+    newest: Vec<(u128, i64, u64)>,
     tenant: TenantId,
     deltas: Arc<Deltas>,
     cache: Arc<SeriesCache>,
@@ -186,14 +186,12 @@ pub fn decode_remote_write(
     let req = wire::read_request(&plain).map_err(|e| {
         IngestError::BadRequest(format!("invalid remote-write protobuf WriteRequest: {e}"))
     })?;
-    let known = p
-        .cache
-        .lookup(&p.tenant, req.series.iter().map(|s| (s.hash, &*s.key)));
+    let known = p.cache.lookup(&p.tenant, req.series.iter().map(|s| s.hash));
     let mut problems = Problems::default();
     // New series: checked once per request, then offered to the cache.
-    let mut fresh: Vec<(u64, Box<[u8]>, Arc<Labels>)> = Vec::new();
+    let mut fresh: Vec<(u128, Arc<Labels>)> = Vec::new();
     let mut fresh_of: Vec<Option<usize>> = vec![None; req.series.len()];
-    let mut seen: HashMap<(u64, &[u8]), usize, Fast> = HashMap::default();
+    let mut seen: HashMap<u128, usize, Fast> = HashMap::default();
     for (i, s) in req.series.iter().enumerate() {
         if known[i].is_some() {
             continue;
@@ -205,7 +203,7 @@ pub fn decode_remote_write(
             });
             continue;
         }
-        if let Some(&j) = seen.get(&(s.hash, &*s.key)) {
+        if let Some(&j) = seen.get(&s.hash) {
             fresh_of[i] = Some(j);
             continue;
         }
@@ -220,9 +218,9 @@ pub fn decode_remote_write(
             problems.add(n, || why);
             continue;
         }
-        seen.insert((s.hash, &*s.key), fresh.len());
+        seen.insert(s.hash, fresh.len());
         fresh_of[i] = Some(fresh.len());
-        fresh.push((s.hash, s.key.to_vec().into(), Arc::new(Labels::new(pairs))));
+        fresh.push((s.hash, Arc::new(Labels::new(pairs))));
     }
     let inserted = if fresh.is_empty() {
         Vec::new()
@@ -236,7 +234,7 @@ pub fn decode_remote_write(
     let mut index: HashMap<*const Labels, u32, Fast> = HashMap::default();
     let mut limited = vec![false; inserted.len()];
     // Each series' newest sample: acknowledged before (from the cache), then this request's.
-    let mut newest: HashMap<u64, (i64, u64), Fast> = HashMap::default();
+    let mut newest: HashMap<u128, (i64, u64), Fast> = HashMap::default();
     for (i, s) in req.series.iter().enumerate() {
         let (labels, last) = match (&known[i], fresh_of[i]) {
             (Some(k), _) => (k.labels.clone(), k.last),

@@ -80,7 +80,7 @@ pub(crate) fn attr_labels(attrs: &[KeyValue], out: &mut Vec<(String, String)>) {
 }
 
 /// A point's series: its labels, cache hash and newest acknowledged sample.
-pub(crate) type Resolved = (Arc<Labels>, u64, Option<(i64, u64)>);
+pub(crate) type Resolved = (Arc<Labels>, u128, Option<(i64, u64)>);
 
 /// The conversion's state: the rows so far, what was left out and why, the deltas added.
 pub(crate) struct Out<'a> {
@@ -89,12 +89,14 @@ pub(crate) struct Out<'a> {
     cache: &'a SeriesCache,
     window: TimeWindow,
     minute: u32,
+    /// The tenant's series (taken once per request; `None` until it has any).
+    series: Option<Arc<crate::prom::cache::TenantSeries>>,
     pub(crate) applied: Applied,
     /// Row series by label pointer.
     index: HashMap<*const Labels, u32, foldhash::fast::RandomState>,
     /// Per row series: its cache hash and newest sample (acknowledged before, then this
     /// export's).
-    newest: Vec<(u64, Option<(i64, u64)>)>,
+    newest: Vec<(u128, Option<(i64, u64)>)>,
     pub(crate) rows: MetricRows,
     pub(crate) problems: Problems,
     key: Vec<u8>,
@@ -124,8 +126,8 @@ impl Out<'_> {
         }
         self.key.push(0xfc);
         self.key.extend_from_slice(attrs.bytes());
-        let hash = twox_hash::XxHash3_64::oneshot(&self.key);
-        if let Some(k) = self.cache.get(self.tenant, hash, &self.key, self.minute) {
+        let hash = twox_hash::XxHash3_128::oneshot(&self.key);
+        if let Some(k) = self.series.as_ref().and_then(|t| t.get(hash, self.minute)) {
             return Ok(Some((k.labels, hash, k.last)));
         }
         let mut pairs = scoped.to_vec();
@@ -133,21 +135,18 @@ impl Out<'_> {
         pairs.push(("__name__".into(), name.to_string()));
         pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let labels = Arc::new(Labels::new(pairs));
-        let key: Box<[u8]> = self.key.clone().into();
-        Ok(
-            match self
-                .cache
-                .insert(self.tenant, vec![(hash, key, labels)])
-                .pop()
-            {
-                Some(Ok(l)) => Some((l, hash, None)),
-                Some(Err(why)) => {
-                    self.problems.add(1, || why);
-                    None
-                }
-                None => None,
-            },
-        )
+        let inserted = self.cache.insert(self.tenant, vec![(hash, labels)]).pop();
+        if self.series.is_none() {
+            self.series = self.cache.tenant(self.tenant);
+        }
+        Ok(match inserted {
+            Some(Ok(l)) => Some((l, hash, None)),
+            Some(Err(why)) => {
+                self.problems.add(1, || why);
+                None
+            }
+            None => None,
+        })
     }
 
     /// Keeps the exemplars among `raw` that `pick` chooses on the point's series.
@@ -185,7 +184,7 @@ impl Out<'_> {
     }
 
     /// The row series of `labels` (added on first use).
-    fn row_series(&mut self, labels: &Arc<Labels>, hash: u64, last: Option<(i64, u64)>) -> u32 {
+    fn row_series(&mut self, labels: &Arc<Labels>, hash: u128, last: Option<(i64, u64)>) -> u32 {
         let rows = &mut self.rows;
         let newest = &mut self.newest;
         *self.index.entry(Arc::as_ptr(labels)).or_insert_with(|| {
@@ -285,8 +284,8 @@ pub struct Context<'a> {
 }
 
 /// A converted export: the rows, the points left out (with reasons), the deltas applied and
-/// each series' newest sample `(cache hash, time, value bits)`.
-pub type Converted = (MetricRows, Problems, Applied, Vec<(u64, i64, u64)>);
+/// each series' newest sample `(series id, time, value bits)`.
+pub type Converted = (MetricRows, Problems, Applied, Vec<(u128, i64, u64)>);
 
 /// Converts an export from its protobuf bytes. On malformed input nothing is kept: the
 /// deltas added so far are taken back.
@@ -297,6 +296,7 @@ pub fn convert(body: &[u8], cx: Context<'_>) -> Read<Converted> {
         cache: cx.cache,
         window: cx.window,
         minute: cx.cache.minute(),
+        series: cx.cache.tenant(cx.tenant),
         applied: Applied::default(),
         index: HashMap::default(),
         newest: Vec::new(),

@@ -89,7 +89,8 @@ pub fn type_code(name: &str) -> i32 {
 /// samples' range in [`RawRequest::samples`].
 pub struct RawSeries<'a> {
     pub key: std::borrow::Cow<'a, [u8]>,
-    pub hash: u64,
+    /// The series' id in the series cache: XXH3-128 of `key`.
+    pub hash: u128,
     pub samples: std::ops::Range<usize>,
     /// Its exemplars' range in [`RawRequest::exemplars`].
     pub exemplars: std::ops::Range<usize>,
@@ -242,7 +243,7 @@ fn read_series<'a>(
         (None, _) => std::borrow::Cow::Borrowed(&[]),
     };
     Ok(RawSeries {
-        hash: twox_hash::XxHash3_64::oneshot(&key),
+        hash: twox_hash::XxHash3_128::oneshot(&key),
         key,
         samples: first..samples.len(),
         exemplars: first_exemplar..exemplars.len(),
@@ -456,7 +457,7 @@ mod tests {
         );
         assert_eq!(
             raw.series[0].hash,
-            twox_hash::XxHash3_64::oneshot(&raw.series[0].key)
+            twox_hash::XxHash3_128::oneshot(&raw.series[0].key)
         );
         assert!(
             read_request(&[0x0a, 0x05, 0x0a]).is_err(),

@@ -13,15 +13,15 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use arrow_array::types::Int32Type;
 use arrow_array::{
-    Array, DictionaryArray, Float64Array, Int8Array, Int32Array, Int64Array, RecordBatch,
-    StringArray, TimestampMillisecondArray,
+    Array, Float64Array, Int8Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
 };
 use parquet::file::metadata::KeyValue;
 
 use crate::error::StorageError;
-use crate::metrics::file::{EXEMPLAR, LABELS, METRIC, METRIC_SCHEMA, TIME, VALUE};
+use crate::metrics::file::{
+    EXEMPLAR, LABELS, METRIC, METRIC_SCHEMA, TIME, VALUE, column, dict_array, dict_column,
+};
 use crate::metrics::model::{Exemplar, Labels, MetricRows, SeriesExemplars};
 
 /// Footer key: the index of the first exemplar row group.
@@ -88,33 +88,28 @@ pub fn to_batch(series: &[SeriesExemplars]) -> Result<RecordBatch, StorageError>
         }
         label_values.push(s.labels.key_without_name());
         for e in &s.exemplars {
-            metric_keys.push((metric_values.len() - 1) as i32);
-            label_keys.push((label_values.len() - 1) as i32);
+            metric_keys.push(Some((metric_values.len() - 1) as i32));
+            label_keys.push(Some((label_values.len() - 1) as i32));
             times.push(e.t);
             values.push(e.v);
             labels.push(e.labels.key_without_name());
         }
     }
-    let internal = |e: arrow_schema::ArrowError| StorageError::Internal(format!("exemplars: {e}"));
-    let dict = |keys: Vec<i32>, values: StringArray| {
-        DictionaryArray::<Int32Type>::try_new(Int32Array::from(keys), Arc::new(values))
-            .map_err(internal)
-    };
     RecordBatch::try_new(
         METRIC_SCHEMA.clone(),
         vec![
-            Arc::new(dict(metric_keys, StringArray::from(metric_values))?),
-            Arc::new(dict(label_keys, StringArray::from(label_values))?),
+            Arc::new(dict_array(metric_keys, StringArray::from(metric_values))?),
+            Arc::new(dict_array(label_keys, StringArray::from(label_values))?),
             Arc::new(TimestampMillisecondArray::from(times).with_timezone("UTC")),
             Arc::new(Int64Array::new_null(n)),
             Arc::new(Int64Array::new_null(n)),
-            Arc::new(Int8Array::from(vec![0i8; n])),
-            Arc::new(Int64Array::from(vec![1i64; n])),
+            Arc::new(Int8Array::new_null(n)),
+            Arc::new(Int64Array::new_null(n)),
             Arc::new(Float64Array::from(values)),
             Arc::new(StringArray::from(labels)),
         ],
     )
-    .map_err(internal)
+    .map_err(|e| StorageError::Internal(format!("exemplars: {e}")))
 }
 
 /// The exemplars of one batch of exemplar rows with times in `[start_ms, end_ms]`, of the
@@ -127,30 +122,11 @@ pub fn batch_exemplars(
     keep: &mut dyn FnMut(&Labels) -> bool,
     out: &mut Vec<SeriesExemplars>,
 ) -> Result<(), StorageError> {
-    let bad = |what: &str| StorageError::parquet(path, format!("metric file: bad {what} column"));
-    let dict = |name: &str| {
-        batch
-            .column_by_name(name)
-            .and_then(|c| c.as_any().downcast_ref::<DictionaryArray<Int32Type>>())
-            .and_then(|d| {
-                let v = d.values().as_any().downcast_ref::<StringArray>()?;
-                Some((d.keys(), v))
-            })
-    };
-    let (mk, mv) = dict(METRIC).ok_or_else(|| bad(METRIC))?;
-    let (lk, lv) = dict(LABELS).ok_or_else(|| bad(LABELS))?;
-    let times = batch
-        .column_by_name(TIME)
-        .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>())
-        .ok_or_else(|| bad(TIME))?;
-    let values = batch
-        .column_by_name(VALUE)
-        .and_then(|c| c.as_any().downcast_ref::<Float64Array>())
-        .ok_or_else(|| bad(VALUE))?;
-    let labels = batch
-        .column_by_name(EXEMPLAR)
-        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-        .ok_or_else(|| bad(EXEMPLAR))?;
+    let (mk, mv) = dict_column(path, batch, METRIC)?;
+    let (lk, lv) = dict_column(path, batch, LABELS)?;
+    let times = column::<TimestampMillisecondArray>(path, batch, TIME)?;
+    let values = column::<Float64Array>(path, batch, VALUE)?;
+    let labels = column::<StringArray>(path, batch, EXEMPLAR)?;
     let mut wanted: HashMap<(i32, i32), Option<usize>> = HashMap::new();
     for i in 0..batch.num_rows() {
         let t = times.value(i);

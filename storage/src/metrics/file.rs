@@ -3,14 +3,20 @@
 //!
 //! | column | type | encoding |
 //! | --- | --- | --- |
-//! | `metric` | dictionary string | dictionary + RLE: a run per metric |
-//! | `labels` | dictionary string (the labels but the name, as a JSON object with sorted keys) | dictionary + RLE: a run per series |
+//! | `metric` | dictionary string, on a series' first row (null on the rest) | dictionary + RLE |
+//! | `labels` | dictionary string (the labels but the name, as a JSON object with sorted keys), on a series' first row | dictionary + RLE |
 //! | `time` | timestamp (ms, UTC) | `DELTA_BINARY_PACKED`: regular scrapes are near-constant deltas |
 //! | `base` | int64: a run's first mantissa, null elsewhere | `DELTA_BINARY_PACKED` |
 //! | `mantissa` | int64: the difference from the previous mantissa of the run (0 at its start) over the series' `step`, zigzag-coded; null where `value` holds the sample | `BYTE_STREAM_SPLIT`, then zstd |
-//! | `step` | int64: the greatest common divisor of the series' differences | dictionary + RLE: one per series |
-//! | `exponent` | int8: the sample is `mantissa / 10^exponent` | dictionary + RLE: one per series |
+//! | `step` | int64: the greatest common divisor of the series' differences, on its first row | dictionary + RLE |
+//! | `exponent` | int8: the sample is `mantissa / 10^exponent`, on the series' first row | dictionary + RLE |
 //! | `value` | float64, null where `mantissa` holds the sample | `BYTE_STREAM_SPLIT`, then zstd |
+//! | `exemplar` | string, null in sample rows (see [`crate::metrics::exemplars`]) | zstd |
+//!
+//! A series' name, labels, step and exponent are written once, on its first row: the rest
+//! of its rows carry them forward (cheaper to write than the same dictionary entry per
+//! sample, the same size stored). Version 1 files repeat them on every row and have no
+//! `exemplar` column; both are read.
 //!
 //! Most samples are decimals of a few digits (counters, bytes, two-decimal seconds), whose
 //! float bits look random to a compressor; as integers at the series' common decimal
@@ -26,8 +32,8 @@
 //! 8.8, because it pays for the widest value of every 32). Every row group starts a series,
 //! so a run never crosses one.
 //!
-//! Schema version 2 adds `exemplar` (string, null in sample rows) and exemplar row groups
-//! after the samples ([`crate::metrics::exemplars`]).
+//! Schema version 2 adds exemplar row groups after the samples
+//! ([`crate::metrics::exemplars`]).
 //!
 //! The footer's key-value metadata `loupe.metadata` holds the metric families' type, unit and
 //! help (JSON). Duplicate samples of a series (same timestamp) are kept once: the first
@@ -82,7 +88,7 @@ pub static METRIC_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new(
             name,
             DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
-            false,
+            true,
         )
     };
     Arc::new(Schema::new(vec![
@@ -95,8 +101,8 @@ pub static METRIC_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         ),
         Field::new(BASE, DataType::Int64, true),
         Field::new(MANTISSA, DataType::Int64, true),
-        Field::new(EXPONENT, DataType::Int8, false),
-        Field::new(STEP, DataType::Int64, false),
+        Field::new(EXPONENT, DataType::Int8, true),
+        Field::new(STEP, DataType::Int64, true),
         Field::new(VALUE, DataType::Float64, true),
         Field::new(EXEMPLAR, DataType::Utf8, true),
     ]))
@@ -298,8 +304,8 @@ fn to_batch(series: &[Series]) -> Result<RecordBatch, StorageError> {
     let mut times = Vec::with_capacity(n);
     let mut mantissas: Vec<Option<i64>> = Vec::with_capacity(n);
     let mut bases: Vec<Option<i64>> = Vec::with_capacity(n);
-    let mut exponents: Vec<i8> = Vec::with_capacity(n);
-    let mut steps: Vec<i64> = Vec::with_capacity(n);
+    let mut exponents: Vec<Option<i8>> = Vec::with_capacity(n);
+    let mut steps: Vec<Option<i64>> = Vec::with_capacity(n);
     let mut values: Vec<Option<f64>> = Vec::with_capacity(n);
     for s in series {
         // The series' exponent: the most digits any of its decimal samples needs.
@@ -318,12 +324,15 @@ fn to_batch(series: &[Series]) -> Result<RecordBatch, StorageError> {
         label_values.push(s.labels.key_without_name());
         let l = (label_values.len() - 1) as i32;
         let mut prev: Option<i64> = None;
-        for x in &s.samples {
-            metric_keys.push(m);
-            label_keys.push(l);
+        for (k, x) in s.samples.iter().enumerate() {
+            // Named on its first row only: the writer need not look up the same label
+            // text in its dictionary for every sample.
+            let first = k == 0;
+            metric_keys.push(first.then_some(m));
+            label_keys.push(first.then_some(l));
             times.push(x.t);
-            exponents.push(d as i8);
-            steps.push(step);
+            exponents.push(first.then_some(d as i8));
+            steps.push(first.then_some(step));
             match decimal(x.v, d) {
                 Some(mant) => {
                     match prev {
@@ -348,15 +357,11 @@ fn to_batch(series: &[Series]) -> Result<RecordBatch, StorageError> {
             }
         }
     }
-    let dict = |keys: Vec<i32>, values: StringArray| {
-        DictionaryArray::<Int32Type>::try_new(Int32Array::from(keys), Arc::new(values))
-            .map_err(|e| StorageError::Internal(format!("metric batch: {e}")))
-    };
     RecordBatch::try_new(
         METRIC_SCHEMA.clone(),
         vec![
-            Arc::new(dict(metric_keys, StringArray::from(metric_values))?),
-            Arc::new(dict(label_keys, StringArray::from(label_values))?),
+            Arc::new(dict_array(metric_keys, StringArray::from(metric_values))?),
+            Arc::new(dict_array(label_keys, StringArray::from(label_values))?),
             Arc::new(TimestampMillisecondArray::from(times).with_timezone("UTC")),
             Arc::new(Int64Array::from(bases)),
             Arc::new(Int64Array::from(mantissas)),
@@ -369,10 +374,51 @@ fn to_batch(series: &[Series]) -> Result<RecordBatch, StorageError> {
     .map_err(|e| StorageError::Internal(format!("metric batch: {e}")))
 }
 
-/// What decoding carries from one batch to the next of a file: the last mantissa.
+/// A column of a metric batch as its array type.
+pub(crate) fn column<'b, A: 'static>(
+    path: &str,
+    batch: &'b RecordBatch,
+    name: &str,
+) -> Result<&'b A, StorageError> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<A>())
+        .ok_or_else(|| StorageError::parquet(path, format!("metric file: bad {name} column")))
+}
+
+/// A dictionary string column of a metric batch: its keys and values.
+pub(crate) fn dict_column<'b>(
+    path: &str,
+    batch: &'b RecordBatch,
+    name: &str,
+) -> Result<(&'b Int32Array, &'b StringArray), StorageError> {
+    let d = column::<DictionaryArray<Int32Type>>(path, batch, name)?;
+    let v = d
+        .values()
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .ok_or_else(|| StorageError::parquet(path, format!("metric file: bad {name} column")))?;
+    Ok((d.keys(), v))
+}
+
+/// A dictionary string column for a batch being written.
+pub(crate) fn dict_array(
+    keys: Vec<Option<i32>>,
+    values: StringArray,
+) -> Result<DictionaryArray<Int32Type>, StorageError> {
+    DictionaryArray::<Int32Type>::try_new(Int32Array::from(keys), Arc::new(values))
+        .map_err(|e| StorageError::Internal(format!("metric batch: {e}")))
+}
+
+/// What decoding carries from one batch to the next of a file: the last mantissa, and the
+/// series under way (a series' later rows have no labels, step or exponent): whether it is
+/// wanted, its step and exponent.
 #[derive(Debug, Default)]
 pub struct Run {
     mantissa: i64,
+    wanted: Option<bool>,
+    step: i64,
+    exponent: i8,
 }
 
 /// The rows of one decoded batch as series runs, calling `keep` once per distinct series
@@ -386,77 +432,71 @@ pub fn batch_series(
     keep: &mut dyn FnMut(&Labels) -> bool,
     out: &mut Vec<Series>,
 ) -> Result<(), StorageError> {
-    let bad = |what: &str| StorageError::parquet(path, format!("metric file: bad {what} column"));
-    let dict = |name: &str| {
-        batch
-            .column_by_name(name)
-            .and_then(|c| c.as_any().downcast_ref::<DictionaryArray<Int32Type>>())
-            .and_then(|d| {
-                let v = d.values().as_any().downcast_ref::<StringArray>()?;
-                Some((d.keys(), v))
-            })
-    };
-    let (mk, mv) = dict(METRIC).ok_or_else(|| bad(METRIC))?;
-    let (lk, lv) = dict(LABELS).ok_or_else(|| bad(LABELS))?;
-    let times = batch
-        .column_by_name(TIME)
-        .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>())
-        .ok_or_else(|| bad(TIME))?;
-    let values = batch
-        .column_by_name(VALUE)
-        .and_then(|c| c.as_any().downcast_ref::<Float64Array>())
-        .ok_or_else(|| bad(VALUE))?;
-    let mantissas = batch
-        .column_by_name(MANTISSA)
-        .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
-        .ok_or_else(|| bad(MANTISSA))?;
-    let exponents = batch
-        .column_by_name(EXPONENT)
-        .and_then(|c| c.as_any().downcast_ref::<Int8Array>())
-        .ok_or_else(|| bad(EXPONENT))?;
-    let bases = batch
-        .column_by_name(BASE)
-        .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
-        .ok_or_else(|| bad(BASE))?;
-    let steps = batch
-        .column_by_name(STEP)
-        .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
-        .ok_or_else(|| bad(STEP))?;
-    // The running mantissa (a run may continue from the previous batch of the row group).
+    let (mk, mv) = dict_column(path, batch, METRIC)?;
+    let (lk, lv) = dict_column(path, batch, LABELS)?;
+    let times = column::<TimestampMillisecondArray>(path, batch, TIME)?;
+    let values = column::<Float64Array>(path, batch, VALUE)?;
+    let mantissas = column::<Int64Array>(path, batch, MANTISSA)?;
+    let exponents = column::<Int8Array>(path, batch, EXPONENT)?;
+    let bases = column::<Int64Array>(path, batch, BASE)?;
+    let steps = column::<Int64Array>(path, batch, STEP)?;
+    // The running mantissa (a run may continue from the previous batch of the row group);
+    // step and exponent are the series' (version 1 repeats them on every row).
     let mut value = |i: usize| {
+        if steps.is_valid(i) {
+            run.step = steps.value(i);
+        }
+        if exponents.is_valid(i) {
+            run.exponent = exponents.value(i);
+        }
         if mantissas.is_valid(i) {
             let m = if bases.is_valid(i) {
                 bases.value(i)
             } else {
                 run.mantissa
-                    .wrapping_add(unzigzag(mantissas.value(i)).wrapping_mul(steps.value(i)))
+                    .wrapping_add(unzigzag(mantissas.value(i)).wrapping_mul(run.step))
             };
             run.mantissa = m;
-            let e = exponents.value(i).clamp(0, MAX_DIGITS as i8) as usize;
+            let e = run.exponent.clamp(0, MAX_DIGITS as i8) as usize;
             m as f64 / POW10[e]
         } else {
             values.value(i)
         }
     };
     let mut current: Option<(i32, i32, bool)> = None;
+    let mut series_wanted = run.wanted;
     for i in 0..batch.num_rows() {
-        let (m, l) = (mk.value(i), lk.value(i));
-        let wanted = match current {
-            Some((cm, cl, w)) if cm == m && cl == l => w,
-            _ => {
-                let labels = Labels::from_key(mv.value(m as usize), lv.value(l as usize))
-                    .map_err(|e| StorageError::parquet(path, e))?;
-                let w = keep(&labels);
-                if w {
-                    out.push(Series {
-                        labels: Arc::new(labels),
-                        samples: Vec::new(),
-                    });
+        // Version 2 names a series on its first row only; version 1 on every row.
+        let wanted = if lk.is_null(i) {
+            series_wanted.ok_or_else(|| {
+                StorageError::parquet(path, "metric file: a row group starts without labels")
+            })?
+        } else {
+            let (m, l) = (mk.value(i), lk.value(i));
+            if mk.is_null(i) {
+                return Err(StorageError::parquet(
+                    path,
+                    "metric file: a series has labels but no metric",
+                ));
+            }
+            match current {
+                Some((cm, cl, w)) if cm == m && cl == l => w,
+                _ => {
+                    let labels = Labels::from_key(mv.value(m as usize), lv.value(l as usize))
+                        .map_err(|e| StorageError::parquet(path, e))?;
+                    let w = keep(&labels);
+                    if w {
+                        out.push(Series {
+                            labels: Arc::new(labels),
+                            samples: Vec::new(),
+                        });
+                    }
+                    current = Some((m, l, w));
+                    w
                 }
-                current = Some((m, l, w));
-                w
             }
         };
+        series_wanted = Some(wanted);
         let t = times.value(i);
         // Decoded for every row: the next row's difference builds on it.
         let v = value(i);
@@ -468,6 +508,7 @@ pub fn batch_series(
             s.samples.push(Sample { t, v });
         }
     }
+    run.wanted = series_wanted;
     Ok(())
 }
 

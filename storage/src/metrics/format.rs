@@ -55,20 +55,29 @@ pub fn merge_rows(chunks: &[&MetricRows]) -> Vec<Series> {
     for (r, &g) in order.iter().enumerate() {
         rank[g as usize] = r as u32;
     }
-    // Stable: of equal (series, time) the first written stays first.
-    points.sort_by_key(|p| (rank[p.0 as usize], p.1));
+    // Points grouped by series rank (a counting sort: stable, so of equal timestamps the
+    // first written stays first), then each series in time order: chunks come in WAL order,
+    // so a series' points are nearly always sorted already and only a check is paid.
+    let mut counts = vec![0usize; labels.len()];
+    for p in &points {
+        counts[rank[p.0 as usize] as usize] += 1;
+    }
     let mut out: Vec<Series> = order
         .iter()
-        .map(|&g| Series {
+        .zip(&counts)
+        .map(|(&g, &n)| Series {
             labels: labels[g as usize].clone(),
-            samples: Vec::new(),
+            samples: Vec::with_capacity(n),
         })
         .collect();
     for (g, t, v) in points {
-        let s = &mut out[rank[g as usize] as usize];
-        if s.samples.last().is_none_or(|x| x.t != t) {
-            s.samples.push(Sample { t, v });
+        out[rank[g as usize] as usize].samples.push(Sample { t, v });
+    }
+    for s in &mut out {
+        if !s.samples.is_sorted_by_key(|x| x.t) {
+            s.samples.sort_by_key(|x| x.t);
         }
+        s.samples.dedup_by_key(|x| x.t);
     }
     out
 }

@@ -274,6 +274,7 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let server = ctx.start_in(&dir, &[("LOUPE_COMPACTION_INTERVAL", "1h".to_string())])?;
     server.wait_ready(client).await?;
+    let split0 = server.cpu_split();
     let cpu0 = server.cpu_seconds();
     let wall = Instant::now();
     let rw_retries = send(
@@ -285,6 +286,7 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<()> {
     .await?;
     server.wait_flushed(client).await?;
     let (rw_cpu, rw_wall) = (server.cpu_seconds() - cpu0, wall.elapsed().as_secs_f64());
+    let split1 = server.cpu_split();
     let cpu0 = server.cpu_seconds();
     let wall = Instant::now();
     let otlp_retries = send(
@@ -299,6 +301,10 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<()> {
     .await?;
     server.wait_flushed(client).await?;
     let (otlp_cpu, otlp_wall) = (server.cpu_seconds() - cpu0, wall.elapsed().as_secs_f64());
+    let split2 = server.cpu_split();
+    // User and system seconds of each protocol's phase.
+    let split = |a: (f64, f64), b: (f64, f64)| json!({"user_s": b.0 - a.0, "system_s": b.1 - a.1});
+    let (rw_split, otlp_split) = (split(split0, split1), split(split1, split2));
     let rss = server.rss_peak_mib();
     server.stop()?;
     let (flushed_bytes, rows, flushed_files) = stored(&dir, "default").await?;
@@ -441,7 +447,8 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<()> {
         Figure::new("samples_ingest_per_cpu_s", rw_rate.min(otlp_rate), "samples/cpu_s", Some(">= 200000"),
             json!({"samples": data.samples, "series": data.series, "remote_write_per_cpu_s": rw_rate, "otlp_per_cpu_s": otlp_rate,
                 "remote_write_cpu_s": rw_cpu, "remote_write_wall_s": rw_wall, "otlp_cpu_s": otlp_cpu, "otlp_wall_s": otlp_wall,
-                "retries": rw_retries + otlp_retries, "server_rss_peak_mib": rss,
+                "retries": rw_retries + otlp_retries, "remote_write_retries": rw_retries, "otlp_retries": otlp_retries,
+                "remote_write_cpu_split": rw_split, "otlp_cpu_split": otlp_split, "server_rss_peak_mib": rss,
                 "victoria_metrics_per_cpu_s": vm_rate, "victoria_metrics_cpu_s": vm_cpu, "victoria_metrics_wall_s": vm_wall,
                 "prometheus_per_cpu_s": prom_rate, "prometheus_cpu_s": prom_cpu, "prometheus_wall_s": prom_wall,
                 "requests": "remote write as Prometheus sends it: one sample per series entry, 2,000 per request, snappy; OTLP/HTTP protobuf, one resource per target, ~2,000 points per request; 8 shards in lock step",

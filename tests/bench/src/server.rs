@@ -94,6 +94,16 @@ impl Server {
         (ticks(11) + ticks(12)) / clock_ticks()
     }
 
+    /// User and system CPU seconds of the process so far.
+    pub fn cpu_split(&self) -> (f64, f64) {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<&str> = after.split_whitespace().collect();
+        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        (ticks(11) / clock_ticks(), ticks(12) / clock_ticks())
+    }
+
     /// Peak resident set size in MiB (VmHWM).
     pub fn rss_peak_mib(&self) -> f64 {
         let status =
