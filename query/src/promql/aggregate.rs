@@ -121,6 +121,32 @@ pub fn eval(ev: &Evaluator, a: &AggregateExpr, times: &[i64]) -> Result<Value, E
                     .collect(),
             ))
         }
+        "sum" | "count" | "group" => {
+            // Series by series into one accumulator per step: memory in order, nothing
+            // collected (the same additions, in the same order, as `fold`).
+            let mut out = Vec::with_capacity(groups.len());
+            for (gi, g) in groups.iter().enumerate() {
+                let mut points: Vec<Option<f64>> = vec![None; n];
+                for &s in g {
+                    for (acc, p) in points.iter_mut().zip(&input[s].points) {
+                        let Some(v) = *p else { continue };
+                        *acc = Some(match (op.as_str(), *acc) {
+                            ("sum", Some(a)) => a + v,
+                            ("sum", None) => v,
+                            ("count", a) => a.unwrap_or(0.0) + 1.0,
+                            _ => 1.0,
+                        });
+                    }
+                }
+                if points.iter().any(Option::is_some) {
+                    out.push(Steps {
+                        labels: keys[gi].clone(),
+                        points,
+                    });
+                }
+            }
+            Ok(Value::Vector(out))
+        }
         _ => {
             let q = if op == "quantile" {
                 param("quantile")?
@@ -128,10 +154,12 @@ pub fn eval(ev: &Evaluator, a: &AggregateExpr, times: &[i64]) -> Result<Value, E
                 Vec::new()
             };
             let mut out = Vec::with_capacity(groups.len());
+            let mut vals: Vec<f64> = Vec::new();
             for (gi, g) in groups.iter().enumerate() {
                 let points: Vec<Option<f64>> = (0..n)
                     .map(|i| {
-                        let vals: Vec<f64> = g.iter().filter_map(|&s| input[s].points[i]).collect();
+                        vals.clear();
+                        vals.extend(g.iter().filter_map(|&s| input[s].points[i]));
                         if vals.is_empty() {
                             return Ok(None);
                         }

@@ -176,12 +176,17 @@ impl<'a> Evaluator<'a> {
                     .iter()
                     .map(|s| Series {
                         labels: s.labels.clone(),
-                        samples: s
-                            .samples
-                            .iter()
-                            .filter(|x| !is_stale(x.v))
-                            .copied()
-                            .collect(),
+                        // Stale markers play no part in a range; most series have none and
+                        // are copied whole.
+                        samples: if s.samples.iter().any(|x| is_stale(x.v)) {
+                            s.samples
+                                .iter()
+                                .filter(|x| !is_stale(x.v))
+                                .copied()
+                                .collect()
+                        } else {
+                            s.samples.clone()
+                        },
                     })
                     .filter(|s| !s.samples.is_empty())
                     .collect();

@@ -5,6 +5,7 @@
 //! found in several places are merged (one sample per timestamp). Exemplars are selected
 //! the same way from the exemplar row groups.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,12 +38,51 @@ const MAX_ROW_GROUPS: usize = 256;
 #[derive(Clone)]
 struct BySamples;
 
-impl quick_cache::Weighter<(String, usize), Arc<Vec<Series>>> for BySamples {
-    fn weight(&self, _: &(String, usize), v: &Arc<Vec<Series>>) -> u64 {
-        v.iter()
-            .map(|s| s.samples.len() as u64 * 16 + 128)
+impl quick_cache::Weighter<(String, usize), Arc<Group>> for BySamples {
+    fn weight(&self, _: &(String, usize), v: &Arc<Group>) -> u64 {
+        v.series
+            .iter()
+            .map(|s| s.samples.len() as u64 * 16 + 160)
             .sum::<u64>()
             .max(1)
+    }
+}
+
+/// A decoded row group: its series, and which of them each metric name has (a selector
+/// naming its metric looks at those only, not at every series of the group).
+pub struct Group {
+    series: Vec<Series>,
+    by_metric: HashMap<String, Vec<u32>, foldhash::fast::RandomState>,
+}
+
+impl Group {
+    fn new(series: Vec<Series>) -> Self {
+        let mut by_metric: HashMap<String, Vec<u32>, foldhash::fast::RandomState> =
+            HashMap::default();
+        for (i, s) in series.iter().enumerate() {
+            match by_metric.get_mut(s.labels.name()) {
+                Some(v) => v.push(i as u32),
+                None => {
+                    by_metric.insert(s.labels.name().to_string(), vec![i as u32]);
+                }
+            }
+        }
+        Group { series, by_metric }
+    }
+
+    /// The series that may match `names` (the selector's `__name__="..."` values; every
+    /// series when it has none).
+    fn candidates<'a>(&'a self, names: &[&str]) -> Box<dyn Iterator<Item = &'a Series> + 'a> {
+        match names.first() {
+            None => Box::new(self.series.iter()),
+            Some(n) => Box::new(
+                self.by_metric
+                    .get(*n)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|&i| self.series.get(i as usize)),
+            ),
+        }
     }
 }
 
@@ -50,7 +90,7 @@ impl quick_cache::Weighter<(String, usize), Arc<Vec<Series>>> for BySamples {
 /// every sample) by weight, so a warm query over immutable files does no Parquet decoding.
 pub struct MetricReader {
     files: ParquetFiles,
-    decoded: quick_cache::sync::Cache<(String, usize), Arc<Vec<Series>>, BySamples>,
+    decoded: quick_cache::sync::Cache<(String, usize), Arc<Group>, BySamples>,
 }
 
 /// What one selection asks for: series matching every matcher, samples in
@@ -87,7 +127,7 @@ impl MetricReader {
         entry: &FileEntry,
         meta: &parquet::arrow::arrow_reader::ArrowReaderMetadata,
         g: usize,
-    ) -> Result<Arc<Vec<Series>>, StorageError> {
+    ) -> Result<Arc<Group>, StorageError> {
         let key = (entry.id.clone(), g);
         if let Some(v) = self.decoded.get(&key) {
             return Ok(v);
@@ -118,7 +158,7 @@ impl MetricReader {
                     &mut out,
                 )?;
             }
-            Ok::<_, StorageError>(Arc::new(out))
+            Ok::<_, StorageError>(Arc::new(Group::new(out)))
         })
         .await??;
         self.decoded.insert(key, series.clone());
@@ -192,7 +232,7 @@ impl MetricReader {
         for g in groups {
             let decoded = self.row_group(entry, &meta, g).await?;
             for s in decoded
-                .iter()
+                .candidates(&names)
                 .filter(|s| matches_all(&sel.matchers, &s.labels))
             {
                 let lo = s.samples.partition_point(|x| x.t < sel.start_ms);
@@ -217,10 +257,13 @@ impl MetricReader {
         fresh: Vec<Arc<Chunk<MetricRows>>>,
         sel: &Selector,
     ) -> Result<Vec<Series>, StorageError> {
-        let files = Self::candidates(catalog, tenant, max_age, sel).await?;
+        let mut files = Self::candidates(catalog, tenant, max_age, sel).await?;
+        // In time order, kept in order: a series found in several files then comes out of
+        // the merge already sorted, with nothing to sort.
+        files.sort_by_key(|f| (f.min_time_unix_nano, f.max_time_unix_nano));
         let mut parts: Vec<Series> = futures::stream::iter(files)
             .map(|f| async move { self.read_file(&f, sel).await })
-            .buffer_unordered(FILES_AT_ONCE)
+            .buffered(FILES_AT_ONCE)
             .try_concat()
             .await?;
         parts.extend(fresh_series(&fresh, sel));
