@@ -79,6 +79,10 @@ pub struct CommonArgs {
     /// How often compaction, retention and garbage collection run.
     #[arg(long, env = "LOUPE_COMPACTION_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
     pub compaction_interval: Duration,
+    /// Small files of one hour merged together at least (fewer merge once the hour has been
+    /// over for 10 minutes, or when they make half a full file together).
+    #[arg(long, env = "LOUPE_COMPACTION_MIN_FILES", default_value_t = 4)]
+    pub compaction_min_files: usize,
     /// How stale a query role's view of the catalog may be (must stay well below the
     /// garbage-collection grace).
     #[arg(long, env = "LOUPE_CATALOG_REFRESH_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
@@ -202,6 +206,9 @@ impl CommonArgs {
         if self.retention < Duration::from_secs(3600) {
             bail!("LOUPE_RETENTION must be at least 1h");
         }
+        if self.compaction_min_files < 2 {
+            bail!("LOUPE_COMPACTION_MIN_FILES must be at least 2");
+        }
         if self.compaction_interval.is_zero() {
             bail!("LOUPE_COMPACTION_INTERVAL must be greater than 0");
         }
@@ -254,6 +261,7 @@ impl CommonArgs {
             "retention": humantime::format_duration(self.retention).to_string(),
             "max_future_skew": humantime::format_duration(self.max_future_skew).to_string(),
             "compaction_interval": humantime::format_duration(self.compaction_interval).to_string(),
+            "compaction_min_files": self.compaction_min_files,
             "catalog_refresh_interval": humantime::format_duration(self.catalog_refresh_interval).to_string(),
             "gc_grace": humantime::format_duration(self.gc_grace).to_string(),
             "auth_tokens": tenants,

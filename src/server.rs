@@ -192,11 +192,12 @@ pub async fn run(role: Role) -> anyhow::Result<()> {
                 .clone()
                 .run_flusher(common.flush_interval, shutdown_rx.clone()),
         ));
-        let cfg = LifecycleConfig::new(
+        let mut cfg = LifecycleConfig::new(
             common.compaction_interval,
             common.retention,
             common.gc_grace,
         );
+        cfg.policy.min_files = common.compaction_min_files;
         let leases = Leases::new(storage.clone(), id, cfg.lease_ttl());
         let signals: Vec<Arc<dyn SignalLifecycle>> = vec![
             Arc::new(FormatLifecycle(spans)),

@@ -62,6 +62,20 @@ pub struct IngestLimits {
     pub max_series_per_tenant: usize,
 }
 
+/// How many samples a metrics batch may hold for each span a traces batch may.
+const SAMPLES_PER_SPAN_ROW: usize = 32;
+
+/// The metrics lane's batch bounds. A sample is a few dozen bytes where a span is hundreds:
+/// at the span row bound a file was made every 64k samples, and each paid per-series work
+/// (label text, series index, sort) for ten samples a series. Metrics batches seal by bytes
+/// instead, at half the buffer budget, so the next batch fills while one is flushed.
+pub fn metric_batch_limits(limits: &IngestLimits) -> BatchLimits {
+    BatchLimits {
+        max_rows: limits.batch.max_rows.saturating_mul(SAMPLES_PER_SPAN_ROW),
+        max_bytes: limits.batch.max_bytes.min(limits.max_buffer_bytes / 2),
+    }
+}
+
 impl Default for IngestLimits {
     fn default() -> Self {
         IngestLimits {
@@ -135,7 +149,7 @@ impl Ingester {
         ));
         let metrics = Arc::new(SignalLane::new(
             metrics,
-            limits.batch,
+            metric_batch_limits(&limits),
             crate::prom::decode_metric_payload,
         ));
         Ingester {
