@@ -21,7 +21,7 @@ pub const MAX_SAMPLES: u64 = 50_000_000;
 
 pub struct Evaluator<'a> {
     pub q: QueryTimes,
-    pub data: &'a HashMap<String, Vec<Series>>,
+    pub data: &'a HashMap<String, Arc<Vec<Series>>>,
     pub max_samples: u64,
     loaded: Cell<u64>,
 }
@@ -36,7 +36,7 @@ pub fn drop_name(l: &Arc<Labels>) -> Arc<Labels> {
 }
 
 impl<'a> Evaluator<'a> {
-    pub fn new(q: QueryTimes, data: &'a HashMap<String, Vec<Series>>) -> Self {
+    pub fn new(q: QueryTimes, data: &'a HashMap<String, Arc<Vec<Series>>>) -> Self {
         Evaluator {
             q,
             data,
@@ -114,6 +114,12 @@ impl<'a> Evaluator<'a> {
         Ok(self.data.get(&key(&m)).map_or(&[], |v| v.as_slice()))
     }
 
+    /// A selector's fetched series, shared.
+    fn fetched(&self, vs: &VectorSelector) -> Result<Arc<Vec<Series>>, EvalError> {
+        let m = matchers(vs)?;
+        Ok(self.data.get(&key(&m)).cloned().unwrap_or_default())
+    }
+
     /// The instant selection of `vs` at every step.
     pub fn instant(&self, vs: &VectorSelector, times: &[i64]) -> Result<Vec<Steps>, EvalError> {
         let out = self.select_each(vs, times, |x| x.v)?;
@@ -171,25 +177,31 @@ impl<'a> Evaluator<'a> {
                 let at = at_ms(&ms.vs.at, &self.q);
                 let off = offset_ms(&ms.vs.offset);
                 let range = millis(&ms.range);
-                let series: Vec<Series> = self
-                    .series_of(&ms.vs)?
+                let fetched = self.fetched(&ms.vs)?;
+                // Stale markers play no part in a range: series with none are used as
+                // fetched (shared, not copied).
+                let series = if fetched
                     .iter()
-                    .map(|s| Series {
-                        labels: s.labels.clone(),
-                        // Stale markers play no part in a range; most series have none and
-                        // are copied whole.
-                        samples: if s.samples.iter().any(|x| is_stale(x.v)) {
-                            s.samples
-                                .iter()
-                                .filter(|x| !is_stale(x.v))
-                                .copied()
-                                .collect()
-                        } else {
-                            s.samples.clone()
-                        },
-                    })
-                    .filter(|s| !s.samples.is_empty())
-                    .collect();
+                    .any(|s| s.samples.is_empty() || s.samples.iter().any(|x| is_stale(x.v)))
+                {
+                    Arc::new(
+                        fetched
+                            .iter()
+                            .map(|s| Series {
+                                labels: s.labels.clone(),
+                                samples: s
+                                    .samples
+                                    .iter()
+                                    .filter(|x| !is_stale(x.v))
+                                    .copied()
+                                    .collect(),
+                            })
+                            .filter(|s| !s.samples.is_empty())
+                            .collect(),
+                    )
+                } else {
+                    fetched
+                };
                 self.charge(series.iter().map(|s| s.samples.len() as u64).sum())?;
                 Ok(Matrix {
                     series,
@@ -210,7 +222,7 @@ impl<'a> Evaluator<'a> {
                 let ends: Vec<i64> = times.iter().map(|&t| at.unwrap_or(t) - off).collect();
                 let (Some(&lo), Some(&hi)) = (ends.iter().min(), ends.iter().max()) else {
                     return Ok(Matrix {
-                        series: vec![],
+                        series: Arc::new(vec![]),
                         range,
                         ends,
                     });
@@ -256,7 +268,7 @@ impl<'a> Evaluator<'a> {
                     }
                 };
                 Ok(Matrix {
-                    series,
+                    series: Arc::new(series),
                     range,
                     ends,
                 })

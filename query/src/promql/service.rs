@@ -264,7 +264,7 @@ impl MetricService {
     ) -> Result<(Value, Expr), EvalError> {
         let expr = parse(query)?;
         let fetches = plan(&expr, &q)?;
-        let mut data: HashMap<String, Vec<Series>> = HashMap::new();
+        let mut data: HashMap<String, Arc<Vec<Series>>> = HashMap::new();
         let mut loaded = 0u64;
         for f in fetches {
             let series = self.select(tenant, f.matchers, f.start, f.end).await?;
@@ -274,7 +274,7 @@ impl MetricService {
                     "query processing would load too many samples into memory in query execution (more than {MAX_SAMPLES})"
                 )));
             }
-            data.insert(f.key, series);
+            data.insert(f.key, Arc::new(series));
         }
         loupe_core::cpu::run(move || {
             let ev = Evaluator::new(q, &data);

@@ -80,9 +80,9 @@ fn eval_at(query: &str, times: Vec<i64>) -> Result<Value, EvalError> {
         lookback: LOOKBACK_MS,
         default_subquery_step: SUBQUERY_STEP_MS,
     };
-    let mut store: HashMap<String, Vec<Series>> = HashMap::new();
+    let mut store: HashMap<String, std::sync::Arc<Vec<Series>>> = HashMap::new();
     for f in plan(&expr, &q)? {
-        let got = all
+        let got: Vec<Series> = all
             .iter()
             .filter(|s| matches_all(&f.matchers, &s.labels))
             .map(|s| Series {
@@ -95,7 +95,7 @@ fn eval_at(query: &str, times: Vec<i64>) -> Result<Value, EvalError> {
                     .collect(),
             })
             .collect();
-        store.insert(f.key, got);
+        store.insert(f.key, std::sync::Arc::new(got));
     }
     Evaluator::new(q, &store).eval(&expr, &times)
 }

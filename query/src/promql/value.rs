@@ -15,10 +15,11 @@ pub struct Steps {
 }
 
 /// A range vector: series of samples; step `i` reads the samples in
-/// `(ends[i] - range, ends[i]]`.
+/// `(ends[i] - range, ends[i]]`. Shared: a selector's fetched series are used as they are
+/// when none needs filtering.
 #[derive(Debug, Clone)]
 pub struct Matrix {
-    pub series: Vec<Series>,
+    pub series: Arc<Vec<Series>>,
     pub range: i64,
     pub ends: Vec<i64>,
 }

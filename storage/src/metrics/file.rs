@@ -162,21 +162,40 @@ fn writer_properties(zstd_level: i32, metadata: &[MetricMeta]) -> WriterProperti
 }
 
 /// Series merged by labels in no particular order (queries), samples sorted by time, one
-/// per timestamp (the first given wins). Hashes each series' labels once, where
-/// [`merge_series`] compares them in a tree.
-pub fn merge_unordered(parts: Vec<Series>) -> Vec<Series> {
-    let mut index: std::collections::HashMap<Arc<Labels>, usize, foldhash::fast::RandomState> =
+/// per timestamp (the first given wins). Each part comes with its labels' fingerprint
+/// ([`Labels::fingerprint`], kept with decoded row groups), so a merge hashes nothing; equal
+/// fingerprints are checked label by label.
+pub fn merge_unordered(parts: Vec<(u64, Series)>) -> Vec<Series> {
+    type Fast = foldhash::fast::RandomState;
+    let mut index: std::collections::HashMap<u64, usize, Fast> =
+        std::collections::HashMap::default();
+    // Series whose fingerprint another series already has (practically never).
+    let mut collided: std::collections::HashMap<Arc<Labels>, usize, Fast> =
         std::collections::HashMap::default();
     let mut out: Vec<Series> = Vec::with_capacity(parts.len());
     let mut repeated = false;
-    for s in parts {
-        match index.get(&s.labels) {
-            Some(&i) => {
+    for (f, s) in parts {
+        let found = match index.get(&f) {
+            Some(&i) if Arc::ptr_eq(&out[i].labels, &s.labels) || out[i].labels == s.labels => {
+                Some(i)
+            }
+            Some(_) => collided.get(&s.labels).copied(),
+            None => None,
+        };
+        match found {
+            Some(i) => {
                 out[i].samples.extend(s.samples);
                 repeated = true;
             }
             None => {
-                index.insert(s.labels.clone(), out.len());
+                match index.entry(f) {
+                    std::collections::hash_map::Entry::Occupied(_) => {
+                        collided.insert(s.labels.clone(), out.len());
+                    }
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(out.len());
+                    }
+                }
                 out.push(s);
             }
         }

@@ -159,3 +159,23 @@ fn exemplars_round_trip_after_the_samples_and_widen_the_time_range() {
         Some("4bf92f3577b34da6a3ce929d0e0e4736")
     );
 }
+
+#[test]
+fn unordered_merge_keys_on_fingerprints_and_checks_the_labels() {
+    let a = series("up", "a", &[(2, 1.0), (3, 1.0)]);
+    let a_later = series("up", "a", &[(1, 0.0), (3, 9.0)]);
+    let b = series("up", "b", &[(5, 5.0)]);
+    assert_eq!(a.labels.fingerprint(), a_later.labels.fingerprint());
+    assert_ne!(a.labels.fingerprint(), b.labels.fingerprint());
+    // b given a's fingerprint (a collision) stays its own series.
+    let f = a.labels.fingerprint();
+    let merged = merge_unordered(vec![(f, a), (f, b), (f, a_later)]);
+    assert_eq!(merged.len(), 2);
+    let times: Vec<(i64, f64)> = merged[0].samples.iter().map(|s| (s.t, s.v)).collect();
+    assert_eq!(
+        times,
+        vec![(1, 0.0), (2, 1.0), (3, 1.0)],
+        "sorted, first of a time wins"
+    );
+    assert_eq!(merged[1].labels.get("job"), Some("b"));
+}

@@ -127,6 +127,19 @@ impl Labels {
         )
     }
 
+    /// A 64-bit hash of the label set (XXH3 over names and values), the same in every
+    /// process: merges of series read from several places key on it.
+    pub fn fingerprint(&self) -> u64 {
+        let mut h = twox_hash::XxHash3_64::new();
+        for (k, v) in &self.0 {
+            std::hash::Hasher::write(&mut h, k.as_bytes());
+            std::hash::Hasher::write(&mut h, &[0xff]);
+            std::hash::Hasher::write(&mut h, v.as_bytes());
+            std::hash::Hasher::write(&mut h, &[0xfe]);
+        }
+        std::hash::Hasher::finish(&h)
+    }
+
     /// The labels other than the metric name as one canonical text (JSON object, sorted
     /// keys): the `labels` column of metric files.
     pub fn key_without_name(&self) -> String {

@@ -52,6 +52,8 @@ impl quick_cache::Weighter<(String, usize), Arc<Group>> for BySamples {
 /// naming its metric looks at those only, not at every series of the group).
 pub struct Group {
     series: Vec<Series>,
+    /// Each series' [`Labels::fingerprint`](crate::metrics::Labels::fingerprint).
+    fingerprints: Vec<u64>,
     by_metric: HashMap<String, Vec<u32>, foldhash::fast::RandomState>,
 }
 
@@ -67,20 +69,29 @@ impl Group {
                 }
             }
         }
-        Group { series, by_metric }
+        let fingerprints = series.iter().map(|s| s.labels.fingerprint()).collect();
+        Group {
+            series,
+            fingerprints,
+            by_metric,
+        }
     }
 
     /// The series that may match `names` (the selector's `__name__="..."` values; every
     /// series when it has none).
-    fn candidates<'a>(&'a self, names: &[&str]) -> Box<dyn Iterator<Item = &'a Series> + 'a> {
+    fn candidates<'a>(
+        &'a self,
+        names: &[&str],
+    ) -> Box<dyn Iterator<Item = (u64, &'a Series)> + 'a> {
+        let at = move |i: usize| Some((*self.fingerprints.get(i)?, self.series.get(i)?));
         match names.first() {
-            None => Box::new(self.series.iter()),
+            None => Box::new((0..self.series.len()).filter_map(at)),
             Some(n) => Box::new(
                 self.by_metric
                     .get(*n)
                     .into_iter()
                     .flatten()
-                    .filter_map(|&i| self.series.get(i as usize)),
+                    .filter_map(move |&i| at(i as usize)),
             ),
         }
     }
@@ -189,12 +200,12 @@ impl MetricReader {
             .collect())
     }
 
-    /// The series of one file that match `sel`.
+    /// The series of one file that match `sel`, each with its labels' fingerprint.
     pub async fn read_file(
         &self,
         entry: &FileEntry,
         sel: &Selector,
-    ) -> Result<Vec<Series>, StorageError> {
+    ) -> Result<Vec<(u64, Series)>, StorageError> {
         let meta = self.files.metadata(entry).await?;
         let names: Vec<&str> = sel
             .matchers
@@ -231,17 +242,20 @@ impl MetricReader {
         let mut out = Vec::new();
         for g in groups {
             let decoded = self.row_group(entry, &meta, g).await?;
-            for s in decoded
+            for (f, s) in decoded
                 .candidates(&names)
-                .filter(|s| matches_all(&sel.matchers, &s.labels))
+                .filter(|(_, s)| matches_all(&sel.matchers, &s.labels))
             {
                 let lo = s.samples.partition_point(|x| x.t < sel.start_ms);
                 let hi = s.samples.partition_point(|x| x.t <= sel.end_ms);
                 if lo < hi {
-                    out.push(Series {
-                        labels: s.labels.clone(),
-                        samples: s.samples[lo..hi].to_vec(),
-                    });
+                    out.push((
+                        f,
+                        Series {
+                            labels: s.labels.clone(),
+                            samples: s.samples[lo..hi].to_vec(),
+                        },
+                    ));
                 }
             }
         }
@@ -261,12 +275,16 @@ impl MetricReader {
         // In time order, kept in order: a series found in several files then comes out of
         // the merge already sorted, with nothing to sort.
         files.sort_by_key(|f| (f.min_time_unix_nano, f.max_time_unix_nano));
-        let mut parts: Vec<Series> = futures::stream::iter(files)
+        let mut parts: Vec<(u64, Series)> = futures::stream::iter(files)
             .map(|f| async move { self.read_file(&f, sel).await })
             .buffered(FILES_AT_ONCE)
             .try_concat()
             .await?;
-        parts.extend(fresh_series(&fresh, sel));
+        parts.extend(
+            fresh_series(&fresh, sel)
+                .into_iter()
+                .map(|s| (s.labels.fingerprint(), s)),
+        );
         let mut merged = merge_unordered(parts);
         merged.retain(|s| !s.samples.is_empty());
         Ok(merged)
