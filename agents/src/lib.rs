@@ -7,7 +7,10 @@
 //!   detected per file ([`LogFormat::detect`]).
 //! - [`partial`]: partial lines (CRI's `P` … `F`, Docker's 16 KiB splits) put back together
 //!   byte for byte, per stream.
+//! - [`checkpoint`]: each file's identity (inode and first bytes) and read offset, saved
+//!   atomically.
 
+pub mod checkpoint;
 pub mod cri;
 pub mod docker;
 pub mod partial;

@@ -1,0 +1,231 @@
+//! Where the agent is in each file it reads: the file's identity and the offset up to which
+//! its lines are in the agent's buffer. A checkpoint only ever advances after those lines
+//! are durable in the buffer, so after a crash reading resumes at or before the last line
+//! buffered (at-least-once).
+//!
+//! A file is known by its device and inode and by a fingerprint of its first bytes: the
+//! kubelet renames a log file on rotation (same inode, new name: the checkpoint follows the
+//! inode) and a deleted file's inode may be reused by a new one (same inode, other first
+//! bytes: a new file, read from the start).
+//!
+//! The store is one JSON file, replaced atomically: written to a temporary file, synced,
+//! renamed over the old one, and the directory synced. A crash at any point leaves the old
+//! store or the new one, never a mix; a temporary file left behind is ignored.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Bytes at the start of a file that make its fingerprint (fewer while the file is shorter).
+pub const FINGERPRINT_BYTES: usize = 256;
+
+/// A file's identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileId {
+    pub dev: u64,
+    pub ino: u64,
+    /// XXH3 of the file's first `fingerprint_len` bytes.
+    pub fingerprint: u64,
+    pub fingerprint_len: u32,
+}
+
+impl FileId {
+    /// The identity of the file at `path` now.
+    pub fn of(path: &Path) -> std::io::Result<FileId> {
+        let mut f = File::open(path)?;
+        let meta = f.metadata()?;
+        let mut head = vec![0u8; FINGERPRINT_BYTES];
+        let mut n = 0;
+        while n < head.len() {
+            let got = f.read(&mut head[n..])?;
+            if got == 0 {
+                break;
+            }
+            n += got;
+        }
+        Ok(FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            fingerprint: twox_hash::XxHash3_64::oneshot(&head[..n]),
+            fingerprint_len: n as u32,
+        })
+    }
+
+    /// Whether the file at `path` is still this file: same inode, same first bytes.
+    pub fn still(&self, path: &Path) -> std::io::Result<bool> {
+        let mut f = File::open(path)?;
+        let meta = f.metadata()?;
+        if meta.dev() != self.dev || meta.ino() != self.ino {
+            return Ok(false);
+        }
+        let mut head = vec![0u8; self.fingerprint_len as usize];
+        if f.read_exact(&mut head).is_err() {
+            // Shorter than it was: truncated (copytruncate) or another file.
+            return Ok(false);
+        }
+        Ok(twox_hash::XxHash3_64::oneshot(&head) == self.fingerprint)
+    }
+}
+
+/// One file's checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub id: FileId,
+    /// Bytes of the file whose lines are in the buffer.
+    pub offset: u64,
+}
+
+/// Checkpoints by the path the file had when last seen.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoints {
+    pub files: BTreeMap<PathBuf, Checkpoint>,
+}
+
+/// What went wrong with the store.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("checkpoint store {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("checkpoint store {path} is not valid: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+/// The checkpoint store in a directory.
+pub struct Store {
+    dir: PathBuf,
+}
+
+const FILE: &str = "checkpoints.json";
+const TEMP: &str = "checkpoints.json.tmp";
+
+impl Store {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Store { dir: dir.into() }
+    }
+
+    fn io(&self, name: &str) -> impl Fn(std::io::Error) -> CheckpointError + '_ {
+        let path = self.dir.join(name);
+        move |source| CheckpointError::Io {
+            path: path.clone(),
+            source,
+        }
+    }
+
+    /// The last checkpoints saved (none before the first save).
+    pub fn load(&self) -> Result<Checkpoints, CheckpointError> {
+        let path = self.dir.join(FILE);
+        let text = match std::fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Checkpoints::default()),
+            Err(e) => return Err(self.io(FILE)(e)),
+        };
+        serde_json::from_slice(&text).map_err(|e| CheckpointError::Corrupt {
+            path,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Replaces the saved checkpoints with `c`, durably (see the module docs).
+    pub fn save(&self, c: &Checkpoints) -> Result<(), CheckpointError> {
+        std::fs::create_dir_all(&self.dir).map_err(self.io(""))?;
+        let text = serde_json::to_vec(c).map_err(|e| CheckpointError::Corrupt {
+            path: self.dir.join(FILE),
+            reason: e.to_string(),
+        })?;
+        let temp = self.dir.join(TEMP);
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&temp)
+            .map_err(self.io(TEMP))?;
+        f.write_all(&text).map_err(self.io(TEMP))?;
+        f.sync_all().map_err(self.io(TEMP))?;
+        std::fs::rename(&temp, self.dir.join(FILE)).map_err(self.io(FILE))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(self.io(""))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_is_known_by_inode_and_first_bytes_across_renames_and_inode_reuse() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("0.log");
+        std::fs::write(&p, b"first line\n").unwrap();
+        let id = FileId::of(&p).unwrap();
+        assert_eq!(id.fingerprint_len, 11);
+        // Rotation by rename: the same file under another name.
+        let rotated = dir.path().join("0.log.20240501-100000");
+        std::fs::rename(&p, &rotated).unwrap();
+        assert!(id.still(&rotated).unwrap());
+        // Growing does not change it.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&rotated)
+            .unwrap()
+            .write_all(b"second line\n")
+            .unwrap();
+        assert!(id.still(&rotated).unwrap());
+        // Copytruncate: the same inode, its first bytes gone.
+        std::fs::write(&rotated, b"").unwrap();
+        assert!(!id.still(&rotated).unwrap());
+        std::fs::write(&rotated, b"other first line\n").unwrap();
+        assert!(
+            !id.still(&rotated).unwrap(),
+            "same inode, other first bytes"
+        );
+        // A new file at the old name is another file.
+        std::fs::write(&p, b"a new first line\n").unwrap();
+        assert!(!id.still(&p).unwrap());
+    }
+
+    #[test]
+    fn saves_replace_the_store_whole_and_a_crash_leaves_the_last_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path().join("state"));
+        assert_eq!(store.load().unwrap(), Checkpoints::default());
+        let id = FileId {
+            dev: 1,
+            ino: 2,
+            fingerprint: 3,
+            fingerprint_len: 4,
+        };
+        let mut c = Checkpoints::default();
+        c.files.insert(
+            "/var/log/pods/a_b_c/app/0.log".into(),
+            Checkpoint { id, offset: 100 },
+        );
+        store.save(&c).unwrap();
+        assert_eq!(store.load().unwrap(), c);
+        // A crash while writing the next save: a torn temporary file, never renamed.
+        std::fs::write(
+            dir.path().join("state").join(TEMP),
+            b"{\"files\":{\"/var/lo",
+        )
+        .unwrap();
+        assert_eq!(store.load().unwrap(), c, "the last complete save");
+        c.files
+            .get_mut(Path::new("/var/log/pods/a_b_c/app/0.log"))
+            .unwrap()
+            .offset = 250;
+        store.save(&c).unwrap();
+        assert_eq!(store.load().unwrap(), c);
+        // A damaged store is an error naming it, not an empty start (which would re-read
+        // every file).
+        std::fs::write(dir.path().join("state").join(FILE), b"{oops").unwrap();
+        let e = store.load().unwrap_err().to_string();
+        assert!(e.contains("checkpoints.json is not valid"), "{e}");
+    }
+}
