@@ -9,12 +9,15 @@
 //!   byte for byte, per stream.
 //! - [`checkpoint`]: each file's identity (inode and first bytes) and read offset, saved
 //!   atomically.
+//! - [`tail`]: a file read from an offset into records, whole lines only, each record with
+//!   the offset a reader may resume from once it is buffered.
 
 pub mod checkpoint;
 pub mod cri;
 pub mod docker;
 pub mod partial;
 pub mod pod_path;
+pub mod tail;
 
 /// Which stream of the container a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,0 +1,194 @@
+//! Reading one log file from an offset into records: whole lines only (a line the runtime is
+//! still writing, with no newline yet, is left for the next read), each parsed in the file's
+//! format and joined with its partial parts ([`crate::partial`]).
+//!
+//! Every record comes with the offset a reader may resume from once it (and every record
+//! before it) is in the buffer: the end of its last line, or, while another stream still has
+//! a record waiting for parts, where that record began — resuming there reads those parts
+//! again rather than losing them. A line the format does not describe is not dropped: it is
+//! handed on raw, with the reason.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use crate::partial::{Reassembler, Record};
+use crate::{LineError, LogFormat};
+
+/// What one read of a file gave.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Records with the offset to resume from once they are buffered.
+    pub records: Vec<(Record, u64)>,
+    /// Lines the format does not describe: their bytes, why, and the resume offset.
+    pub unparsed: Vec<(Vec<u8>, LineError, u64)>,
+    /// Bytes of whole lines consumed.
+    pub bytes: u64,
+}
+
+/// A file being read.
+pub struct Tail {
+    path: PathBuf,
+    /// Where the next read starts (after the last whole line consumed).
+    offset: u64,
+    format: Option<LogFormat>,
+    parts: Reassembler,
+    /// For each stream's waiting record, the offset of its first line.
+    pending_starts: [Option<u64>; 2],
+}
+
+impl Tail {
+    /// Reads `path` from `offset` (a checkpoint's, or 0); records longer than
+    /// `max_record_bytes` are handed on in pieces.
+    pub fn new(path: impl Into<PathBuf>, offset: u64, max_record_bytes: usize) -> Self {
+        Tail {
+            path: path.into(),
+            offset,
+            format: None,
+            parts: Reassembler::new(max_record_bytes),
+            pending_starts: [None, None],
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Where a reader may resume without losing a waiting part.
+    fn resume_at(&self, end: u64) -> u64 {
+        self.pending_starts
+            .iter()
+            .flatten()
+            .copied()
+            .min()
+            .unwrap_or(end)
+    }
+
+    /// Reads up to `max_bytes` of whole lines after the offset.
+    pub fn read(&mut self, max_bytes: usize) -> std::io::Result<Batch> {
+        let mut f = File::open(&self.path)?;
+        f.seek(SeekFrom::Start(self.offset))?;
+        let mut buf = Vec::with_capacity(max_bytes.min(1 << 20));
+        f.take(max_bytes as u64).read_to_end(&mut buf)?;
+        let mut out = Batch::default();
+        let mut pos = 0usize;
+        while let Some(nl) = memchr::memchr(b'\n', &buf[pos..]) {
+            let line = &buf[pos..pos + nl];
+            let start = self.offset + pos as u64;
+            let end = start + nl as u64 + 1;
+            pos += nl + 1;
+            let format = *self.format.get_or_insert_with(|| LogFormat::detect(line));
+            match format.parse(line) {
+                Ok(l) => {
+                    let slot = match l.stream {
+                        crate::Stream::Stdout => 0,
+                        crate::Stream::Stderr => 1,
+                    };
+                    self.pending_starts[slot].get_or_insert(start);
+                    let partial = l.partial;
+                    let done = self.parts.push(l);
+                    if !partial {
+                        self.pending_starts[slot] = None;
+                    }
+                    let resume = self.resume_at(end);
+                    out.records.extend(done.into_iter().map(|r| (r, resume)));
+                }
+                Err(e) => {
+                    let resume = self.resume_at(end);
+                    out.unparsed.push((line.to_vec(), e, resume));
+                }
+            }
+        }
+        self.offset += pos as u64;
+        out.bytes = pos as u64;
+        Ok(out)
+    }
+
+    /// The file will not grow (rotated away and read to its end, or deleted): records still
+    /// waiting for parts are handed on incomplete.
+    pub fn finish(&mut self) -> Vec<(Record, u64)> {
+        self.pending_starts = [None, None];
+        let end = self.offset;
+        self.parts.finish().into_iter().map(|r| (r, end)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn append(p: &Path, s: &str) {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .unwrap()
+            .write_all(s.as_bytes())
+            .unwrap();
+    }
+
+    #[test]
+    fn whole_lines_only_and_a_resume_point_before_waiting_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("0.log");
+        let l1 = "2024-05-01T10:00:00Z stdout P first \n";
+        let l2 = "2024-05-01T10:00:01Z stderr F oops\n";
+        let l3 = "2024-05-01T10:00:02Z stdout F second\n";
+        append(&p, l1);
+        append(&p, l2);
+        append(&p, "2024-05-01T10:00:02Z stdout F sec");
+        let mut t = Tail::new(&p, 0, 1 << 20);
+        let b = t.read(1 << 20).unwrap();
+        assert_eq!(b.records.len(), 1);
+        let (r, resume) = &b.records[0];
+        assert_eq!(r.message, b"oops");
+        assert_eq!(
+            *resume, 0,
+            "stdout's record began at 0 and waits for its last part"
+        );
+        assert_eq!(
+            t.offset(),
+            (l1.len() + l2.len()) as u64,
+            "the unfinished line is left"
+        );
+        append(&p, "ond\n");
+        let b = t.read(1 << 20).unwrap();
+        assert_eq!(b.records[0].0.message, b"first second");
+        assert_eq!(b.records[0].1, (l1.len() + l2.len() + l3.len()) as u64);
+        // Resuming at a record's resume point reads it again whole.
+        let mut again = Tail::new(&p, 0, 1 << 20);
+        let all = again.read(1 << 20).unwrap();
+        assert_eq!(all.records.len(), 2);
+    }
+
+    #[test]
+    fn unparsed_lines_are_handed_on_raw_and_reads_respect_their_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("0.log");
+        append(
+            &p,
+            "2024-05-01T10:00:00Z stdout F a\nnot a cri line\n2024-05-01T10:00:01Z stdout F b\n",
+        );
+        let mut t = Tail::new(&p, 0, 1 << 20);
+        // 40 bytes: the first line (32) whole, the second cut: only the first is consumed.
+        let b = t.read(40).unwrap();
+        assert_eq!((b.records.len(), b.bytes), (1, 32));
+        let b = t.read(1 << 20).unwrap();
+        assert_eq!(b.unparsed.len(), 1);
+        assert_eq!(b.unparsed[0].0, b"not a cri line");
+        assert!(b.unparsed[0].1.to_string().contains("not a CRI log line"));
+        assert_eq!(b.records[0].0.message, b"b");
+        // A file that stops with a record waiting: finished incomplete.
+        append(&p, "2024-05-01T10:00:02Z stdout P tail\n");
+        assert!(t.read(1 << 20).unwrap().records.is_empty());
+        let left = t.finish();
+        assert_eq!(left.len(), 1);
+        assert!(!left[0].0.complete);
+        assert_eq!(left[0].0.message, b"tail");
+    }
+}
