@@ -26,9 +26,11 @@ pub struct Batch {
     pub bytes: u64,
 }
 
-/// A file being read.
+/// A file being read. It is held open: after the kubelet renames it away on rotation, or
+/// deletes it, the reader still reads the same file to its end.
 pub struct Tail {
     path: PathBuf,
+    file: File,
     /// Where the next read starts (after the last whole line consumed).
     offset: u64,
     format: Option<LogFormat>,
@@ -38,16 +40,22 @@ pub struct Tail {
 }
 
 impl Tail {
-    /// Reads `path` from `offset` (a checkpoint's, or 0); records longer than
+    /// Opens `path` to read from `offset` (a checkpoint's, or 0); records longer than
     /// `max_record_bytes` are handed on in pieces.
-    pub fn new(path: impl Into<PathBuf>, offset: u64, max_record_bytes: usize) -> Self {
-        Tail {
-            path: path.into(),
+    pub fn open(
+        path: impl Into<PathBuf>,
+        offset: u64,
+        max_record_bytes: usize,
+    ) -> std::io::Result<Self> {
+        let path = path.into();
+        Ok(Tail {
+            file: File::open(&path)?,
+            path,
             offset,
             format: None,
             parts: Reassembler::new(max_record_bytes),
             pending_starts: [None, None],
-        }
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -70,10 +78,11 @@ impl Tail {
 
     /// Reads up to `max_bytes` of whole lines after the offset.
     pub fn read(&mut self, max_bytes: usize) -> std::io::Result<Batch> {
-        let mut f = File::open(&self.path)?;
-        f.seek(SeekFrom::Start(self.offset))?;
+        self.file.seek(SeekFrom::Start(self.offset))?;
         let mut buf = Vec::with_capacity(max_bytes.min(1 << 20));
-        f.take(max_bytes as u64).read_to_end(&mut buf)?;
+        (&mut self.file)
+            .take(max_bytes as u64)
+            .read_to_end(&mut buf)?;
         let mut out = Batch::default();
         let mut pos = 0usize;
         while let Some(nl) = memchr::memchr(b'\n', &buf[pos..]) {
@@ -142,7 +151,7 @@ mod tests {
         append(&p, l1);
         append(&p, l2);
         append(&p, "2024-05-01T10:00:02Z stdout F sec");
-        let mut t = Tail::new(&p, 0, 1 << 20);
+        let mut t = Tail::open(&p, 0, 1 << 20).unwrap();
         let b = t.read(1 << 20).unwrap();
         assert_eq!(b.records.len(), 1);
         let (r, resume) = &b.records[0];
@@ -156,12 +165,15 @@ mod tests {
             (l1.len() + l2.len()) as u64,
             "the unfinished line is left"
         );
-        append(&p, "ond\n");
+        // Renamed away (rotation) before the rest arrives: the open file is read on.
+        let rotated = dir.path().join("0.log.20240501-100000");
+        std::fs::rename(&p, &rotated).unwrap();
+        append(&rotated, "ond\n");
         let b = t.read(1 << 20).unwrap();
         assert_eq!(b.records[0].0.message, b"first second");
         assert_eq!(b.records[0].1, (l1.len() + l2.len() + l3.len()) as u64);
         // Resuming at a record's resume point reads it again whole.
-        let mut again = Tail::new(&p, 0, 1 << 20);
+        let mut again = Tail::open(&rotated, 0, 1 << 20).unwrap();
         let all = again.read(1 << 20).unwrap();
         assert_eq!(all.records.len(), 2);
     }
@@ -174,7 +186,7 @@ mod tests {
             &p,
             "2024-05-01T10:00:00Z stdout F a\nnot a cri line\n2024-05-01T10:00:01Z stdout F b\n",
         );
-        let mut t = Tail::new(&p, 0, 1 << 20);
+        let mut t = Tail::open(&p, 0, 1 << 20).unwrap();
         // 40 bytes: the first line (32) whole, the second cut: only the first is consumed.
         let b = t.read(40).unwrap();
         assert_eq!((b.records.len(), b.bytes), (1, 32));

@@ -62,17 +62,16 @@ pub struct IngestLimits {
     pub max_series_per_tenant: usize,
 }
 
-/// How many samples a metrics batch may hold for each span a traces batch may.
-const SAMPLES_PER_SPAN_ROW: usize = 32;
-
-/// The metrics lane's batch bounds. A sample is a few dozen bytes where a span is hundreds:
-/// at the span row bound a file was made every 64k samples, and each paid per-series work
-/// (label text, series index, sort) for ten samples a series. Metrics batches seal by bytes
-/// instead, at half the buffer budget, so the next batch fills while one is flushed.
+/// The metrics lane's batch bounds. A sample is a few dozen payload bytes where a span is
+/// hundreds: with the row bound scaled by the format (32×), metrics batches seal by bytes,
+/// at half the buffer budget, so the next batch fills while one is flushed (at the span
+/// bounds a file was made every 64k samples, each paying per-series work for ten samples a
+/// series). Sealing decides file sizes only: an export is acknowledged once its WAL record
+/// is synced, whenever its batch seals.
 pub fn metric_batch_limits(limits: &IngestLimits) -> BatchLimits {
     BatchLimits {
-        max_rows: limits.batch.max_rows.saturating_mul(SAMPLES_PER_SPAN_ROW),
         max_bytes: limits.batch.max_bytes.min(limits.max_buffer_bytes / 2),
+        ..limits.batch
     }
 }
 

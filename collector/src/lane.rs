@@ -49,7 +49,15 @@ pub struct SignalLane<F: Format> {
 }
 
 impl<F: Format> SignalLane<F> {
+    /// `limits` in span rows: the row bound is scaled by the format's
+    /// [`Format::ROW_SCALE`](loupe_storage::lifecycle::Format::ROW_SCALE).
     pub fn new(format: Arc<F>, limits: BatchLimits, decoder: PayloadDecoder<F::Rows>) -> Self {
+        let limits = BatchLimits {
+            max_rows: limits
+                .max_rows
+                .saturating_mul(usize::try_from(F::ROW_SCALE).unwrap_or(usize::MAX)),
+            ..limits
+        };
         SignalLane {
             format,
             batcher: Arc::new(Batcher::new(limits)),

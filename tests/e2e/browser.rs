@@ -21,23 +21,24 @@ async fn demo() -> (std::path::PathBuf, tempfile::TempDir, Server) {
     (browser_dir, dir, server)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn ui_search_and_trace_view_in_chromium() {
-    let (browser_dir, _dir, server) = demo().await;
-    eventually(30, "demo traces", || async {
-        let (_, b) = get_json(&server.url("/api/v1/traces?service=checkout&limit=1"), None).await;
-        (b["traces"].as_array()?.len() == 1).then_some(())
-    })
-    .await;
+/// Runs `script` against `server` with `env`, its screenshot saved as `shot` under
+/// `target/screenshots`; fails the test when a check fails or when `shot` or one of
+/// `also_saved` is not a PNG there.
+fn run_browser(
+    browser_dir: &std::path::Path,
+    script: &str,
+    server: &Server,
+    env: &[(&str, &str)],
+    shot: &str,
+    also_saved: &[&str],
+) {
     let shots = workspace_root().join("target/screenshots");
     std::fs::create_dir_all(&shots).unwrap();
-    let shot = shots.join("trace_view.png");
     let out = Command::new("node")
-        .arg(browser_dir.join("trace_view.mjs"))
+        .arg(browser_dir.join(script))
         .env("LOUPE_URL", format!("http://{}", server.http))
-        .env("LOUPE_SERVICE", "checkout")
-        .env("LOUPE_MIN_SPANS", "3")
-        .env("LOUPE_SCREENSHOT", &shot)
+        .envs(env.iter().copied())
+        .env("LOUPE_SCREENSHOT", shots.join(shot))
         .output()
         .expect("run node");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -46,11 +47,29 @@ async fn ui_search_and_trace_view_in_chromium() {
         out.status.success(),
         "browser test failed:\n{stdout}\n{stderr}"
     );
-    let png = std::fs::read(&shot).expect("screenshot saved");
-    assert!(png.starts_with(b"\x89PNG"), "screenshot is a PNG");
-    let png = std::fs::read(shots.join("trace_view-traceql.png")).expect("TraceQL screenshot");
-    assert!(png.starts_with(b"\x89PNG"), "TraceQL screenshot is a PNG");
-    eprintln!("browser: {stdout}screenshot: {}", shot.display());
+    for name in std::iter::once(&shot).chain(also_saved) {
+        let png = std::fs::read(shots.join(name)).expect("screenshot saved");
+        assert!(png.starts_with(b"\x89PNG"), "{name} is a PNG");
+    }
+    eprintln!("browser: {stdout}screenshots: {}", shots.display());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ui_search_and_trace_view_in_chromium() {
+    let (browser_dir, _dir, server) = demo().await;
+    eventually(30, "demo traces", || async {
+        let (_, b) = get_json(&server.url("/api/v1/traces?service=checkout&limit=1"), None).await;
+        (b["traces"].as_array()?.len() == 1).then_some(())
+    })
+    .await;
+    run_browser(
+        &browser_dir,
+        "trace_view.mjs",
+        &server,
+        &[("LOUPE_SERVICE", "checkout"), ("LOUPE_MIN_SPANS", "3")],
+        "trace_view.png",
+        &["trace_view-traceql.png"],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -68,31 +87,14 @@ async fn log_explorer_leads_to_the_trace_and_its_logs_tab_in_chromium() {
         })
         .await;
     }
-    let shots = workspace_root().join("target/screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
-    let shot = shots.join("log_explorer.png");
-    let out = Command::new("node")
-        .arg(browser_dir.join("log_explorer.mjs"))
-        .env("LOUPE_URL", format!("http://{}", server.http))
-        .env("LOUPE_SERVICES", "cart,inventory")
-        .env("LOUPE_SCREENSHOT", &shot)
-        .output()
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "browser test failed:\n{stdout}\n{stderr}"
-    );
-    for name in [
+    run_browser(
+        &browser_dir,
+        "log_explorer.mjs",
+        &server,
+        &[("LOUPE_SERVICES", "cart,inventory")],
         "log_explorer.png",
-        "log_explorer-cart.png",
-        "log_explorer-inventory.png",
-    ] {
-        let png = std::fs::read(shots.join(name)).expect("screenshot saved");
-        assert!(png.starts_with(b"\x89PNG"), "{name} is a PNG");
-    }
-    eprintln!("browser: {stdout}screenshots: {}", shots.display());
+        &["log_explorer-cart.png", "log_explorer-inventory.png"],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -105,22 +107,12 @@ async fn metrics_explorer_charts_the_demo_services_in_chromium() {
         (n > 0.0).then_some(())
     })
     .await;
-    let shots = workspace_root().join("target/screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
-    let shot = shots.join("metrics_explorer.png");
-    let out = Command::new("node")
-        .arg(browser_dir.join("metrics_explorer.mjs"))
-        .env("LOUPE_URL", format!("http://{}", server.http))
-        .env("LOUPE_SCREENSHOT", &shot)
-        .output()
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "browser test failed:\n{stdout}\n{stderr}"
+    run_browser(
+        &browser_dir,
+        "metrics_explorer.mjs",
+        &server,
+        &[],
+        "metrics_explorer.png",
+        &[],
     );
-    let png = std::fs::read(&shot).expect("screenshot saved");
-    assert!(png.starts_with(b"\x89PNG"), "screenshot is a PNG");
-    eprintln!("browser: {stdout}screenshot: {}", shot.display());
 }

@@ -165,6 +165,15 @@ async fn kill_while_exporting(
     server
 }
 
+/// Fixed addresses (kept across restarts), flushes every 100 ms and compaction every
+/// second: the setting of the exporter kill loops.
+fn churn_env() -> Vec<(&'static str, String)> {
+    let mut env = fixed_addrs();
+    env.push(("LOUPE_FLUSH_INTERVAL", "100ms".to_string()));
+    env.push(("LOUPE_COMPACTION_INTERVAL", "1s".to_string()));
+    env
+}
+
 /// Log exporters under kill -9, with flushes every 100 ms and compaction (which rebuilds the
 /// log files' indexes) every second: every acknowledged line is stored once, no line twice,
 /// and nothing appears that was not sent; lines are found through the index by their words.
@@ -175,9 +184,7 @@ async fn kill_loop_with_log_exporters_loses_and_duplicates_no_line() {
     const TASKS: usize = 8;
     const LINES: usize = 110;
     let dir = tempfile::tempdir().unwrap();
-    let mut env = fixed_addrs();
-    env.push(("LOUPE_FLUSH_INTERVAL", "100ms".to_string()));
-    env.push(("LOUPE_COMPACTION_INTERVAL", "1s".to_string()));
+    let env = churn_env();
     let env = env_refs(&env);
     let server = Server::start(&["server"], dir.path(), &env);
     let url = server.otlp_url("/v1/logs");
@@ -289,8 +296,8 @@ async fn kill_loop_with_log_exporters_loses_and_duplicates_no_line() {
     );
 }
 
-/// Remote-write exporters under kill -9, with flushes every 100 ms and compaction every
-/// second: every acknowledged sample is stored once, and nothing is stored that was refused
+/// Remote-write exporters under kill -9, with flushes every 100 ms, compaction every second
+/// and batches sealed by bytes: every acknowledged sample is stored once, and nothing is stored that was refused
 /// or never sent. After each restart the series cache is empty and its order check starts
 /// again from the stored data's absence (the first sample of each series is taken).
 #[tokio::test(flavor = "multi_thread")]
@@ -300,9 +307,9 @@ async fn kill_loop_with_remote_write_exporters_loses_and_duplicates_no_sample() 
     const TASKS: usize = 8;
     const SAMPLES: i64 = 110;
     let dir = tempfile::tempdir().unwrap();
-    let mut env = fixed_addrs();
-    env.push(("LOUPE_FLUSH_INTERVAL", "100ms".to_string()));
-    env.push(("LOUPE_COMPACTION_INTERVAL", "1s".to_string()));
+    // A small buffer budget: metric batches seal by bytes (half of it) all the time.
+    let mut env = churn_env();
+    env.push(("LOUPE_MAX_BUFFER_BYTES", "2KiB".to_string()));
     let env = env_refs(&env);
     let server = Server::start(&["server"], dir.path(), &env);
     let url = server.otlp_url("/prometheus/api/v1/write");

@@ -116,7 +116,7 @@ impl SeriesCache {
         self.max_series
     }
 
-    /// The cache's clock, in minutes (for [`TenantSeries::get`]).
+    /// The cache's clock, in minutes (for [`TenantSeries::get`]; read once per request).
     pub fn minute(&self) -> u32 {
         (self.started.elapsed().as_secs() / 60) as u32
     }
@@ -127,7 +127,8 @@ impl SeriesCache {
         tenants.get(tenant).cloned()
     }
 
-    fn tenant_or_new(&self, tenant: &TenantId) -> Arc<TenantSeries> {
+    /// A tenant's series, made empty on first use.
+    pub fn tenant_or_new(&self, tenant: &TenantId) -> Arc<TenantSeries> {
         if let Some(t) = self.tenant(tenant) {
             return t;
         }
@@ -145,12 +146,6 @@ impl SeriesCache {
             return ids.map(|_| None).collect();
         };
         ids.map(|id| t.get(id, now)).collect()
-    }
-
-    /// The known labels of one series id (see [`SeriesCache::lookup`]), seen at minute
-    /// `now` ([`SeriesCache::minute`], read once per request).
-    pub fn get(&self, tenant: &TenantId, id: u128, now: u32) -> Option<Known> {
-        self.tenant(tenant)?.get(id, now)
     }
 
     /// Adds new series; each `Err` is refused by the limit (its message says so).
@@ -244,19 +239,20 @@ mod tests {
         assert!(c.lookup(&t, [1u128].into_iter())[0].is_none());
         let got = c.insert(&t, vec![(1, l("a")), (2, l("b"))]);
         assert!(got.iter().all(Result::is_ok));
-        let again = c.get(&t, 1, 0).unwrap();
+        let get = |id: u128| c.tenant(&t).and_then(|s| s.get(id, 0));
+        let again = get(1).unwrap();
         assert!(
             Arc::ptr_eq(&again.labels, got[0].as_ref().unwrap()),
             "one Arc per series"
         );
         assert!(again.last.is_none());
         assert!(
-            c.get(&t, 1 | (7 << 64), 0).is_none(),
+            get(1 | (7 << 64)).is_none(),
             "an id sharing only its low bits is a miss"
         );
         c.advance(&t, &[(1, 100, 7), (1, 50, 9)]);
         assert_eq!(
-            c.get(&t, 1, 0).unwrap().last,
+            get(1).unwrap().last,
             Some((100, 7)),
             "only newer samples move it"
         );

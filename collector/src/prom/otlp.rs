@@ -89,8 +89,8 @@ pub(crate) struct Out<'a> {
     cache: &'a SeriesCache,
     window: TimeWindow,
     minute: u32,
-    /// The tenant's series (taken once per request; `None` until it has any).
-    series: Option<Arc<crate::prom::cache::TenantSeries>>,
+    /// The tenant's series (taken once per request).
+    series: Arc<crate::prom::cache::TenantSeries>,
     pub(crate) applied: Applied,
     /// Row series by label pointer.
     index: HashMap<*const Labels, u32, foldhash::fast::RandomState>,
@@ -127,7 +127,7 @@ impl Out<'_> {
         self.key.push(0xfc);
         self.key.extend_from_slice(attrs.bytes());
         let hash = twox_hash::XxHash3_128::oneshot(&self.key);
-        if let Some(k) = self.series.as_ref().and_then(|t| t.get(hash, self.minute)) {
+        if let Some(k) = self.series.get(hash, self.minute) {
             return Ok(Some((k.labels, hash, k.last)));
         }
         let mut pairs = scoped.to_vec();
@@ -136,9 +136,6 @@ impl Out<'_> {
         pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let labels = Arc::new(Labels::new(pairs));
         let inserted = self.cache.insert(self.tenant, vec![(hash, labels)]).pop();
-        if self.series.is_none() {
-            self.series = self.cache.tenant(self.tenant);
-        }
         Ok(match inserted {
             Some(Ok(l)) => Some((l, hash, None)),
             Some(Err(why)) => {
@@ -149,24 +146,24 @@ impl Out<'_> {
         })
     }
 
-    /// Keeps the exemplars among `raw` that `pick` chooses on the point's series.
+    /// Keeps the exemplars among `exemplars` that `pick` chooses on the point's series.
     pub(crate) fn exemplars(
         &mut self,
         resolved: &Option<Resolved>,
-        raw: &[&[u8]],
+        exemplars: &[OtlpExemplar],
         pick: impl Fn(f64) -> bool,
-    ) -> Read<()> {
+    ) {
         let Some((labels, hash, last)) = resolved else {
-            return Ok(());
+            return;
         };
-        for e in crate::prom::otlp_wire::exemplars(raw)? {
-            let Some(v) = exemplar_value(&e) else {
+        for e in exemplars {
+            let Some(v) = exemplar_value(e) else {
                 continue;
             };
             if !pick(v) {
                 continue;
             }
-            let pairs = exemplar_labels(&e);
+            let pairs = exemplar_labels(e);
             let t = (e.time_unix_nano / 1_000_000) as i64;
             if let Some(why) = crate::prom::validate::exemplar_problem(&pairs)
                 .or_else(|| crate::prom::validate::outside(labels, t, &self.window))
@@ -180,7 +177,6 @@ impl Out<'_> {
                 .exemplars
                 .push(crate::prom::exemplar(series, &pairs, t, v));
         }
-        Ok(())
     }
 
     /// The row series of `labels` (added on first use).
@@ -296,7 +292,7 @@ pub fn convert(body: &[u8], cx: Context<'_>) -> Read<Converted> {
         cache: cx.cache,
         window: cx.window,
         minute: cx.cache.minute(),
-        series: cx.cache.tenant(cx.tenant),
+        series: cx.cache.tenant_or_new(cx.tenant),
         applied: Applied::default(),
         index: HashMap::default(),
         newest: Vec::new(),

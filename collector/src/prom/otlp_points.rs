@@ -176,7 +176,7 @@ impl Metric<'_, '_, '_> {
         if let Some(pick) = pick
             && !p.exemplars.is_empty()
         {
-            self.out.exemplars(&l, &p.exemplars, pick)?;
+            self.out.exemplars(&l, &p.exemplars, pick);
         }
         self.out.push(l, p.time, stale_or(p.flags, v), self.delta);
         Ok(())

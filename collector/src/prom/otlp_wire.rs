@@ -3,13 +3,14 @@
 //! bytes borrowed from the request. A point's attributes stay as their raw protobuf field
 //! encodings — the series cache key — and are decoded (with prost) only for a series the
 //! cache does not know yet. Resources, scopes and exemplars, a few per request, are decoded
-//! with prost.
+//! with prost (exemplars once per point, however many buckets pick from them).
 //!
 //! Every reader answers `Err(Malformed)` on input prost would not read the same way (a
 //! truncated field, a wrong wire type, bad UTF-8 in a name); the caller then asks prost for
 //! its error message or converts prost's canonical encoding of the request instead.
 
 use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::metrics::v1::Exemplar;
 use prost::Message;
 
 use crate::otlp::fields::{Fields, Wire, bytes, fixed64, string, varint};
@@ -163,8 +164,8 @@ pub struct PointBase<'a> {
     pub attrs: RawAttrs<'a>,
     pub time: u64,
     pub flags: u32,
-    /// Raw `Exemplar` messages.
-    pub exemplars: Vec<&'a [u8]>,
+    /// Its exemplars, decoded once (few points carry any).
+    pub exemplars: Vec<Exemplar>,
 }
 
 /// A gauge or sum point.
@@ -180,7 +181,7 @@ pub fn number_point(m: &[u8]) -> Read<NumberPoint<'_>> {
             3 => time = u64_of(w)?,
             4 => value = Some(f64_of(w)?),
             6 => value = Some(u64_of(w)? as i64 as f64),
-            5 => exemplars.push(msg(w)?),
+            5 => exemplars.push(exemplar(w)?),
             8 => flags = var(w)? as u32,
             _ => {}
         }
@@ -219,7 +220,7 @@ pub fn histogram_point<'a>(
             5 => sum = Some(f64_of(w)?),
             6 => push_fixed(w, counts)?,
             7 => push_fixed(w, bounds)?,
-            8 => exemplars.push(msg(w)?),
+            8 => exemplars.push(exemplar(w)?),
             10 => flags = var(w)? as u32,
             _ => {}
         }
@@ -295,7 +296,7 @@ pub fn exp_histogram_point(m: &[u8]) -> Read<ExpHistogramPoint<'_>> {
             8 => p.positive = Some(exp_buckets(msg(w)?)?),
             9 => p.negative = Some(exp_buckets(msg(w)?)?),
             10 => flags = var(w)? as u32,
-            11 => exemplars.push(msg(w)?),
+            11 => exemplars.push(exemplar(w)?),
             14 => p.zero_threshold = f64_of(w)?,
             _ => {}
         }
@@ -441,11 +442,7 @@ pub fn metric(m: &[u8]) -> Read<MetricView<'_>> {
     Ok(out)
 }
 
-/// The raw `Exemplar` messages decoded.
-pub fn exemplars(raw: &[&[u8]]) -> Read<Vec<opentelemetry_proto::tonic::metrics::v1::Exemplar>> {
-    raw.iter()
-        .map(|b| {
-            opentelemetry_proto::tonic::metrics::v1::Exemplar::decode(*b).map_err(|_| Malformed)
-        })
-        .collect()
+/// An `Exemplar` field decoded.
+fn exemplar(w: Wire<'_>) -> Read<Exemplar> {
+    Exemplar::decode(msg(w)?).map_err(|_| Malformed)
 }

@@ -72,10 +72,18 @@ pub trait Format: Send + Sync + 'static {
         files: &[Arc<FileEntry>],
     ) -> impl Future<Output = Result<EncodedFile, StorageError>> + Send;
 
-    /// The compaction policy for this format's files, from the configured one (a format
-    /// whose rows are much smaller than a span's scales the row bound).
+    /// How many of this format's rows weigh about as much as one span row: the row bounds
+    /// of batches (the collector's lanes) and of compaction are given in span rows and
+    /// scaled by it.
+    const ROW_SCALE: u64 = 1;
+
+    /// The compaction policy for this format's files, from the configured one: its row
+    /// bound scaled by [`Format::ROW_SCALE`].
     fn policy(&self, base: &CompactionPolicy) -> CompactionPolicy {
-        base.clone()
+        CompactionPolicy {
+            max_rows: base.max_rows.saturating_mul(Self::ROW_SCALE),
+            ..base.clone()
+        }
     }
 
     /// Whether compaction may merge this file.

@@ -20,7 +20,7 @@ use parquet::file::metadata::KeyValue;
 
 use crate::error::StorageError;
 use crate::metrics::file::{
-    EXEMPLAR, LABELS, METRIC, METRIC_SCHEMA, TIME, VALUE, column, dict_array, dict_column,
+    EXEMPLAR, LABELS, METRIC, METRIC_SCHEMA, NameColumns, TIME, VALUE, column, dict_column,
 };
 use crate::metrics::model::{Exemplar, Labels, MetricRows, SeriesExemplars};
 
@@ -74,32 +74,26 @@ pub fn rows_exemplars(chunks: &[&MetricRows]) -> Vec<SeriesExemplars> {
 /// Exemplar rows in the metric schema.
 pub fn to_batch(series: &[SeriesExemplars]) -> Result<RecordBatch, StorageError> {
     let n: usize = series.iter().map(|s| s.exemplars.len()).sum();
-    let mut metric_values: Vec<&str> = Vec::new();
-    let mut metric_keys = Vec::with_capacity(n);
-    let mut label_values: Vec<String> = Vec::with_capacity(series.len());
-    let mut label_keys = Vec::with_capacity(n);
+    // Every exemplar row names its series: they are read one by one, not as runs.
+    let mut names = NameColumns::with_capacity(n, series.len());
     let mut times = Vec::with_capacity(n);
     let mut values = Vec::with_capacity(n);
     let mut labels = Vec::with_capacity(n);
     for s in series {
-        let name = s.labels.name();
-        if metric_values.last() != Some(&name) {
-            metric_values.push(name);
-        }
-        label_values.push(s.labels.key_without_name());
+        names.series(&s.labels);
         for e in &s.exemplars {
-            metric_keys.push(Some((metric_values.len() - 1) as i32));
-            label_keys.push(Some((label_values.len() - 1) as i32));
+            names.row(true);
             times.push(e.t);
             values.push(e.v);
             labels.push(e.labels.key_without_name());
         }
     }
+    let (metric_column, labels_column) = names.finish()?;
     RecordBatch::try_new(
         METRIC_SCHEMA.clone(),
         vec![
-            Arc::new(dict_array(metric_keys, StringArray::from(metric_values))?),
-            Arc::new(dict_array(label_keys, StringArray::from(label_values))?),
+            Arc::new(metric_column),
+            Arc::new(labels_column),
             Arc::new(TimestampMillisecondArray::from(times).with_timezone("UTC")),
             Arc::new(Int64Array::new_null(n)),
             Arc::new(Int64Array::new_null(n)),

@@ -44,8 +44,8 @@ use std::sync::{Arc, LazyLock};
 
 use arrow_array::types::Int32Type;
 use arrow_array::{
-    Array, DictionaryArray, Float64Array, Int8Array, Int32Array, Int64Array, RecordBatch,
-    StringArray, TimestampMillisecondArray,
+    DictionaryArray, Float64Array, Int8Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMillisecondArray,
 };
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use bytes::Bytes;
@@ -58,7 +58,9 @@ use parquet::schema::types::ColumnPath;
 
 use crate::error::StorageError;
 use crate::lifecycle::EncodedFile;
-use crate::metrics::decimal::{MAX_DIGITS, POW10, common_step, decimal, digits, unzigzag, zigzag};
+use crate::metrics::decimal::{common_step, decimal, digits, zigzag};
+pub use crate::metrics::decode::{Run, batch_series};
+pub(crate) use crate::metrics::decode::{column, dict_column};
 use crate::metrics::exemplars::{self, EXEMPLAR_GROUPS_KEY, first_exemplar_group};
 use crate::metrics::index::SeriesIndex;
 use crate::metrics::model::{Labels, MetricMeta, Sample, Series, SeriesExemplars};
@@ -238,58 +240,41 @@ pub fn encode_series(
     let mut rows = 0u64;
     let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
     let mut jobs: Vec<String> = Vec::new();
-    let mut groups = 0usize;
-    // Batches of whole series up to about a row group each.
-    let mut start = 0;
-    while start < series.len() {
-        let mut end = start;
-        let mut n = 0;
-        while end < series.len() && (n == 0 || n + series[end].samples.len() <= ROW_GROUP_ROWS) {
-            n += series[end].samples.len();
-            end += 1;
-        }
-        let part = &series[start..end];
-        writer.write(&to_batch(part)?).map_err(err)?;
-        // A row group per batch: runs (and series) never cross one.
-        writer.flush().map_err(err)?;
-        groups += 1;
-        for s in part {
-            rows += s.samples.len() as u64;
-            if let (Some(a), Some(b)) = (s.samples.first(), s.samples.last()) {
-                min_t = min_t.min(a.t);
-                max_t = max_t.max(b.t);
+    let groups = write_groups(
+        &mut writer,
+        series,
+        |s| s.samples.len(),
+        to_batch,
+        |part| {
+            for s in part {
+                rows += s.samples.len() as u64;
+                if let (Some(a), Some(b)) = (s.samples.first(), s.samples.last()) {
+                    min_t = min_t.min(a.t);
+                    max_t = max_t.max(b.t);
+                }
+                if let Some(job) = s.labels.get("job") {
+                    jobs.push(job.to_string());
+                }
             }
-            if let Some(job) = s.labels.get("job") {
-                jobs.push(job.to_string());
-            }
-        }
-        start = end;
-    }
+        },
+    )?;
     if exemplars.iter().any(|s| !s.exemplars.is_empty()) {
         writer.append_key_value_metadata(KeyValue::new(
             EXEMPLAR_GROUPS_KEY.to_string(),
             groups.to_string(),
         ));
-        let mut start = 0;
-        while start < exemplars.len() {
-            let mut end = start;
-            let mut n = 0;
-            while end < exemplars.len()
-                && (n == 0 || n + exemplars[end].exemplars.len() <= ROW_GROUP_ROWS)
-            {
-                n += exemplars[end].exemplars.len();
-                end += 1;
-            }
-            writer
-                .write(&exemplars::to_batch(&exemplars[start..end])?)
-                .map_err(err)?;
-            writer.flush().map_err(err)?;
-            for e in exemplars[start..end].iter().flat_map(|s| &s.exemplars) {
-                min_t = min_t.min(e.t);
-                max_t = max_t.max(e.t);
-            }
-            start = end;
-        }
+        write_groups(
+            &mut writer,
+            exemplars,
+            |s| s.exemplars.len(),
+            exemplars::to_batch,
+            |part| {
+                for e in part.iter().flat_map(|s| &s.exemplars) {
+                    min_t = min_t.min(e.t);
+                    max_t = max_t.max(e.t);
+                }
+            },
+        )?;
     }
     let bytes = writer.into_inner().map_err(err)?;
     jobs.sort_unstable();
@@ -314,12 +299,87 @@ pub fn encode_series(
     })
 }
 
+/// Writes `items` (series, or exemplars by series) as row groups of whole items, about
+/// [`ROW_GROUP_ROWS`] rows each, so a series never crosses one; `done` sees each group's
+/// items. Returns how many row groups were written.
+fn write_groups<T>(
+    writer: &mut ArrowWriter<Vec<u8>>,
+    items: &[T],
+    rows: impl Fn(&T) -> usize,
+    batch: impl Fn(&[T]) -> Result<RecordBatch, StorageError>,
+    mut done: impl FnMut(&[T]),
+) -> Result<usize, StorageError> {
+    let err = |e: parquet::errors::ParquetError| StorageError::parquet("<new metric file>", e);
+    let (mut start, mut groups) = (0, 0);
+    while start < items.len() {
+        let (mut end, mut n) = (start, 0);
+        while end < items.len() && (n == 0 || n + rows(&items[end]) <= ROW_GROUP_ROWS) {
+            n += rows(&items[end]);
+            end += 1;
+        }
+        let part = &items[start..end];
+        writer.write(&batch(part)?).map_err(err)?;
+        writer.flush().map_err(err)?;
+        groups += 1;
+        done(part);
+        start = end;
+    }
+    Ok(groups)
+}
+
+/// The `metric` and `labels` columns of a batch being written: each series' name and label
+/// text once in the dictionaries, and per row either the series' keys or null (a sample row
+/// after its series' first carries it forward).
+pub(crate) struct NameColumns<'a> {
+    metric_values: Vec<&'a str>,
+    metric_keys: Vec<Option<i32>>,
+    label_values: Vec<String>,
+    label_keys: Vec<Option<i32>>,
+}
+
+impl<'a> NameColumns<'a> {
+    pub(crate) fn with_capacity(rows: usize, series: usize) -> Self {
+        NameColumns {
+            metric_values: Vec::new(),
+            metric_keys: Vec::with_capacity(rows),
+            label_values: Vec::with_capacity(series),
+            label_keys: Vec::with_capacity(rows),
+        }
+    }
+
+    /// Starts the rows of the series `labels` (series come sorted, so a metric is a run).
+    pub(crate) fn series(&mut self, labels: &'a Labels) {
+        let name = labels.name();
+        if self.metric_values.last() != Some(&name) {
+            self.metric_values.push(name);
+        }
+        self.label_values.push(labels.key_without_name());
+    }
+
+    /// One row of the current series, naming it or not.
+    pub(crate) fn row(&mut self, named: bool) {
+        let (m, l) = (
+            (self.metric_values.len() - 1) as i32,
+            (self.label_values.len() - 1) as i32,
+        );
+        self.metric_keys.push(named.then_some(m));
+        self.label_keys.push(named.then_some(l));
+    }
+
+    /// The two dictionary columns.
+    pub(crate) fn finish(
+        self,
+    ) -> Result<(DictionaryArray<Int32Type>, DictionaryArray<Int32Type>), StorageError> {
+        Ok((
+            dict_array(self.metric_keys, StringArray::from(self.metric_values))?,
+            dict_array(self.label_keys, StringArray::from(self.label_values))?,
+        ))
+    }
+}
+
 fn to_batch(series: &[Series]) -> Result<RecordBatch, StorageError> {
     let n: usize = series.iter().map(|s| s.samples.len()).sum();
-    let mut metric_values: Vec<&str> = Vec::new();
-    let mut metric_keys = Vec::with_capacity(n);
-    let mut label_values: Vec<String> = Vec::with_capacity(series.len());
-    let mut label_keys = Vec::with_capacity(n);
+    let mut names = NameColumns::with_capacity(n, series.len());
     let mut times = Vec::with_capacity(n);
     let mut mantissas: Vec<Option<i64>> = Vec::with_capacity(n);
     let mut bases: Vec<Option<i64>> = Vec::with_capacity(n);
@@ -335,20 +395,13 @@ fn to_batch(series: &[Series]) -> Result<RecordBatch, StorageError> {
             .max()
             .unwrap_or(0);
         let step = common_step(s.samples.iter().map(|x| decimal(x.v, d)));
-        let name = s.labels.name();
-        if metric_values.last() != Some(&name) {
-            metric_values.push(name);
-        }
-        let m = (metric_values.len() - 1) as i32;
-        label_values.push(s.labels.key_without_name());
-        let l = (label_values.len() - 1) as i32;
+        names.series(&s.labels);
         let mut prev: Option<i64> = None;
         for (k, x) in s.samples.iter().enumerate() {
             // Named on its first row only: the writer need not look up the same label
             // text in its dictionary for every sample.
             let first = k == 0;
-            metric_keys.push(first.then_some(m));
-            label_keys.push(first.then_some(l));
+            names.row(first);
             times.push(x.t);
             exponents.push(first.then_some(d as i8));
             steps.push(first.then_some(step));
@@ -376,11 +429,12 @@ fn to_batch(series: &[Series]) -> Result<RecordBatch, StorageError> {
             }
         }
     }
+    let (metric, labels) = names.finish()?;
     RecordBatch::try_new(
         METRIC_SCHEMA.clone(),
         vec![
-            Arc::new(dict_array(metric_keys, StringArray::from(metric_values))?),
-            Arc::new(dict_array(label_keys, StringArray::from(label_values))?),
+            Arc::new(metric),
+            Arc::new(labels),
             Arc::new(TimestampMillisecondArray::from(times).with_timezone("UTC")),
             Arc::new(Int64Array::from(bases)),
             Arc::new(Int64Array::from(mantissas)),
@@ -393,33 +447,6 @@ fn to_batch(series: &[Series]) -> Result<RecordBatch, StorageError> {
     .map_err(|e| StorageError::Internal(format!("metric batch: {e}")))
 }
 
-/// A column of a metric batch as its array type.
-pub(crate) fn column<'b, A: 'static>(
-    path: &str,
-    batch: &'b RecordBatch,
-    name: &str,
-) -> Result<&'b A, StorageError> {
-    batch
-        .column_by_name(name)
-        .and_then(|c| c.as_any().downcast_ref::<A>())
-        .ok_or_else(|| StorageError::parquet(path, format!("metric file: bad {name} column")))
-}
-
-/// A dictionary string column of a metric batch: its keys and values.
-pub(crate) fn dict_column<'b>(
-    path: &str,
-    batch: &'b RecordBatch,
-    name: &str,
-) -> Result<(&'b Int32Array, &'b StringArray), StorageError> {
-    let d = column::<DictionaryArray<Int32Type>>(path, batch, name)?;
-    let v = d
-        .values()
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .ok_or_else(|| StorageError::parquet(path, format!("metric file: bad {name} column")))?;
-    Ok((d.keys(), v))
-}
-
 /// A dictionary string column for a batch being written.
 pub(crate) fn dict_array(
     keys: Vec<Option<i32>>,
@@ -427,108 +454,6 @@ pub(crate) fn dict_array(
 ) -> Result<DictionaryArray<Int32Type>, StorageError> {
     DictionaryArray::<Int32Type>::try_new(Int32Array::from(keys), Arc::new(values))
         .map_err(|e| StorageError::Internal(format!("metric batch: {e}")))
-}
-
-/// What decoding carries from one batch to the next of a file: the last mantissa, and the
-/// series under way (a series' later rows have no labels, step or exponent): whether it is
-/// wanted, its step and exponent.
-#[derive(Debug, Default)]
-pub struct Run {
-    mantissa: i64,
-    wanted: Option<bool>,
-    step: i64,
-    exponent: i8,
-}
-
-/// The rows of one decoded batch as series runs, calling `keep` once per distinct series
-/// to decide whether its samples (within `[start_ms, end_ms]`) are wanted.
-pub fn batch_series(
-    path: &str,
-    run: &mut Run,
-    batch: &RecordBatch,
-    start_ms: i64,
-    end_ms: i64,
-    keep: &mut dyn FnMut(&Labels) -> bool,
-    out: &mut Vec<Series>,
-) -> Result<(), StorageError> {
-    let (mk, mv) = dict_column(path, batch, METRIC)?;
-    let (lk, lv) = dict_column(path, batch, LABELS)?;
-    let times = column::<TimestampMillisecondArray>(path, batch, TIME)?;
-    let values = column::<Float64Array>(path, batch, VALUE)?;
-    let mantissas = column::<Int64Array>(path, batch, MANTISSA)?;
-    let exponents = column::<Int8Array>(path, batch, EXPONENT)?;
-    let bases = column::<Int64Array>(path, batch, BASE)?;
-    let steps = column::<Int64Array>(path, batch, STEP)?;
-    // The running mantissa (a run may continue from the previous batch of the row group);
-    // step and exponent are the series' (version 1 repeats them on every row).
-    let mut value = |i: usize| {
-        if steps.is_valid(i) {
-            run.step = steps.value(i);
-        }
-        if exponents.is_valid(i) {
-            run.exponent = exponents.value(i);
-        }
-        if mantissas.is_valid(i) {
-            let m = if bases.is_valid(i) {
-                bases.value(i)
-            } else {
-                run.mantissa
-                    .wrapping_add(unzigzag(mantissas.value(i)).wrapping_mul(run.step))
-            };
-            run.mantissa = m;
-            let e = run.exponent.clamp(0, MAX_DIGITS as i8) as usize;
-            m as f64 / POW10[e]
-        } else {
-            values.value(i)
-        }
-    };
-    let mut current: Option<(i32, i32, bool)> = None;
-    let mut series_wanted = run.wanted;
-    for i in 0..batch.num_rows() {
-        // Version 2 names a series on its first row only; version 1 on every row.
-        let wanted = if lk.is_null(i) {
-            series_wanted.ok_or_else(|| {
-                StorageError::parquet(path, "metric file: a row group starts without labels")
-            })?
-        } else {
-            let (m, l) = (mk.value(i), lk.value(i));
-            if mk.is_null(i) {
-                return Err(StorageError::parquet(
-                    path,
-                    "metric file: a series has labels but no metric",
-                ));
-            }
-            match current {
-                Some((cm, cl, w)) if cm == m && cl == l => w,
-                _ => {
-                    let labels = Labels::from_key(mv.value(m as usize), lv.value(l as usize))
-                        .map_err(|e| StorageError::parquet(path, e))?;
-                    let w = keep(&labels);
-                    if w {
-                        out.push(Series {
-                            labels: Arc::new(labels),
-                            samples: Vec::new(),
-                        });
-                    }
-                    current = Some((m, l, w));
-                    w
-                }
-            }
-        };
-        series_wanted = Some(wanted);
-        let t = times.value(i);
-        // Decoded for every row: the next row's difference builds on it.
-        let v = value(i);
-        if wanted
-            && t >= start_ms
-            && t <= end_ms
-            && let Some(s) = out.last_mut()
-        {
-            s.samples.push(Sample { t, v });
-        }
-    }
-    run.wanted = series_wanted;
-    Ok(())
 }
 
 /// A whole file (compaction).

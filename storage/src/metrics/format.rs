@@ -10,7 +10,7 @@ use object_store::ObjectStoreExt;
 use crate::catalog::{Catalog, FileEntry, FileFormat};
 use crate::error::StorageError;
 use crate::fresh::Chunk;
-use crate::lifecycle::{CompactionPolicy, EncodedFile, Format};
+use crate::lifecycle::{EncodedFile, Format};
 use crate::metrics::exemplars::{merge_exemplars, rows_exemplars};
 use crate::metrics::file::{SCHEMA_VERSION, encode_series, merge_metadata, merge_series, read_all};
 use crate::metrics::model::{Labels, MetricRows, Sample, Series};
@@ -103,6 +103,10 @@ impl Format for MetricFormat {
     const FILE_FORMAT: FileFormat = FileFormat::Parquet;
     const EXTENSION: &'static str = "parquet";
     const SCHEMA_VERSION: u32 = SCHEMA_VERSION;
+    /// A sample is 12 bytes stored against a span's hundreds: batches and merges of 32× the
+    /// rows (4M samples, about 100 MB while merging) make files of an hour's worth of a few
+    /// thousand series, where the span bound would leave them at 128k samples.
+    const ROW_SCALE: u64 = 32;
 
     fn encode(&self, chunks: &[Arc<Chunk<Self::Rows>>]) -> Result<EncodedFile, StorageError> {
         let rows: Vec<&MetricRows> = chunks.iter().map(|c| c.rows()).collect();
@@ -153,16 +157,6 @@ impl Format for MetricFormat {
         .map_err(|e| StorageError::Internal(format!("compaction task failed: {e}")))?
     }
 
-    /// A sample is 12 bytes against a span's hundreds: merges of up to 32× the rows (4M
-    /// samples, about 100 MB while merging) make files of an hour's worth of a few thousand
-    /// series, where the span bound would leave them at 128k samples.
-    fn policy(&self, base: &CompactionPolicy) -> CompactionPolicy {
-        CompactionPolicy {
-            max_rows: base.max_rows.saturating_mul(32),
-            ..base.clone()
-        }
-    }
-
     /// Version 1 files (no exemplars) merge with version 2 ones: the columns they lack are
     /// read as absent.
     fn compactable(&self, f: &FileEntry) -> bool {
@@ -178,7 +172,7 @@ impl Format for MetricFormat {
 mod tests {
     use super::*;
     use crate::catalog::Change;
-    use crate::lifecycle::{compact, lease::Held, write_file};
+    use crate::lifecycle::{CompactionPolicy, compact, lease::Held, write_file};
     use crate::metrics::index::LabelMatcher;
     use crate::metrics::model::{Labels, Sample, Series};
     use crate::metrics::select::Selector;

@@ -1,9 +1,11 @@
 //! Metrics: Prometheus-model series ([`model`]), their Parquet files ([`file`], values coded
-//! as decimals by [`decimal`], exemplars after the samples by [`exemplars`]), the series
+//! as decimals by [`decimal`], read back by [`decode`], exemplars after the samples by
+//! [`exemplars`]), the series
 //! index in catalog entries ([`index`]), selection over files and fresh chunks ([`select`]),
 //! and the lifecycle [`Format`](crate::lifecycle::Format) ([`format`]).
 
 pub mod decimal;
+pub mod decode;
 pub mod exemplars;
 pub mod file;
 pub mod format;

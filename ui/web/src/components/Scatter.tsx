@@ -3,6 +3,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import uPlot from 'uplot';
 import type { TraceSummary } from '../api';
+import { mountPlot } from './plot';
 import { formatDuration, formatTime, nanosToMs } from '../format';
 
 interface Point {
@@ -62,8 +63,7 @@ export function Scatter(props: {
     };
 
     const pointStyle = (color: string) => ({ show: true, size: 8, width: 1.5, space: 0, stroke: color, fill: color + '99' });
-    const opts: uPlot.Options = {
-      width: Math.max(200, el.clientWidth),
+    const opts: Omit<uPlot.Options, 'width'> = {
       height: HEIGHT,
       legend: { show: false },
       cursor: {
@@ -98,16 +98,10 @@ export function Scatter(props: {
         ],
       },
     };
-    const u = new uPlot(opts, [xs, ok, err] as uPlot.AlignedData, el);
+    const { plot: u, dispose } = mountPlot(opts, [xs, ok, err] as uPlot.AlignedData, el, 200);
     plot.current = u;
-    const ro = new ResizeObserver(() => {
-      const w = Math.max(200, el.clientWidth);
-      if (w !== u.width) u.setSize({ width: w, height: HEIGHT });
-    });
-    ro.observe(el);
     return () => {
-      ro.disconnect();
-      u.destroy();
+      dispose();
       plot.current = null;
       setHover(null);
     };

@@ -3,6 +3,7 @@
 import { useEffect, useRef } from 'preact/hooks';
 import uPlot from 'uplot';
 import type { LogHistogram } from '../api';
+import { mountPlot } from '../components/plot';
 import { LEVELS, LEVEL_COLORS } from './levels';
 
 const HEIGHT = 120;
@@ -29,8 +30,7 @@ export function Histogram(props: { data: LogHistogram; onZoom: (startMs: number,
     const order = [...LEVELS.keys()].reverse();
     const bars = uPlot.paths.bars!({ size: [0.85, 60], align: 1 });
     const stepS = h.stepMs / 1000;
-    const opts: uPlot.Options = {
-      width: Math.max(200, el.clientWidth),
+    const opts: Omit<uPlot.Options, 'width'> = {
       height: HEIGHT,
       legend: { show: false },
       cursor: { y: false, points: { show: false }, drag: { x: true, y: false, setScale: false } },
@@ -67,16 +67,7 @@ export function Histogram(props: { data: LogHistogram; onZoom: (startMs: number,
       },
     };
     const data = [xs, ...order.map((i) => cumulative[i])] as uPlot.AlignedData;
-    const u = new uPlot(opts, data, el);
-    const ro = new ResizeObserver(() => {
-      const w = Math.max(200, el.clientWidth);
-      if (w !== u.width) u.setSize({ width: w, height: HEIGHT });
-    });
-    ro.observe(el);
-    return () => {
-      ro.disconnect();
-      u.destroy();
-    };
+    return mountPlot(opts, data, el, 200).dispose;
   }, [props.data]);
 
   return (

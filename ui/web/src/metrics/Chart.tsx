@@ -4,6 +4,7 @@
 // links to that trace.
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import uPlot from 'uplot';
+import { mountPlot } from '../components/plot';
 import { serviceColor } from '../format';
 import { href } from '../url';
 import type { PromExemplar, PromSeries } from './prom';
@@ -84,8 +85,7 @@ export function Chart(props: { data: ChartSeries[]; exemplars?: PromExemplar[]; 
       }
       return y;
     });
-    const opts: uPlot.Options = {
-      width: Math.max(300, el.clientWidth),
+    const opts: Omit<uPlot.Options, 'width'> = {
       height: HEIGHT,
       legend: { show: false },
       cursor: { points: { size: 6 } },
@@ -108,16 +108,10 @@ export function Chart(props: { data: ChartSeries[]; exemplars?: PromExemplar[]; 
         })),
       ],
     };
-    const u = new uPlot(opts, [xs, ...ys] as uPlot.AlignedData, el);
+    const { plot: u, dispose } = mountPlot(opts, [xs, ...ys] as uPlot.AlignedData, el, 300);
     plot.current = u;
-    const ro = new ResizeObserver(() => {
-      const w = Math.max(300, el.clientWidth);
-      if (w !== u.width) u.setSize({ width: w, height: HEIGHT });
-    });
-    ro.observe(el);
     return () => {
-      ro.disconnect();
-      u.destroy();
+      dispose();
       plot.current = null;
     };
     // The hidden set is applied below without rebuilding the chart.
