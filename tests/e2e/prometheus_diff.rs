@@ -31,12 +31,14 @@ impl Drop for Proc {
     }
 }
 
-fn spawn(bin: &str, args: &[String]) -> Proc {
+/// Starts `bin` with its output in `log`, which a failing wait prints.
+fn spawn(bin: &str, args: &[String], log: &std::path::Path) -> Proc {
+    let out = std::fs::File::create(log).unwrap();
     Proc(
         Command::new(bin)
             .args(args)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(out)
             .spawn()
             .unwrap_or_else(|e| panic!("{bin}: {e} (run tests/setup.sh)")),
     )
@@ -555,6 +557,88 @@ async fn compare_exemplars(
     Ok(p.values().map(Vec::len).sum())
 }
 
+/// Loupe's time of the last `up` sample once Prometheus holds 20 s of scrapes and Loupe 25 samples.
+async fn node_series_arrived(prom: &str, loupe: &str) -> Option<f64> {
+    let (_, p) = get_json(
+        &format!("{prom}/api/v1/query?query=timestamp(up)%20-%20timestamp(up%20offset%2020s)"),
+        None,
+    )
+    .await;
+    p["data"]["result"].as_array()?.first()?;
+    let (_, l) = get_json(
+        &format!("{loupe}/prometheus/api/v1/query?query=count_over_time(up[1m])"),
+        None,
+    )
+    .await;
+    let n: f64 = l["data"]["result"][0]["value"][1].as_str()?.parse().ok()?;
+    (n >= 25.0).then_some(())?;
+    let (_, t) = get_json(
+        &format!("{loupe}/prometheus/api/v1/query?query=timestamp(up)"),
+        None,
+    )
+    .await;
+    t["data"]["result"][0]["value"][1]
+        .as_str()?
+        .parse::<f64>()
+        .ok()
+}
+
+/// What each side saw, for a wait that timed out: both answers, Prometheus's remote-write
+/// counters, Loupe's ingest counters and the two processes' logs.
+async fn node_diagnostics(
+    prom: &str,
+    loupe: &str,
+    prom_log: &std::path::Path,
+    node_log: &std::path::Path,
+) -> String {
+    let mut out = String::new();
+    for (side, url) in [
+        (
+            "prometheus count",
+            format!("{prom}/api/v1/query?query=count_over_time(up[1m])"),
+        ),
+        (
+            "loupe count",
+            format!("{loupe}/prometheus/api/v1/query?query=count_over_time(up[1m])"),
+        ),
+        ("prometheus up", format!("{prom}/api/v1/query?query=up")),
+    ] {
+        let (status, body) = get_json(&url, None).await;
+        out.push_str(&format!("{side}: {status} {body}\n"));
+    }
+    for (side, url, prefix) in [
+        (
+            "prometheus",
+            format!("{prom}/metrics"),
+            "prometheus_remote_storage_",
+        ),
+        ("loupe", format!("{loupe}/metrics"), "loupe_"),
+    ] {
+        let text = match reqwest::get(&url).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(e) => e.to_string(),
+        };
+        out.push_str(&format!("--- {side} metrics ---\n"));
+        for line in text
+            .lines()
+            .filter(|l| l.starts_with(prefix) && !l.contains("_bucket{"))
+        {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    for (name, path) in [("prometheus", prom_log), ("node exporter", node_log)] {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(40).collect();
+        out.push_str(&format!("--- {name} log (last 40 lines) ---\n"));
+        for line in tail.into_iter().rev() {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn promql_answers_as_prometheus_2_42_does() {
     let dir = tempfile::tempdir().unwrap();
@@ -566,9 +650,11 @@ async fn promql_answers_as_prometheus_2_42_does() {
     server.wait_ready().await;
     let loupe = format!("http://{}", server.http);
     let node_addr = free_addr();
+    let node_log = dir.path().join("node-exporter.log");
     let _node = spawn(
         "/usr/bin/prometheus-node-exporter",
         &[format!("--web.listen-address={node_addr}")],
+        &node_log,
     );
     let prom_addr = free_addr();
     let config = dir.path().join("prometheus.yml");
@@ -580,6 +666,7 @@ async fn promql_answers_as_prometheus_2_42_does() {
         ),
     )
     .unwrap();
+    let prom_log = dir.path().join("prometheus.log");
     let _prom = spawn(
         "/usr/bin/prometheus",
         &[
@@ -589,13 +676,15 @@ async fn promql_answers_as_prometheus_2_42_does() {
             "--web.enable-remote-write-receiver".into(),
             "--enable-feature=exemplar-storage".into(),
         ],
+        &prom_log,
     );
     let prom = format!("http://{prom_addr}");
+    // Prometheus's own answer, not another server's on a port taken meanwhile.
     eventually(30, "prometheus ready", || async {
-        reqwest::get(format!("{prom}/-/ready"))
-            .await
-            .ok()
-            .filter(|r| r.status() == 200)
+        let r = reqwest::get(format!("{prom}/-/ready")).await.ok()?;
+        let ok = r.status() == 200;
+        let body = r.text().await.ok()?;
+        (ok && body.contains("Prometheus")).then_some(())
     })
     .await;
 
@@ -659,31 +748,19 @@ async fn promql_answers_as_prometheus_2_42_does() {
     }
 
     // The node exporter's series, once Prometheus has sent us 20 s of them.
-    let offset = eventually(60, "node exporter scraped and remote-written", || async {
-        let (_, p) = get_json(
-            &format!("{prom}/api/v1/query?query=timestamp(up)%20-%20timestamp(up%20offset%2020s)"),
-            None,
-        )
-        .await;
-        p["data"]["result"].as_array()?.first()?;
-        let (_, l) = get_json(
-            &format!("{loupe}/prometheus/api/v1/query?query=count_over_time(up[1m])"),
-            None,
-        )
-        .await;
-        let n: f64 = l["data"]["result"][0]["value"][1].as_str()?.parse().ok()?;
-        (n >= 25.0).then_some(())?;
-        let (_, t) = get_json(
-            &format!("{loupe}/prometheus/api/v1/query?query=timestamp(up)"),
-            None,
-        )
-        .await;
-        t["data"]["result"][0]["value"][1]
-            .as_str()?
-            .parse::<f64>()
-            .ok()
-    })
-    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(150);
+    let offset = loop {
+        if let Some(t) = node_series_arrived(&prom, &loupe).await {
+            break t;
+        }
+        if std::time::Instant::now() > deadline {
+            panic!(
+                "timed out waiting for the node exporter's series, scraped and remote-written\n{}",
+                node_diagnostics(&prom, &loupe, &prom_log, &node_log).await
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
     let last = (offset * 1000.0).round() as i64;
     let node_times = [last - 10_500, last - 5_500, last - 2_500];
     let (n2, more) = run_suite(
