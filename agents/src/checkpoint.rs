@@ -16,9 +16,8 @@
 //! advance checkpoints from shipped lines: that, with property tests that crash at random
 //! points, comes with its on-disk buffer.
 
-use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::fs::File;
+use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -60,6 +59,25 @@ impl FileId {
     }
 
     /// Whether the file at `path` is still this file: same inode, same first bytes.
+    /// The identity of a file with this device and inode whose first bytes are `head`
+    /// (at most [`FINGERPRINT_BYTES`] of it count).
+    pub fn from_head(dev: u64, ino: u64, head: &[u8]) -> FileId {
+        let head = &head[..head.len().min(FINGERPRINT_BYTES)];
+        FileId {
+            dev,
+            ino,
+            fingerprint: twox_hash::XxHash3_64::oneshot(head),
+            fingerprint_len: head.len() as u32,
+        }
+    }
+
+    /// Whether a file starting with `head` has the content this identity was taken from
+    /// (device and inode aside: a copy of the file matches too).
+    pub fn same_start(&self, head: &[u8]) -> bool {
+        let n = self.fingerprint_len as usize;
+        head.len() >= n && twox_hash::XxHash3_64::oneshot(&head[..n]) == self.fingerprint
+    }
+
     pub fn still(&self, path: &Path) -> std::io::Result<bool> {
         let mut f = File::open(path)?;
         let meta = f.metadata()?;
@@ -76,17 +94,20 @@ impl FileId {
 }
 
 /// One file's checkpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
+    /// Where the file was when last seen (a deleted file's last name may be taken by a new
+    /// file meanwhile: the identity is `id`, the path a hint).
+    pub path: PathBuf,
     pub id: FileId,
     /// Bytes of the file whose lines are in the buffer.
     pub offset: u64,
 }
 
-/// Checkpoints by the path the file had when last seen.
+/// Every file the agent knows.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoints {
-    pub files: BTreeMap<PathBuf, Checkpoint>,
+    pub files: Vec<Checkpoint>,
 }
 
 /// What went wrong with the store.
@@ -107,6 +128,7 @@ pub struct Store {
 }
 
 const FILE: &str = "checkpoints.json";
+#[cfg(test)]
 const TEMP: &str = "checkpoints.json.tmp";
 
 impl Store {
@@ -125,10 +147,8 @@ impl Store {
     /// The last checkpoints saved (none before the first save).
     pub fn load(&self) -> Result<Checkpoints, CheckpointError> {
         let path = self.dir.join(FILE);
-        let text = match std::fs::read(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Checkpoints::default()),
-            Err(e) => return Err(self.io(FILE)(e)),
+        let Some(text) = crate::durable::read(&self.dir, FILE).map_err(self.io(FILE))? else {
+            return Ok(Checkpoints::default());
         };
         serde_json::from_slice(&text).map_err(|e| CheckpointError::Corrupt {
             path,
@@ -136,32 +156,20 @@ impl Store {
         })
     }
 
-    /// Replaces the saved checkpoints with `c`, durably (see the module docs).
+    /// Replaces the store durably ([`crate::durable::replace`]).
     pub fn save(&self, c: &Checkpoints) -> Result<(), CheckpointError> {
-        std::fs::create_dir_all(&self.dir).map_err(self.io(""))?;
         let text = serde_json::to_vec(c).map_err(|e| CheckpointError::Corrupt {
             path: self.dir.join(FILE),
             reason: e.to_string(),
         })?;
-        let temp = self.dir.join(TEMP);
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&temp)
-            .map_err(self.io(TEMP))?;
-        f.write_all(&text).map_err(self.io(TEMP))?;
-        f.sync_all().map_err(self.io(TEMP))?;
-        std::fs::rename(&temp, self.dir.join(FILE)).map_err(self.io(FILE))?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(self.io(""))
+        crate::durable::replace(&self.dir, FILE, &text).map_err(self.io(FILE))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     #[test]
     fn a_file_is_known_by_inode_and_first_bytes_across_renames_and_inode_reuse() {
@@ -207,10 +215,11 @@ mod tests {
             fingerprint_len: 4,
         };
         let mut c = Checkpoints::default();
-        c.files.insert(
-            "/var/log/pods/a_b_c/app/0.log".into(),
-            Checkpoint { id, offset: 100 },
-        );
+        c.files.push(Checkpoint {
+            path: "/var/log/pods/a_b_c/app/0.log".into(),
+            id,
+            offset: 100,
+        });
         store.save(&c).unwrap();
         assert_eq!(store.load().unwrap(), c);
         // A crash while writing the next save: a torn temporary file, never renamed.
@@ -222,10 +231,7 @@ mod tests {
         next.files.clear();
         std::fs::write(&temp, serde_json::to_vec(&next).unwrap()).unwrap();
         assert_eq!(store.load().unwrap(), c, "not saved until renamed");
-        c.files
-            .get_mut(Path::new("/var/log/pods/a_b_c/app/0.log"))
-            .unwrap()
-            .offset = 250;
+        c.files[0].offset = 250;
         store.save(&c).unwrap();
         assert_eq!(store.load().unwrap(), c);
         // A damaged store is an error naming it, not an empty start (which would re-read

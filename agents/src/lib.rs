@@ -12,11 +12,21 @@
 //! - [`tail`]: a file read from an offset into records, whole lines only, each record with
 //!   the offset a reader may resume from once it is buffered.
 
+pub mod buffer;
 pub mod checkpoint;
+pub mod collect;
+#[cfg(test)]
+mod crash_tests;
 pub mod cri;
 pub mod docker;
+pub mod durable;
+pub mod endpoints;
+pub mod files;
+pub mod otlp_logs;
 pub mod partial;
 pub mod pod_path;
+pub mod resource;
+pub mod ship;
 pub mod tail;
 
 /// Which stream of the container a line came from.
@@ -61,6 +71,8 @@ pub enum LineError {
     Cri(&'static str),
     #[error("not a Docker json-file log line: {0}")]
     Docker(String),
+    #[error("line longer than {0} bytes without a newline: handed on in pieces")]
+    TooLong(usize),
 }
 
 /// The two formats of files under `/var/log/pods`.

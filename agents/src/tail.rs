@@ -37,6 +37,8 @@ pub struct Tail {
     parts: Reassembler,
     /// For each stream's waiting record, the offset of its first line.
     pending_starts: [Option<u64>; 2],
+    finished: bool,
+    caught_up_at: std::time::Instant,
 }
 
 impl Tail {
@@ -55,6 +57,8 @@ impl Tail {
             format: None,
             parts: Reassembler::new(max_record_bytes),
             pending_starts: [None, None],
+            finished: false,
+            caught_up_at: std::time::Instant::now(),
         })
     }
 
@@ -64,6 +68,57 @@ impl Tail {
 
     pub fn offset(&self) -> u64 {
         self.offset
+    }
+
+    /// When a read last reached the end of the file.
+    pub fn caught_up_at(&self) -> std::time::Instant {
+        self.caught_up_at
+    }
+
+    /// The file is done: [`Tail::finish`] was called and nothing more will be read.
+    pub fn mark_finished(&mut self) {
+        self.finished = true;
+    }
+
+    pub fn finished(&self) -> bool {
+        self.finished
+    }
+
+    /// The file's current length.
+    pub fn file_len(&self) -> std::io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+
+    /// The file's first `n` bytes (fewer if it is shorter).
+    pub fn head(&self, n: usize) -> std::io::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let mut out = vec![0u8; n];
+        let mut got = 0;
+        while got < n {
+            let r = self.file.read_at(&mut out[got..], got as u64)?;
+            if r == 0 {
+                break;
+            }
+            got += r;
+        }
+        out.truncate(got);
+        Ok(out)
+    }
+
+    /// Whether the open file is still linked under some name.
+    pub fn linked(&self) -> std::io::Result<bool> {
+        use std::os::unix::fs::MetadataExt;
+        Ok(self.file.metadata()?.nlink() > 0)
+    }
+
+    /// The file was truncated (copytruncate): read it again from the start. Parts still
+    /// waiting are dropped here: they are in the copy, which is read from this file's last
+    /// checkpoint.
+    pub fn restart(&mut self) {
+        self.offset = 0;
+        self.format = None;
+        self.pending_starts = [None, None];
+        self.parts.finish();
     }
 
     /// Where a reader may resume without losing a waiting part.
@@ -85,6 +140,16 @@ impl Tail {
             .read_to_end(&mut buf)?;
         let mut out = Batch::default();
         let mut pos = 0usize;
+        if buf.len() == max_bytes && memchr::memchr(b'\n', &buf).is_none() {
+            // A line longer than a whole read (runtimes split theirs far below): handed on
+            // raw in pieces rather than waited for forever.
+            let end = self.offset + buf.len() as u64;
+            let reason = LineError::TooLong(max_bytes);
+            out.unparsed.push((buf, reason, self.resume_at(end)));
+            self.offset = end;
+            out.bytes = max_bytes as u64;
+            return Ok(out);
+        }
         while let Some(nl) = memchr::memchr(b'\n', &buf[pos..]) {
             let line = &buf[pos..pos + nl];
             let start = self.offset + pos as u64;
@@ -114,6 +179,9 @@ impl Tail {
         }
         self.offset += pos as u64;
         out.bytes = pos as u64;
+        if buf.len() < max_bytes && pos == buf.len() {
+            self.caught_up_at = std::time::Instant::now();
+        }
         Ok(out)
     }
 

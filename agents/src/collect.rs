@@ -1,0 +1,213 @@
+//! The reading loop, on a thread of its own: rounds of reading every open file into one
+//! OTLP logs request, appending it to the buffer, then advancing the files' checkpoints.
+//!
+//! Order of a round (what makes a crash lose nothing): read → encode → [`Buffer::append`]
+//! returns (the request is durable) → [`Files::committed`] saves the checkpoints durably →
+//! scan for new, renamed and deleted files. A crash before the append reads the lines again
+//! from the old checkpoints; between the append and the save, the lines are in the buffer
+//! and are read again too (duplicates, at most one round); after the save, neither.
+//!
+//! Back-pressure: while the buffer refuses appends (full, or its disk is), the round's
+//! request is retried every 250 ms and no file is read further — nothing is dropped, the
+//! lines wait in their files. `loupe_agent_reading_paused` is 1 meanwhile.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use loupe_core::Signal;
+
+use crate::buffer::Buffer;
+use crate::files::{FileRecords, Files};
+use crate::otlp_logs::{Line, LogsBatch, Value};
+
+#[derive(Debug, Clone)]
+pub struct CollectSettings {
+    /// Encoded bytes at which a round's request is sealed.
+    pub batch_bytes: usize,
+    /// Longest a round gathers before its request is sealed.
+    pub batch_interval: Duration,
+    /// Pause between reads that found nothing new.
+    pub poll_interval: Duration,
+    /// How often the pods directory is scanned for new, renamed and deleted files.
+    pub scan_interval: Duration,
+    /// Bytes read from one file per read.
+    pub read_bytes: usize,
+}
+
+fn now_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Adds one file's records to the request; returns the lines added.
+fn encode(batch: &mut LogsBatch, fr: &FileRecords, observed: u64) -> usize {
+    let mut n = 0;
+    for (rec, _) in &fr.records {
+        let incomplete = [
+            ("log.iostream", Value::Str(rec.stream.as_str())),
+            ("loupe.log.incomplete", Value::Bool(true)),
+        ];
+        let attrs = if rec.complete {
+            &incomplete[..1]
+        } else {
+            &incomplete[..]
+        };
+        batch.push(
+            &fr.resource,
+            &Line {
+                time_unix_nano: rec.time_unix_nano,
+                observed_unix_nano: observed,
+                body: &rec.message,
+                attributes: attrs,
+                ..Line::default()
+            },
+        );
+        n += 1;
+    }
+    for (raw, why, _) in &fr.unparsed {
+        let reason = why.to_string();
+        let attrs = [("loupe.log.unparsed", Value::Str(&reason))];
+        batch.push(
+            &fr.resource,
+            &Line {
+                observed_unix_nano: observed,
+                body: raw,
+                attributes: &attrs,
+                ..Line::default()
+            },
+        );
+        n += 1;
+    }
+    n
+}
+
+/// What one round read: the request to buffer and the checkpoints it advances.
+pub struct Gathered {
+    /// The buffer record (see [`crate::ship::record`]); `None` when nothing was read.
+    pub payload: Option<bytes::Bytes>,
+    pub offsets: HashMap<(u64, u64), u64>,
+    pub lines: usize,
+    pub bytes: u64,
+}
+
+/// Reads until the request is full or the batch interval is over.
+pub fn gather(files: &mut Files, settings: &CollectSettings) -> Gathered {
+    let started = Instant::now();
+    let mut batch = LogsBatch::default();
+    let mut offsets: HashMap<(u64, u64), u64> = HashMap::new();
+    let (mut lines, mut bytes) = (0usize, 0u64);
+    loop {
+        let got = files.read(settings.read_bytes);
+        let observed = now_nanos();
+        let any = !got.is_empty();
+        for fr in &got {
+            lines += encode(&mut batch, fr, observed);
+            bytes += fr.bytes;
+            let resume = fr
+                .records
+                .iter()
+                .map(|r| r.1)
+                .chain(fr.unparsed.iter().map(|u| u.2))
+                .max();
+            if let Some(r) = resume {
+                let e = offsets.entry(fr.key).or_insert(r);
+                *e = (*e).max(r);
+            }
+        }
+        let elapsed = started.elapsed();
+        if batch.bytes() >= settings.batch_bytes || elapsed >= settings.batch_interval {
+            break;
+        }
+        if !any {
+            std::thread::sleep(
+                settings
+                    .poll_interval
+                    .min(settings.batch_interval - elapsed),
+            );
+        }
+    }
+    let payload = (!batch.is_empty()).then(|| crate::ship::record(lines as u32, &batch.finish()));
+    Gathered {
+        payload,
+        offsets,
+        lines,
+        bytes,
+    }
+}
+
+/// Appends the round's request to the buffer, waiting while it refuses (back-pressure).
+/// `false`: stopped before it was appended.
+pub fn append(
+    buffer: &Buffer,
+    g: &Gathered,
+    rt: &tokio::runtime::Handle,
+    stop: &AtomicBool,
+) -> bool {
+    let Some(payload) = &g.payload else {
+        return true;
+    };
+    let mut paused = false;
+    loop {
+        match rt.block_on(buffer.append(Signal::Logs, payload.clone())) {
+            Ok(_) => break,
+            Err(e) => {
+                if !paused {
+                    tracing::warn!(error = %e, "buffer refuses appends: reading paused");
+                    metrics::gauge!("loupe_agent_reading_paused").set(1.0);
+                    paused = true;
+                }
+                if stop.load(Ordering::Relaxed) {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        }
+    }
+    if paused {
+        tracing::info!("buffer accepts appends again: reading resumed");
+        metrics::gauge!("loupe_agent_reading_paused").set(0.0);
+    }
+    metrics::counter!("loupe_agent_lines_read_total").increment(g.lines as u64);
+    metrics::counter!("loupe_agent_bytes_read_total").increment(g.bytes);
+    true
+}
+
+/// Runs rounds until `stop` is set.
+pub fn run(
+    mut files: Files,
+    buffer: Arc<Buffer>,
+    settings: CollectSettings,
+    rt: tokio::runtime::Handle,
+    stop: Arc<AtomicBool>,
+) {
+    let mut last_scan: Option<Instant> = None;
+    while !stop.load(Ordering::Relaxed) {
+        if last_scan.is_none_or(|t| t.elapsed() >= settings.scan_interval) {
+            if let Err(e) = files.scan() {
+                tracing::error!(error = %e, "cannot scan the pods directory");
+            }
+            last_scan = Some(Instant::now());
+            publish_lag(&files);
+        }
+        let g = gather(&mut files, &settings);
+        if !append(&buffer, &g, &rt, &stop) {
+            return;
+        }
+        if let Err(e) = files.committed(&g.offsets) {
+            tracing::error!(error = %e, "cannot save checkpoints (lines may be read again after a restart)");
+        }
+        metrics::gauge!("loupe_agent_buffer_bytes").set(buffer.bytes() as f64);
+    }
+}
+
+fn publish_lag(files: &Files) {
+    metrics::gauge!("loupe_agent_open_files").set(files.open_files() as f64);
+    for l in files.lag() {
+        let path = l.path.display().to_string();
+        metrics::gauge!("loupe_agent_file_lag_bytes", "path" => path.clone()).set(l.bytes as f64);
+        metrics::gauge!("loupe_agent_file_lag_seconds", "path" => path).set(l.seconds);
+    }
+}

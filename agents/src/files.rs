@@ -1,0 +1,520 @@
+//! The set of pod log files the agent reads, through rotations, truncations, deletions and
+//! its own restarts, and their checkpoints.
+//!
+//! - **Identity.** A file is known by device and inode while the agent holds it open (an
+//!   open file's inode cannot be reused), and across restarts by device, inode and a
+//!   fingerprint of its first bytes ([`FileId`]): a reused inode with other content is a
+//!   new file, read from the start.
+//! - **Rename rotation** (the kubelet renames `0.log` to `0.log.<timestamp>` and the
+//!   runtime reopens `0.log`): the open file is read on under its new name, and finished
+//!   once it is no longer the live `<n>.log`, read to its end and idle for `rotate_wait`.
+//!   Then records still waiting for parts are handed on and the file is closed; its
+//!   checkpoint stays while the file exists, so a restart does not read it again.
+//! - **Copytruncate** (a tool copies the file, then truncates it): a new file in the same
+//!   directory whose first bytes are those of a known file (or of what a known file held
+//!   before it was truncated) is that file's copy, and is read from that file's checkpoint.
+//!   A truncated file (shorter than what was read, or other first bytes) is read again
+//!   from the start.
+//! - **Deleted files** are held open and read to their end; released after `rotate_wait`
+//!   without growth. Their disk space is held meanwhile (also while the buffer is full:
+//!   nothing is dropped).
+//! - **Down while rotated.** At start, a checkpoint whose file is found under another
+//!   name (same device, inode and first bytes) resumes there. One whose file is gone is
+//!   looked for among the `.gz` files of its container (the kubelet compresses rotated
+//!   files): one that decompresses to the same first bytes is unpacked into the agent's
+//!   data directory and finished from the checkpoint. Compressed files the agent never
+//!   knew are not read (history from before the agent, like Fluent Bit and Vector).
+//! - **Checkpoints** advance only through [`Files::committed`], which the caller calls once
+//!   the records read are durable in the buffer; the store is then saved durably. Scans run
+//!   between rounds, when every record read is committed, so a copy starts at a durable
+//!   offset.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::LineError;
+use crate::checkpoint::{Checkpoint, Checkpoints, FINGERPRINT_BYTES, FileId, Store};
+use crate::partial::Record;
+use crate::pod_path::{self, PodFile};
+use crate::tail::Tail;
+
+/// How the files are read.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub pods_dir: PathBuf,
+    /// Where compressed files are unpacked to be finished.
+    pub unpack_dir: PathBuf,
+    pub rotate_wait: Duration,
+    pub max_record_bytes: usize,
+}
+
+/// Builds the encoded OTLP resource of a pod log file.
+pub type ResourceFn = dyn Fn(&PodFile) -> Arc<[u8]> + Send + Sync;
+
+type Key = (u64, u64);
+
+struct Open {
+    tail: Tail,
+    live: bool,
+    last_growth: Instant,
+    /// The identity the file had before it was truncated, with its checkpoint then: its
+    /// copy starts there.
+    before_truncation: Option<(FileId, u64)>,
+    /// A file unpacked from a `.gz`, deleted once finished.
+    unpacked: Option<PathBuf>,
+}
+
+struct Entry {
+    path: PathBuf,
+    id: FileId,
+    pod: PodFile,
+    resource: Arc<[u8]>,
+    /// Durable: the lines before it are in the buffer.
+    checkpoint: u64,
+    open: Option<Box<Open>>,
+    seen: bool,
+}
+
+/// What one file gave in a round.
+pub struct FileRecords {
+    pub key: (u64, u64),
+    pub pod: PodFile,
+    pub resource: Arc<[u8]>,
+    /// Records with the offset to resume from once each is buffered.
+    pub records: Vec<(Record, u64)>,
+    pub unparsed: Vec<(Vec<u8>, LineError, u64)>,
+    pub bytes: u64,
+}
+
+/// A file's reading lag, for `/metrics`.
+pub struct Lag {
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub seconds: f64,
+}
+
+pub struct Files {
+    settings: Settings,
+    resource: Box<ResourceFn>,
+    store: Store,
+    files: HashMap<Key, Entry>,
+    /// Checkpoints loaded at start and not yet matched to a file.
+    unmatched: Vec<Checkpoint>,
+    first_scan: bool,
+    /// Something the store holds changed since the last save.
+    dirty: bool,
+}
+
+fn dev_ino(m: &std::fs::Metadata) -> Key {
+    (m.dev(), m.ino())
+}
+
+fn read_head(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(FINGERPRINT_BYTES);
+    std::fs::File::open(path)?
+        .take(FINGERPRINT_BYTES as u64)
+        .read_to_end(&mut head)?;
+    Ok(head)
+}
+
+impl Files {
+    pub fn new(
+        settings: Settings,
+        store: Store,
+        resource: Box<ResourceFn>,
+    ) -> anyhow::Result<Files> {
+        let loaded = store.load()?;
+        Ok(Files {
+            settings,
+            resource,
+            store,
+            files: HashMap::new(),
+            unmatched: loaded.files,
+            first_scan: true,
+            dirty: false,
+        })
+    }
+
+    /// Pod log files under the pods directory: `(path, identity)`.
+    fn candidates(&self) -> Vec<(PathBuf, PodFile)> {
+        let mut out = Vec::new();
+        let dirs = |p: &Path| -> Vec<PathBuf> {
+            std::fs::read_dir(p)
+                .map(|rd| rd.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default()
+        };
+        for pod in dirs(&self.settings.pods_dir) {
+            for container in dirs(&pod) {
+                for file in dirs(&container) {
+                    if let Some(p) = pod_path::parse(&self.settings.pods_dir, &file) {
+                        out.push((file, p));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Finds new files, follows renamed ones and notes deleted ones. Call between rounds
+    /// (after [`Files::committed`]).
+    pub fn scan(&mut self) -> anyhow::Result<()> {
+        for e in self.files.values_mut() {
+            e.seen = false;
+        }
+        let mut gz = Vec::new();
+        for (path, pod) in self.candidates() {
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            let key = dev_ino(&meta);
+            if let Some(e) = self.files.get_mut(&key) {
+                e.seen = true;
+                if let Some(o) = e.open.as_mut() {
+                    o.live = o.live && !pod.rotated;
+                }
+                if e.path != path {
+                    e.path = path;
+                    self.dirty = true;
+                }
+                continue;
+            }
+            if pod.compressed {
+                gz.push((path, pod, key));
+                continue;
+            }
+            if meta.len() == 0 {
+                continue; // identified once it has content
+            }
+            let head = read_head(&path)?;
+            self.discover(path, pod, key, &head)?;
+        }
+        if self.first_scan {
+            self.first_scan = false;
+            self.resume_compressed(gz)?;
+        }
+        // Files gone from every directory: an open one is read to its end (it is held
+        // open); a finished one's checkpoint is dropped.
+        let before = self.files.len();
+        self.files.retain(|_, e| {
+            if let Some(o) = e.open.as_mut() {
+                o.live &= e.seen || o.unpacked.is_some();
+                true
+            } else {
+                e.seen
+            }
+        });
+        self.dirty |= self.files.len() != before;
+        Ok(())
+    }
+
+    /// A file not known by its inode: a checkpointed file (after a restart), a copy of a
+    /// known file, or a new one.
+    fn discover(
+        &mut self,
+        path: PathBuf,
+        pod: PodFile,
+        key: Key,
+        head: &[u8],
+    ) -> anyhow::Result<()> {
+        let id = FileId::from_head(key.0, key.1, head);
+        let restored = self
+            .unmatched
+            .iter()
+            .position(|c| (c.id.dev, c.id.ino) == key && c.id.same_start(head));
+        let (id, offset) = if let Some(i) = restored {
+            let c = self.unmatched.swap_remove(i);
+            (c.id, c.offset)
+        } else {
+            let dir = path.parent();
+            let copied = self.files.values().find_map(|e| {
+                if e.path.parent() != dir {
+                    return None;
+                }
+                if e.id.same_start(head) {
+                    return Some(e.checkpoint);
+                }
+                let (before, at) = e.open.as_ref()?.before_truncation?;
+                before.same_start(head).then_some(at)
+            });
+            if let Some(at) = copied {
+                tracing::info!(path = %path.display(), offset = at, "a copy of a known file (copytruncate): read from its checkpoint");
+            }
+            (id, copied.unwrap_or(0))
+        };
+        let tail = Tail::open(&path, offset, self.settings.max_record_bytes)?;
+        let live = !pod.rotated;
+        let resource = (self.resource)(&pod);
+        self.dirty = true;
+        self.files.insert(
+            key,
+            Entry {
+                path,
+                id,
+                pod,
+                resource,
+                checkpoint: offset,
+                open: Some(Box::new(Open {
+                    tail,
+                    live,
+                    last_growth: Instant::now(),
+                    before_truncation: None,
+                    unpacked: None,
+                })),
+                seen: true,
+            },
+        );
+        Ok(())
+    }
+
+    /// At start: checkpoints whose file is gone, looked for among compressed files.
+    fn resume_compressed(&mut self, gz: Vec<(PathBuf, PodFile, Key)>) -> anyhow::Result<()> {
+        for c in std::mem::take(&mut self.unmatched) {
+            let found = gz.iter().find_map(|(path, pod, key)| {
+                if path.parent() != c.path.parent() {
+                    return None;
+                }
+                let head = gz_head(path).ok()?;
+                c.id.same_start(&head)
+                    .then(|| (path.clone(), pod.clone(), *key))
+            });
+            let Some((path, pod, key)) = found else {
+                tracing::warn!(path = %c.path.display(), offset = c.offset, "a checkpointed file is gone and no compressed copy of it was found");
+                continue;
+            };
+            std::fs::create_dir_all(&self.settings.unpack_dir)?;
+            let unpacked = self
+                .settings
+                .unpack_dir
+                .join(format!("{}-{}.log", key.0, key.1));
+            let mut out = std::fs::File::create(&unpacked)?;
+            let mut dec = flate2::read::MultiGzDecoder::new(std::fs::File::open(&path)?);
+            let len = std::io::copy(&mut dec, &mut out)?;
+            drop(out);
+            let mut open = None;
+            if c.offset < len {
+                tracing::info!(path = %path.display(), offset = c.offset, "finishing a file compressed while the agent was down");
+                open = Some(Box::new(Open {
+                    tail: Tail::open(&unpacked, c.offset, self.settings.max_record_bytes)?,
+                    live: false,
+                    last_growth: Instant::now(),
+                    before_truncation: None,
+                    unpacked: Some(unpacked),
+                }));
+            } else {
+                let _ = std::fs::remove_file(&unpacked);
+            }
+            let resource = (self.resource)(&pod);
+            self.dirty = true;
+            self.files.insert(
+                key,
+                Entry {
+                    path,
+                    id: c.id,
+                    pod,
+                    resource,
+                    checkpoint: c.offset,
+                    open,
+                    seen: true,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Reads up to `budget` bytes from each open file; finishes rotated and deleted files
+    /// that were read to their end and stayed idle.
+    pub fn read(&mut self, budget: usize) -> Vec<FileRecords> {
+        let mut out = Vec::new();
+        let now = Instant::now();
+        for (key, e) in self.files.iter_mut() {
+            let Some(o) = e.open.as_mut() else { continue };
+            match read_one(
+                e.id,
+                o,
+                e.checkpoint,
+                budget,
+                now,
+                self.settings.rotate_wait,
+            ) {
+                Ok((records, unparsed, bytes, new_id)) => {
+                    if let Some(id) = new_id {
+                        e.id = id;
+                        e.checkpoint = 0;
+                        self.dirty = true;
+                    }
+                    if !records.is_empty() || !unparsed.is_empty() {
+                        out.push(FileRecords {
+                            key: *key,
+                            pod: e.pod.clone(),
+                            resource: e.resource.clone(),
+                            records,
+                            unparsed,
+                            bytes,
+                        });
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(path = %e.path.display(), error = %err, "cannot read log file; retrying")
+                }
+            }
+        }
+        out
+    }
+
+    /// Open files that are done (read to the end, no longer live, idle): closes them.
+    /// Their remaining records were handed on by [`Files::read`].
+    fn close_finished(&mut self) {
+        for e in self.files.values_mut() {
+            let done = e.open.as_ref().is_some_and(|o| o.tail.finished());
+            if done {
+                self.dirty = true;
+                if let Some(o) = e.open.take()
+                    && let Some(p) = &o.unpacked
+                {
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+        }
+    }
+
+    /// The records read were buffered: advances checkpoints to `offsets` and saves the
+    /// store durably.
+    pub fn committed(&mut self, offsets: &HashMap<Key, u64>) -> anyhow::Result<()> {
+        for (key, at) in offsets {
+            if let Some(e) = self.files.get_mut(key)
+                && *at > e.checkpoint
+            {
+                e.checkpoint = *at;
+                self.dirty = true;
+            }
+        }
+        self.close_finished();
+        self.refresh_fingerprints();
+        if !self.dirty {
+            return Ok(());
+        }
+        self.save()?;
+        self.dirty = false;
+        Ok(())
+    }
+
+    /// A fingerprint taken while a file was short is extended once it has grown (the
+    /// start of an append-only file does not change).
+    fn refresh_fingerprints(&mut self) {
+        for e in self.files.values_mut() {
+            let Some(o) = e.open.as_ref() else { continue };
+            if (e.id.fingerprint_len as usize) < FINGERPRINT_BYTES
+                && o.unpacked.is_none()
+                && let Ok(head) = o.tail.head(FINGERPRINT_BYTES)
+                && head.len() > e.id.fingerprint_len as usize
+                && e.id.same_start(&head)
+            {
+                e.id = FileId::from_head(e.id.dev, e.id.ino, &head);
+                self.dirty = true;
+            }
+        }
+    }
+
+    fn save(&self) -> anyhow::Result<()> {
+        let files = self
+            .files
+            .values()
+            .map(|e| Checkpoint {
+                path: e.path.clone(),
+                id: e.id,
+                offset: e.checkpoint,
+            })
+            .collect();
+        Ok(self.store.save(&Checkpoints { files })?)
+    }
+
+    /// Open files.
+    pub fn open_files(&self) -> usize {
+        self.files.values().filter(|e| e.open.is_some()).count()
+    }
+
+    /// Each open file's lag: bytes not yet read, and for how long there were some.
+    pub fn lag(&self) -> Vec<Lag> {
+        let now = Instant::now();
+        self.files
+            .values()
+            .filter_map(|e| {
+                let o = e.open.as_ref()?;
+                let len = o.tail.file_len().ok()?;
+                let bytes = len.saturating_sub(o.tail.offset());
+                let seconds = if bytes > 0 {
+                    now.duration_since(o.tail.caught_up_at()).as_secs_f64()
+                } else {
+                    0.0
+                };
+                Some(Lag {
+                    path: e.path.clone(),
+                    bytes,
+                    seconds,
+                })
+            })
+            .collect()
+    }
+}
+
+type Read = (
+    Vec<(Record, u64)>,
+    Vec<(Vec<u8>, LineError, u64)>,
+    u64,
+    Option<FileId>,
+);
+
+fn gz_head(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(FINGERPRINT_BYTES);
+    flate2::read::MultiGzDecoder::new(std::fs::File::open(path)?)
+        .take(FINGERPRINT_BYTES as u64)
+        .read_to_end(&mut head)?;
+    Ok(head)
+}
+
+/// One file's round: truncation check, read, and the finish of a file that is done.
+fn read_one(
+    id: FileId,
+    o: &mut Open,
+    checkpoint: u64,
+    budget: usize,
+    now: Instant,
+    rotate_wait: Duration,
+) -> std::io::Result<Read> {
+    let len = o.tail.file_len()?;
+    let mut new_id = None;
+    if o.unpacked.is_none() && len > 0 {
+        let truncated = len < o.tail.offset()
+            || (len != o.tail.offset()
+                && !id.same_start(&o.tail.head(id.fingerprint_len as usize)?));
+        if truncated {
+            tracing::info!(path = %o.tail.path().display(), "log file truncated (copytruncate): reading it again from the start");
+            o.before_truncation = Some((id, checkpoint));
+            o.tail.restart();
+            let head = o.tail.head(FINGERPRINT_BYTES)?;
+            new_id = Some(FileId::from_head(id.dev, id.ino, &head));
+        }
+    }
+    let b = o.tail.read(budget)?;
+    let (mut records, unparsed, bytes) = (b.records, b.unparsed, b.bytes);
+    if bytes > 0 {
+        o.last_growth = now;
+    }
+    if !o.live
+        && o.tail.offset() >= o.tail.file_len()?
+        && now.duration_since(o.last_growth) >= rotate_wait
+    {
+        records.extend(o.tail.finish());
+        o.tail.mark_finished();
+    }
+    Ok((records, unparsed, bytes, new_id))
+}
+
+#[cfg(test)]
+#[path = "files_tests.rs"]
+mod tests;

@@ -1,0 +1,219 @@
+//! Rotation, truncation, restart and compression cases of [`super::Files`], each checked
+//! for every line exactly once.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+
+struct Node {
+    _dir: tempfile::TempDir,
+    pods: PathBuf,
+    data: PathBuf,
+    container: PathBuf,
+}
+
+fn node() -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let pods = dir.path().join("pods");
+    let container = pods.join("shop_web-1_uid1").join("app");
+    std::fs::create_dir_all(&container).unwrap();
+    Node {
+        pods,
+        data: dir.path().join("data"),
+        container,
+        _dir: dir,
+    }
+}
+
+fn files(n: &Node) -> Files {
+    Files::new(
+        Settings {
+            pods_dir: n.pods.clone(),
+            unpack_dir: n.data.join("unpacked"),
+            rotate_wait: Duration::ZERO,
+            max_record_bytes: 1 << 20,
+        },
+        Store::new(n.data.join("checkpoints")),
+        Box::new(|_: &PodFile| Arc::<[u8]>::from(vec![])),
+    )
+    .unwrap()
+}
+
+fn write(p: &Path, from: usize, to: usize) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(p)
+        .unwrap();
+    for i in from..to {
+        writeln!(f, "2024-05-01T10:00:00.{i:09}Z stdout F line {i}").unwrap();
+    }
+}
+
+/// Rounds until nothing more comes: scan, read, commit (as the collector does).
+fn drain(f: &mut Files) -> Vec<usize> {
+    let mut out = Vec::new();
+    for _ in 0..20 {
+        f.scan().unwrap();
+        let got = f.read(1 << 20);
+        let mut offsets = HashMap::new();
+        for fr in &got {
+            for (r, resume) in &fr.records {
+                let text = String::from_utf8(r.message.clone()).unwrap();
+                out.push(text.trim_start_matches("line ").parse().unwrap());
+                let e = offsets.entry(fr.key).or_insert(*resume);
+                *e = (*e).max(*resume);
+            }
+        }
+        f.committed(&offsets).unwrap();
+    }
+    out
+}
+
+fn assert_once(mut got: Vec<usize>, n: usize) {
+    got.sort_unstable();
+    assert_eq!(got, (0..n).collect::<Vec<_>>());
+}
+
+#[test]
+fn rename_rotation_reads_the_rotated_file_to_its_end_and_the_new_one() {
+    let n = node();
+    let live = n.container.join("0.log");
+    write(&live, 0, 10);
+    let mut f = files(&n);
+    let mut got = drain(&mut f);
+    write(&live, 10, 15);
+    let rotated = n.container.join("0.log.20240501-100000");
+    std::fs::rename(&live, &rotated).unwrap();
+    write(&rotated, 15, 17); // a late write to the renamed file
+    write(&live, 17, 25);
+    got.extend(drain(&mut f));
+    assert_once(got, 25);
+    assert_eq!(
+        f.open_files(),
+        1,
+        "the rotated file was finished and closed"
+    );
+}
+
+#[test]
+fn a_restart_finishes_files_rotated_and_compressed_while_down() {
+    let n = node();
+    let live = n.container.join("0.log");
+    write(&live, 0, 10);
+    let mut got = drain(&mut files(&n));
+    // Down: the file grows, is renamed, a new one starts, and is renamed in its turn and
+    // compressed (the original deleted).
+    write(&live, 10, 20);
+    let r1 = n.container.join("0.log.20240501-100000");
+    std::fs::rename(&live, &r1).unwrap();
+    write(&live, 20, 30);
+    let mut again = files(&n);
+    got.extend(drain(&mut again));
+    assert_once(got.clone(), 30);
+    write(&live, 30, 40);
+    drop(again);
+    // Down again: the live file is rotated and compressed before it was read to its end.
+    let r2 = n.container.join("0.log.20240501-110000");
+    std::fs::rename(&live, &r2).unwrap();
+    let gz = n.container.join("0.log.20240501-110000.gz");
+    let mut enc = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gz).unwrap(),
+        flate2::Compression::default(),
+    );
+    enc.write_all(&std::fs::read(&r2).unwrap()).unwrap();
+    enc.finish().unwrap();
+    std::fs::remove_file(&r2).unwrap();
+    write(&live, 40, 45);
+    let mut third = files(&n);
+    got.extend(drain(&mut third));
+    assert_once(got.clone(), 45);
+    // And once more: nothing is read twice (the .gz is known, the rest finished).
+    drop(third);
+    let mut fourth = files(&n);
+    assert_eq!(drain(&mut fourth), Vec::<usize>::new());
+    assert!(
+        !n.data.join("unpacked").exists()
+            || std::fs::read_dir(n.data.join("unpacked")).unwrap().count() == 0,
+        "unpacked copies are deleted once finished"
+    );
+}
+
+#[test]
+fn copytruncate_reads_the_copy_from_the_checkpoint_and_the_file_again() {
+    let n = node();
+    let live = n.container.join("0.log");
+    write(&live, 0, 10);
+    let mut f = files(&n);
+    let mut got = drain(&mut f);
+    write(&live, 10, 20);
+    // copy, then truncate, then the program writes on
+    std::fs::copy(&live, n.container.join("0.log.1")).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&live)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    write(&live, 20, 23);
+    got.extend(drain(&mut f));
+    assert_once(got.clone(), 23);
+    // The truncated file refilled past the old offset before the agent looked: told by its
+    // first bytes.
+    write(&live, 23, 30);
+    got.extend(drain(&mut f));
+    std::fs::copy(&live, n.container.join("0.log.2")).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&live)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    write(&live, 30, 60);
+    got.extend(drain(&mut f));
+    assert_once(got, 60);
+}
+
+#[test]
+fn a_reused_inode_with_other_content_is_a_new_file() {
+    let n = node();
+    let live = n.container.join("0.log");
+    write(&live, 0, 5);
+    let meta = std::fs::metadata(&live).unwrap();
+    // A checkpoint of another file that had this inode: other first bytes.
+    let store = Store::new(n.data.join("checkpoints"));
+    store
+        .save(&Checkpoints {
+            files: vec![Checkpoint {
+                path: live.clone(),
+                id: FileId::from_head(
+                    meta.dev(),
+                    meta.ino(),
+                    b"2023-01-01T00:00:00Z stdout F old\n",
+                ),
+                offset: 60,
+            }],
+        })
+        .unwrap();
+    let got = drain(&mut files(&n));
+    assert_once(got, 5);
+}
+
+#[test]
+fn a_deleted_file_is_read_to_its_end_and_then_released() {
+    let n = node();
+    let live = n.container.join("0.log");
+    write(&live, 0, 5);
+    let mut f = files(&n);
+    f.scan().unwrap();
+    // Deleted before its lines were read: the open file still has them.
+    write(&live, 5, 8);
+    std::fs::remove_dir_all(n.pods.join("shop_web-1_uid1")).unwrap();
+    let got = drain(&mut f);
+    assert_once(got, 8);
+    assert_eq!(f.open_files(), 0);
+}
