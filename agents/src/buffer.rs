@@ -68,6 +68,9 @@ pub struct Buffer {
     dir: PathBuf,
     tenant: TenantId,
     shipped: AtomicU64,
+    /// Records below this have had their checkpoints saved to the checkpoint store too;
+    /// trimming never passes it (see [`crate::record`]).
+    checkpointed: AtomicU64,
     appended: tokio::sync::Notify,
 }
 
@@ -101,6 +104,7 @@ impl Buffer {
             dir: dir.to_path_buf(),
             tenant: TenantId::default_tenant(),
             shipped: AtomicU64::new(shipped),
+            checkpointed: AtomicU64::new(0),
             appended: tokio::sync::Notify::new(),
         }))
     }
@@ -148,8 +152,46 @@ impl Buffer {
             },
         )?;
         self.shipped.store(below, Ordering::Release);
-        self.wal.trim_below(below);
+        self.wal
+            .trim_below(below.min(self.checkpointed.load(Ordering::Acquire)));
         Ok(())
+    }
+
+    /// The checkpoints of records below `below` are saved in the checkpoint store: their
+    /// segments may be deleted once shipped.
+    pub fn checkpointed(&self, below: u64) {
+        self.checkpointed.fetch_max(below, Ordering::AcqRel);
+    }
+
+    /// The checkpoints carried by every record still in the buffer, oldest first: applied
+    /// over the checkpoint store's at start. Blocking (reads the whole log).
+    pub fn checkpoints(&self) -> Result<Vec<crate::checkpoint::Checkpoint>, BufferError> {
+        let mut reader = Reader {
+            dir: self.wal_dir(),
+            cursor: 0,
+            segment: None,
+        };
+        let durable = self.durable_below();
+        let mut out = Vec::new();
+        loop {
+            let got = reader
+                .next(durable, 16 << 20)
+                .map_err(|source| BufferError::Io {
+                    path: self.wal_dir(),
+                    source,
+                })?;
+            if got.is_empty() {
+                return Ok(out);
+            }
+            for r in got {
+                match crate::record::checkpoints(&r.payload) {
+                    Ok(c) => out.extend(c),
+                    Err(e) => {
+                        tracing::warn!(seq = r.seq, error = %e, "buffer record without readable checkpoints")
+                    }
+                }
+            }
+        }
     }
 
     /// Records durable but not yet shipped.
@@ -329,6 +371,7 @@ mod tests {
         assert!(got.len() >= 10 && got.len() < 40, "bounded by bytes");
         let first_half: Vec<u64> = got.iter().map(|r| r.seq).collect();
         assert_eq!(first_half, seqs[..got.len()]);
+        b.checkpointed(u64::MAX);
         b.shipped(r.cursor()).unwrap();
         let rest = r.next(b.durable_below(), 1 << 20).unwrap();
         assert_eq!(rest.len() + got.len(), 40);
@@ -336,6 +379,7 @@ mod tests {
         drop(b);
         // Restart: reading resumes at the shipped bound.
         let b = Buffer::open(dir.path(), limits()).unwrap();
+        b.checkpointed(u64::MAX);
         let mut r = b.reader();
         let again = r.next(b.durable_below(), 1 << 20).unwrap();
         assert_eq!(again.len(), rest.len());
@@ -368,6 +412,7 @@ mod tests {
         let mut r = b.reader();
         let all = r.next(b.durable_below(), 1 << 20).unwrap();
         assert_eq!(all.len(), n);
+        b.checkpointed(u64::MAX);
         b.shipped(r.cursor()).unwrap();
         b.append(Signal::Metrics, Bytes::from_static(b"m"))
             .await

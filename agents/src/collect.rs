@@ -86,7 +86,7 @@ fn encode(batch: &mut LogsBatch, fr: &FileRecords, observed: u64) -> usize {
 
 /// What one round read: the request to buffer and the checkpoints it advances.
 pub struct Gathered {
-    /// The buffer record (see [`crate::ship::record`]); `None` when nothing was read.
+    /// The buffer record ([`crate::record`]); `None` when nothing was read.
     pub payload: Option<bytes::Bytes>,
     pub offsets: HashMap<(u64, u64), u64>,
     pub lines: usize,
@@ -129,7 +129,13 @@ pub fn gather(files: &mut Files, settings: &CollectSettings) -> Gathered {
             );
         }
     }
-    let payload = (!batch.is_empty()).then(|| crate::ship::record(lines as u32, &batch.finish()));
+    let payload = (!batch.is_empty()).then(|| {
+        crate::record::encode(
+            lines as u32,
+            &files.checkpoints_at(&offsets),
+            &batch.finish(),
+        )
+    });
     Gathered {
         payload,
         offsets,
@@ -139,20 +145,20 @@ pub fn gather(files: &mut Files, settings: &CollectSettings) -> Gathered {
 }
 
 /// Appends the round's request to the buffer, waiting while it refuses (back-pressure).
-/// `false`: stopped before it was appended.
+/// `Some(seq)` of the record (`Some(None)`: nothing to append); `None`: stopped first.
 pub fn append(
     buffer: &Buffer,
     g: &Gathered,
     rt: &tokio::runtime::Handle,
     stop: &AtomicBool,
-) -> bool {
+) -> Option<Option<u64>> {
     let Some(payload) = &g.payload else {
-        return true;
+        return Some(None);
     };
     let mut paused = false;
-    loop {
+    let seq = loop {
         match rt.block_on(buffer.append(Signal::Logs, payload.clone())) {
-            Ok(_) => break,
+            Ok(seq) => break seq,
             Err(e) => {
                 if !paused {
                     tracing::warn!(error = %e, "buffer refuses appends: reading paused");
@@ -160,19 +166,34 @@ pub fn append(
                     paused = true;
                 }
                 if stop.load(Ordering::Relaxed) {
-                    return false;
+                    return None;
                 }
                 std::thread::sleep(Duration::from_millis(250));
             }
         }
-    }
+    };
     if paused {
         tracing::info!("buffer accepts appends again: reading resumed");
         metrics::gauge!("loupe_agent_reading_paused").set(0.0);
     }
     metrics::counter!("loupe_agent_lines_read_total").increment(g.lines as u64);
     metrics::counter!("loupe_agent_bytes_read_total").increment(g.bytes);
-    true
+    Some(Some(seq))
+}
+
+/// After a round's append: saves the checkpoints to the store, then lets the buffer trim
+/// up to the record.
+pub fn commit(files: &mut Files, buffer: &Buffer, g: &Gathered, seq: Option<u64>) {
+    match files.committed(&g.offsets) {
+        Ok(()) => {
+            if let Some(seq) = seq {
+                buffer.checkpointed(seq + 1);
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot save checkpoints (the buffer keeps them meanwhile)")
+        }
+    }
 }
 
 /// Runs rounds until `stop` is set.
@@ -184,6 +205,7 @@ pub fn run(
     stop: Arc<AtomicBool>,
 ) {
     let mut last_scan: Option<Instant> = None;
+    let mut started = false;
     while !stop.load(Ordering::Relaxed) {
         if last_scan.is_none_or(|t| t.elapsed() >= settings.scan_interval) {
             if let Err(e) = files.scan() {
@@ -191,14 +213,21 @@ pub fn run(
             }
             last_scan = Some(Instant::now());
             publish_lag(&files);
+            if !started {
+                // The buffer's checkpoints were applied at start: once saved, the records
+                // that carried them may be trimmed when shipped.
+                match files.save_now() {
+                    Ok(()) => buffer.checkpointed(buffer.durable_below()),
+                    Err(e) => tracing::error!(error = %e, "cannot save checkpoints"),
+                }
+                started = true;
+            }
         }
         let g = gather(&mut files, &settings);
-        if !append(&buffer, &g, &rt, &stop) {
+        let Some(seq) = append(&buffer, &g, &rt, &stop) else {
             return;
-        }
-        if let Err(e) = files.committed(&g.offsets) {
-            tracing::error!(error = %e, "cannot save checkpoints (lines may be read again after a restart)");
-        }
+        };
+        commit(&mut files, &buffer, &g, seq);
         metrics::gauge!("loupe_agent_buffer_bytes").set(buffer.bytes() as f64);
     }
 }

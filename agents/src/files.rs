@@ -122,12 +122,18 @@ fn read_head(path: &Path) -> std::io::Result<Vec<u8>> {
 }
 
 impl Files {
+    /// Loads the store; `from_buffer` are the checkpoints carried by the buffer's records
+    /// ([`crate::buffer::Buffer::checkpoints`]), which may be ahead of the store's.
     pub fn new(
         settings: Settings,
         store: Store,
         resource: Box<ResourceFn>,
+        from_buffer: Vec<Checkpoint>,
     ) -> anyhow::Result<Files> {
-        let loaded = store.load()?;
+        let mut loaded = store.load()?;
+        loaded.files.extend(from_buffer);
+        // Highest offsets first: a file matched by several takes the furthest.
+        loaded.files.sort_by(|a, b| b.offset.cmp(&a.offset));
         Ok(Files {
             settings,
             resource,
@@ -221,12 +227,10 @@ impl Files {
         head: &[u8],
     ) -> anyhow::Result<()> {
         let id = FileId::from_head(key.0, key.1, head);
-        let restored = self
-            .unmatched
-            .iter()
-            .position(|c| (c.id.dev, c.id.ino) == key && c.id.same_start(head));
-        let (id, offset) = if let Some(i) = restored {
-            let c = self.unmatched.swap_remove(i);
+        let is_it = |c: &Checkpoint| (c.id.dev, c.id.ino) == key && c.id.same_start(head);
+        let restored = self.unmatched.iter().find(|c| is_it(c)).cloned();
+        let (id, offset) = if let Some(c) = restored {
+            self.unmatched.retain(|c| !is_it(c));
             (c.id, c.offset)
         } else {
             let dir = path.parent();
@@ -285,6 +289,9 @@ impl Files {
                 tracing::warn!(path = %c.path.display(), offset = c.offset, "a checkpointed file is gone and no compressed copy of it was found");
                 continue;
             };
+            if self.files.contains_key(&key) {
+                continue; // a further copy of a checkpoint already resumed (furthest first)
+            }
             std::fs::create_dir_all(&self.settings.unpack_dir)?;
             let unpacked = self
                 .settings
@@ -417,6 +424,28 @@ impl Files {
                 self.dirty = true;
             }
         }
+    }
+
+    /// The checkpoints `offsets` advance to, as a round's buffer record carries them.
+    pub fn checkpoints_at(&self, offsets: &HashMap<Key, u64>) -> Vec<Checkpoint> {
+        offsets
+            .iter()
+            .filter_map(|(key, at)| {
+                let e = self.files.get(key)?;
+                Some(Checkpoint {
+                    path: e.path.clone(),
+                    id: e.id,
+                    offset: e.checkpoint.max(*at),
+                })
+            })
+            .collect()
+    }
+
+    /// Saves the store now (at start, after the buffer's checkpoints were applied).
+    pub fn save_now(&mut self) -> anyhow::Result<()> {
+        self.save()?;
+        self.dirty = false;
+        Ok(())
     }
 
     fn save(&self) -> anyhow::Result<()> {

@@ -39,6 +39,7 @@ fn files(n: &Node) -> Files {
         },
         Store::new(n.data.join("checkpoints")),
         Box::new(|_: &PodFile| Arc::<[u8]>::from(vec![])),
+        vec![],
     )
     .unwrap()
 }

@@ -25,6 +25,7 @@ pub mod files;
 pub mod otlp_logs;
 pub mod partial;
 pub mod pod_path;
+pub mod record;
 pub mod resource;
 pub mod ship;
 pub mod tail;

@@ -167,6 +167,7 @@ fn main() -> anyhow::Result<()> {
         },
         checkpoint::Store::new(cfg.data_dir.join("checkpoints")),
         Box::new(resource::from_path(node)),
+        buffer.checkpoints()?,
     )?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

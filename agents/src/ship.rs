@@ -51,25 +51,8 @@ pub struct ShipSettings {
     pub max_backoff: Duration,
 }
 
-/// Bytes a buffer record carries before its OTLP message: the number of lines (or points).
-pub const HEADER: usize = 4;
-
-/// A buffer record: the count of lines (or points) it holds, then the OTLP request.
-pub fn record(count: u32, otlp: &[u8]) -> Bytes {
-    let mut out = Vec::with_capacity(HEADER + otlp.len());
-    out.extend_from_slice(&count.to_le_bytes());
-    out.extend_from_slice(otlp);
-    Bytes::from(out)
-}
-
-fn count_of(payload: &[u8]) -> u64 {
-    payload
-        .get(..HEADER)
-        .map_or(0, |h| u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as u64)
-}
-
 fn compress(c: Compression, parts: &[Bytes]) -> std::io::Result<Vec<u8>> {
-    let bodies = parts.iter().map(|p| p.get(HEADER..).unwrap_or_default());
+    let bodies = parts.iter().map(|p| crate::record::otlp(p));
     match c {
         Compression::None => Ok(bodies.flatten().copied().collect()),
         Compression::Zstd => {
@@ -213,7 +196,7 @@ impl Shipper {
     async fn send_all(&mut self, signal: Signal, payloads: Vec<Bytes>) {
         let mut queue = vec![payloads];
         while let Some(part) = queue.pop() {
-            let lines: u64 = part.iter().map(|p| count_of(p)).sum();
+            let lines: u64 = part.iter().map(|p| crate::record::count(p)).sum();
             match self.send(signal, &part).await {
                 Outcome::Done => {
                     metrics::counter!("loupe_agent_shipped_total", "signal" => signal.as_str())
@@ -358,10 +341,9 @@ mod tests {
     }
 
     #[test]
-    fn records_carry_their_count_and_compress_to_the_joined_messages() {
-        let a = record(2, b"abc");
-        let b = record(5, b"def");
-        assert_eq!(count_of(&a) + count_of(&b), 7);
+    fn requests_compress_to_the_joined_messages() {
+        let a = crate::record::encode(2, &[], b"abc");
+        let b = crate::record::encode(5, &[], b"def");
         let z = compress(Compression::Zstd, &[a.clone(), b.clone()]).unwrap();
         assert_eq!(zstd::decode_all(z.as_slice()).unwrap(), b"abcdef");
         let g = compress(Compression::Gzip, &[a.clone(), b.clone()]).unwrap();
