@@ -133,7 +133,7 @@ impl Files {
         let mut loaded = store.load()?;
         loaded.files.extend(from_buffer);
         // Highest offsets first: a file matched by several takes the furthest.
-        loaded.files.sort_by(|a, b| b.offset.cmp(&a.offset));
+        loaded.files.sort_by_key(|c| std::cmp::Reverse(c.offset));
         Ok(Files {
             settings,
             resource,
