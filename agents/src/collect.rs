@@ -9,7 +9,10 @@
 //!
 //! Back-pressure: while the buffer refuses appends (full, or its disk is), the round's
 //! request is retried every 250 ms and no file is read further — nothing is dropped, the
-//! lines wait in their files. `loupe_agent_reading_paused` is 1 meanwhile.
+//! lines wait in their files. `loupe_agent_reading_paused` is 1 meanwhile. Scanning goes
+//! on: a file rotated while reading is paused is opened, and held open, before the kubelet
+//! compresses and deletes it — so a long outage holds the disk space of deleted files
+//! until their lines are read (the price of dropping nothing).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -146,11 +149,15 @@ pub fn gather(files: &mut Files, settings: &CollectSettings) -> Gathered {
 
 /// Appends the round's request to the buffer, waiting while it refuses (back-pressure).
 /// `Some(seq)` of the record (`Some(None)`: nothing to append); `None`: stopped first.
+///
+/// `while_refused` runs between attempts: the caller keeps scanning, so files rotated,
+/// compressed and deleted meanwhile are opened (and held) before they disappear.
 pub fn append(
     buffer: &Buffer,
     g: &Gathered,
     rt: &tokio::runtime::Handle,
     stop: &AtomicBool,
+    while_refused: &mut dyn FnMut(),
 ) -> Option<Option<u64>> {
     let Some(payload) = &g.payload else {
         return Some(None);
@@ -169,6 +176,7 @@ pub fn append(
                     return None;
                 }
                 std::thread::sleep(Duration::from_millis(250));
+                while_refused();
             }
         }
     };
@@ -224,7 +232,15 @@ pub fn run(
             }
         }
         let g = gather(&mut files, &settings);
-        let Some(seq) = append(&buffer, &g, &rt, &stop) else {
+        let mut scan_while_refused = || {
+            if last_scan.is_none_or(|t| t.elapsed() >= settings.scan_interval) {
+                if let Err(e) = files.scan() {
+                    tracing::error!(error = %e, "cannot scan the pods directory");
+                }
+                last_scan = Some(Instant::now());
+            }
+        };
+        let Some(seq) = append(&buffer, &g, &rt, &stop, &mut scan_while_refused) else {
             return;
         };
         commit(&mut files, &buffer, &g, seq);

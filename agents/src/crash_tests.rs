@@ -174,7 +174,7 @@ fn run_seed(seed: u64) -> usize {
                     a = start(&pods, &data);
                     continue;
                 }
-                let seq = append(&a.buffer, &g, rt.handle(), &stop).unwrap();
+                let seq = append(&a.buffer, &g, rt.handle(), &stop, &mut || {}).unwrap();
                 if point == 1 {
                     crash(a, &data, &mut rng);
                     a = start(&pods, &data);
@@ -195,7 +195,7 @@ fn run_seed(seed: u64) -> usize {
     for _ in 0..50 {
         a.files.scan().unwrap();
         let g = gather(&mut a.files, &settings);
-        let seq = append(&a.buffer, &g, rt.handle(), &stop).unwrap();
+        let seq = append(&a.buffer, &g, rt.handle(), &stop, &mut || {}).unwrap();
         commit(&mut a.files, &a.buffer, &g, seq);
     }
     ship(&mut a, &mut shipped, usize::MAX);

@@ -75,7 +75,17 @@ struct Entry {
     /// Durable: the lines before it are in the buffer.
     checkpoint: u64,
     open: Option<Box<Open>>,
+    /// Length and modification time when the file was closed: a file found later with
+    /// this inode but other metadata is checked by its first bytes (the inode of a closed,
+    /// deleted file may have been reused).
+    closed: Option<Snapshot>,
     seen: bool,
+}
+
+type Snapshot = (u64, i64, i64);
+
+fn snapshot(m: &std::fs::Metadata) -> Snapshot {
+    (m.len(), m.mtime(), m.mtime_nsec())
 }
 
 /// What one file gave in a round.
@@ -177,6 +187,15 @@ impl Files {
                 continue;
             };
             let key = dev_ino(&meta);
+            if let Some(e) = self.files.get(&key)
+                && e.open.is_none()
+                && e.closed.is_some_and(|c| c != snapshot(&meta))
+                && (pod.compressed || !read_head(&path).is_ok_and(|h| e.id.same_start(&h)))
+            {
+                // A closed file's inode, reused by a new file.
+                self.files.remove(&key);
+                self.dirty = true;
+            }
             if let Some(e) = self.files.get_mut(&key) {
                 e.seen = true;
                 if let Some(o) = e.open.as_mut() {
@@ -195,8 +214,13 @@ impl Files {
             if meta.len() == 0 {
                 continue; // identified once it has content
             }
-            let head = read_head(&path)?;
-            self.discover(path, pod, key, &head)?;
+            // Files come and go while the directory is read: a file that cannot be read
+            // now is looked at again by the next scan.
+            let found =
+                read_head(&path).and_then(|head| self.discover(path.clone(), pod, key, &head));
+            if let Err(e) = found {
+                tracing::debug!(path = %path.display(), error = %e, "cannot open log file yet");
+            }
         }
         if self.first_scan {
             self.first_scan = false;
@@ -225,10 +249,11 @@ impl Files {
         pod: PodFile,
         key: Key,
         head: &[u8],
-    ) -> anyhow::Result<()> {
+    ) -> std::io::Result<()> {
         let id = FileId::from_head(key.0, key.1, head);
         let is_it = |c: &Checkpoint| (c.id.dev, c.id.ino) == key && c.id.same_start(head);
         let restored = self.unmatched.iter().find(|c| is_it(c)).cloned();
+        let resumed = restored.is_some();
         let (id, offset) = if let Some(c) = restored {
             self.unmatched.retain(|c| !is_it(c));
             (c.id, c.offset)
@@ -249,6 +274,7 @@ impl Files {
             }
             (id, copied.unwrap_or(0))
         };
+        tracing::info!(path = %path.display(), offset, resumed, "following log file");
         let tail = Tail::open(&path, offset, self.settings.max_record_bytes)?;
         let live = !pod.rotated;
         let resource = (self.resource)(&pod);
@@ -268,6 +294,7 @@ impl Files {
                     before_truncation: None,
                     unpacked: None,
                 })),
+                closed: None,
                 seen: true,
             },
         );
@@ -315,6 +342,10 @@ impl Files {
                 let _ = std::fs::remove_file(&unpacked);
             }
             let resource = (self.resource)(&pod);
+            let closed = open
+                .is_none()
+                .then(|| std::fs::metadata(&path).ok())
+                .flatten();
             self.dirty = true;
             self.files.insert(
                 key,
@@ -325,6 +356,7 @@ impl Files {
                     resource,
                     checkpoint: c.offset,
                     open,
+                    closed: closed.as_ref().map(snapshot),
                     seen: true,
                 },
             );
@@ -379,6 +411,13 @@ impl Files {
             let done = e.open.as_ref().is_some_and(|o| o.tail.finished());
             if done {
                 self.dirty = true;
+                // An unpacked file stands for its .gz: the .gz is what later scans see.
+                let meta = match e.open.as_ref() {
+                    Some(o) if o.unpacked.is_some() => std::fs::metadata(&e.path).ok(),
+                    Some(o) => o.tail.metadata().ok(),
+                    None => None,
+                };
+                e.closed = meta.as_ref().map(snapshot);
                 if let Some(o) = e.open.take()
                     && let Some(p) = &o.unpacked
                 {
@@ -540,6 +579,7 @@ fn read_one(
     {
         records.extend(o.tail.finish());
         o.tail.mark_finished();
+        tracing::debug!(path = %o.tail.path().display(), "rotated or deleted file read to its end: released");
     }
     Ok((records, unparsed, bytes, new_id))
 }

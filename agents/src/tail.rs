@@ -84,6 +84,11 @@ impl Tail {
         self.finished
     }
 
+    /// The open file's metadata.
+    pub fn metadata(&self) -> std::io::Result<std::fs::Metadata> {
+        self.file.metadata()
+    }
+
     /// The file's current length.
     pub fn file_len(&self) -> std::io::Result<u64> {
         Ok(self.file.metadata()?.len())

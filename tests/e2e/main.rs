@@ -1,6 +1,7 @@
 //! End-to-end tests: real `loupe` processes on loopback, driven by real clients (the
 //! OpenTelemetry Python SDK, tonic, HTTP, headless Chromium).
 
+mod agent;
 mod bad_inputs;
 mod browser;
 mod cluster;
