@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use crate::LineError;
 use crate::checkpoint::{Checkpoint, Checkpoints, FINGERPRINT_BYTES, FileId, Store};
 use crate::partial::Record;
-use crate::pod_path::{self, PodFile};
+use crate::pod_path::PodFile;
 use crate::tail::Tail;
 
 /// How the files are read.
@@ -153,215 +153,6 @@ impl Files {
             first_scan: true,
             dirty: false,
         })
-    }
-
-    /// Pod log files under the pods directory: `(path, identity)`.
-    fn candidates(&self) -> Vec<(PathBuf, PodFile)> {
-        let mut out = Vec::new();
-        let dirs = |p: &Path| -> Vec<PathBuf> {
-            std::fs::read_dir(p)
-                .map(|rd| rd.flatten().map(|e| e.path()).collect())
-                .unwrap_or_default()
-        };
-        for pod in dirs(&self.settings.pods_dir) {
-            for container in dirs(&pod) {
-                for file in dirs(&container) {
-                    if let Some(p) = pod_path::parse(&self.settings.pods_dir, &file) {
-                        out.push((file, p));
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    /// Finds new files, follows renamed ones and notes deleted ones. Call between rounds
-    /// (after [`Files::committed`]).
-    pub fn scan(&mut self) -> anyhow::Result<()> {
-        for e in self.files.values_mut() {
-            e.seen = false;
-        }
-        let mut gz = Vec::new();
-        for (path, pod) in self.candidates() {
-            let Ok(meta) = std::fs::metadata(&path) else {
-                continue;
-            };
-            let key = dev_ino(&meta);
-            if let Some(e) = self.files.get(&key)
-                && e.open.is_none()
-                && e.closed.is_some_and(|c| c != snapshot(&meta))
-                && (pod.compressed || !read_head(&path).is_ok_and(|h| e.id.same_start(&h)))
-            {
-                // A closed file's inode, reused by a new file.
-                self.files.remove(&key);
-                self.dirty = true;
-            }
-            if let Some(e) = self.files.get_mut(&key) {
-                e.seen = true;
-                if let Some(o) = e.open.as_mut() {
-                    o.live = o.live && !pod.rotated;
-                }
-                if e.path != path {
-                    e.path = path;
-                    self.dirty = true;
-                }
-                continue;
-            }
-            if pod.compressed {
-                gz.push((path, pod, key));
-                continue;
-            }
-            if meta.len() == 0 {
-                continue; // identified once it has content
-            }
-            // Files come and go while the directory is read: a file that cannot be read
-            // now is looked at again by the next scan.
-            let found =
-                read_head(&path).and_then(|head| self.discover(path.clone(), pod, key, &head));
-            if let Err(e) = found {
-                tracing::debug!(path = %path.display(), error = %e, "cannot open log file yet");
-            }
-        }
-        if self.first_scan {
-            self.first_scan = false;
-            self.resume_compressed(gz)?;
-        }
-        // Files gone from every directory: an open one is read to its end (it is held
-        // open); a finished one's checkpoint is dropped.
-        let before = self.files.len();
-        self.files.retain(|_, e| {
-            if let Some(o) = e.open.as_mut() {
-                o.live &= e.seen || o.unpacked.is_some();
-                true
-            } else {
-                e.seen
-            }
-        });
-        self.dirty |= self.files.len() != before;
-        Ok(())
-    }
-
-    /// A file not known by its inode: a checkpointed file (after a restart), a copy of a
-    /// known file, or a new one.
-    fn discover(
-        &mut self,
-        path: PathBuf,
-        pod: PodFile,
-        key: Key,
-        head: &[u8],
-    ) -> std::io::Result<()> {
-        let id = FileId::from_head(key.0, key.1, head);
-        let is_it = |c: &Checkpoint| (c.id.dev, c.id.ino) == key && c.id.same_start(head);
-        let restored = self.unmatched.iter().find(|c| is_it(c)).cloned();
-        let resumed = restored.is_some();
-        let (id, offset) = if let Some(c) = restored {
-            self.unmatched.retain(|c| !is_it(c));
-            (c.id, c.offset)
-        } else {
-            let dir = path.parent();
-            let copied = self.files.values().find_map(|e| {
-                if e.path.parent() != dir {
-                    return None;
-                }
-                if e.id.same_start(head) {
-                    return Some(e.checkpoint);
-                }
-                let (before, at) = e.open.as_ref()?.before_truncation?;
-                before.same_start(head).then_some(at)
-            });
-            if let Some(at) = copied {
-                tracing::info!(path = %path.display(), offset = at, "a copy of a known file (copytruncate): read from its checkpoint");
-            }
-            (id, copied.unwrap_or(0))
-        };
-        tracing::info!(path = %path.display(), offset, resumed, "following log file");
-        let tail = Tail::open(&path, offset, self.settings.max_record_bytes)?;
-        let live = !pod.rotated;
-        let resource = (self.resource)(&pod);
-        self.dirty = true;
-        self.files.insert(
-            key,
-            Entry {
-                path,
-                id,
-                pod,
-                resource,
-                checkpoint: offset,
-                open: Some(Box::new(Open {
-                    tail,
-                    live,
-                    last_growth: Instant::now(),
-                    before_truncation: None,
-                    unpacked: None,
-                })),
-                closed: None,
-                seen: true,
-            },
-        );
-        Ok(())
-    }
-
-    /// At start: checkpoints whose file is gone, looked for among compressed files.
-    fn resume_compressed(&mut self, gz: Vec<(PathBuf, PodFile, Key)>) -> anyhow::Result<()> {
-        for c in std::mem::take(&mut self.unmatched) {
-            let found = gz.iter().find_map(|(path, pod, key)| {
-                if path.parent() != c.path.parent() {
-                    return None;
-                }
-                let head = gz_head(path).ok()?;
-                c.id.same_start(&head)
-                    .then(|| (path.clone(), pod.clone(), *key))
-            });
-            let Some((path, pod, key)) = found else {
-                tracing::warn!(path = %c.path.display(), offset = c.offset, "a checkpointed file is gone and no compressed copy of it was found");
-                continue;
-            };
-            if self.files.contains_key(&key) {
-                continue; // a further copy of a checkpoint already resumed (furthest first)
-            }
-            std::fs::create_dir_all(&self.settings.unpack_dir)?;
-            let unpacked = self
-                .settings
-                .unpack_dir
-                .join(format!("{}-{}.log", key.0, key.1));
-            let mut out = std::fs::File::create(&unpacked)?;
-            let mut dec = flate2::read::MultiGzDecoder::new(std::fs::File::open(&path)?);
-            let len = std::io::copy(&mut dec, &mut out)?;
-            drop(out);
-            let mut open = None;
-            if c.offset < len {
-                tracing::info!(path = %path.display(), offset = c.offset, "finishing a file compressed while the agent was down");
-                open = Some(Box::new(Open {
-                    tail: Tail::open(&unpacked, c.offset, self.settings.max_record_bytes)?,
-                    live: false,
-                    last_growth: Instant::now(),
-                    before_truncation: None,
-                    unpacked: Some(unpacked),
-                }));
-            } else {
-                let _ = std::fs::remove_file(&unpacked);
-            }
-            let resource = (self.resource)(&pod);
-            let closed = open
-                .is_none()
-                .then(|| std::fs::metadata(&path).ok())
-                .flatten();
-            self.dirty = true;
-            self.files.insert(
-                key,
-                Entry {
-                    path,
-                    id: c.id,
-                    pod,
-                    resource,
-                    checkpoint: c.offset,
-                    open,
-                    closed: closed.as_ref().map(snapshot),
-                    seen: true,
-                },
-            );
-        }
-        Ok(())
     }
 
     /// Reads up to `budget` bytes from each open file; finishes rotated and deleted files
@@ -536,15 +327,6 @@ type Read = (
     Option<FileId>,
 );
 
-fn gz_head(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut head = Vec::with_capacity(FINGERPRINT_BYTES);
-    flate2::read::MultiGzDecoder::new(std::fs::File::open(path)?)
-        .take(FINGERPRINT_BYTES as u64)
-        .read_to_end(&mut head)?;
-    Ok(head)
-}
-
 /// One file's round: truncation check, read, and the finish of a file that is done.
 fn read_one(
     id: FileId,
@@ -584,6 +366,6 @@ fn read_one(
     Ok((records, unparsed, bytes, new_id))
 }
 
+mod scan;
 #[cfg(test)]
-#[path = "files_tests.rs"]
 mod tests;
