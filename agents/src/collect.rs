@@ -58,6 +58,7 @@ fn encode(batch: &mut LogsBatch, fr: &FileRecords, observed: u64) -> usize {
         } else {
             &incomplete[..]
         };
+        let ctx = crate::context::lift(&rec.message);
         batch.push(
             &fr.resource,
             &Line {
@@ -65,6 +66,9 @@ fn encode(batch: &mut LogsBatch, fr: &FileRecords, observed: u64) -> usize {
                 observed_unix_nano: observed,
                 body: &rec.message,
                 attributes: attrs,
+                trace_id: ctx.trace_id,
+                span_id: ctx.span_id,
+                trace_flags: ctx.flags,
                 ..Line::default()
             },
         );

@@ -45,6 +45,7 @@ fn start(pods: &Path, data: &Path) -> Agent {
             unpack_dir: data.join("unpacked"),
             rotate_wait: Duration::ZERO,
             max_record_bytes: 1 << 20,
+            multiline_wait: Some(Duration::from_secs(1)),
         },
         Store::new(data.join("checkpoints")),
         Box::new(|_: &PodFile| Arc::<[u8]>::from(vec![])),

@@ -15,6 +15,7 @@
 pub mod buffer;
 pub mod checkpoint;
 pub mod collect;
+pub mod context;
 #[cfg(test)]
 mod crash_tests;
 pub mod cri;
@@ -22,6 +23,7 @@ pub mod docker;
 pub mod durable;
 pub mod endpoints;
 pub mod files;
+pub mod multiline;
 pub mod otlp_logs;
 pub mod partial;
 pub mod pod_path;

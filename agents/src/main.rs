@@ -99,6 +99,12 @@ struct Config {
     /// `loupe.log.incomplete` (nothing is cut off).
     #[arg(long, env = "LOUPE_AGENT_MAX_RECORD_BYTES", default_value = "1MiB", value_parser = bytes)]
     max_record_bytes: u64,
+    /// Join stack traces (Java, Python, Go, Node.js) into one record.
+    #[arg(long, env = "LOUPE_AGENT_MULTILINE", default_value_t = true, action = clap::ArgAction::Set)]
+    multiline: bool,
+    /// How long a stack trace is held for more lines once its stream is quiet.
+    #[arg(long, env = "LOUPE_AGENT_MULTILINE_WAIT", default_value = "1s", value_parser = humantime::parse_duration)]
+    multiline_wait: Duration,
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, env = "LOUPE_AGENT_HTTP_ADDR", default_value = "127.0.0.1:9464")]
     http_addr: SocketAddr,
@@ -164,6 +170,7 @@ fn main() -> anyhow::Result<()> {
             unpack_dir: cfg.data_dir.join("unpacked"),
             rotate_wait: cfg.rotate_wait,
             max_record_bytes: cfg.max_record_bytes as usize,
+            multiline_wait: cfg.multiline.then_some(cfg.multiline_wait),
         },
         checkpoint::Store::new(cfg.data_dir.join("checkpoints")),
         Box::new(resource::from_path(node)),

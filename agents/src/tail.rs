@@ -12,6 +12,9 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use std::time::{Duration, Instant};
+
+use crate::multiline::Joiner;
 use crate::partial::{Reassembler, Record};
 use crate::{LineError, LogFormat};
 
@@ -39,6 +42,8 @@ pub struct Tail {
     pending_starts: [Option<u64>; 2],
     finished: bool,
     caught_up_at: std::time::Instant,
+    /// Stack-trace joining per stream, and how long a held trace waits for more lines.
+    multiline: Option<([Joiner; 2], Duration)>,
 }
 
 impl Tail {
@@ -59,7 +64,15 @@ impl Tail {
             pending_starts: [None, None],
             finished: false,
             caught_up_at: std::time::Instant::now(),
+            multiline: None,
         })
+    }
+
+    /// Joins stack traces ([`crate::multiline`]), holding one at most `wait` for more lines.
+    pub fn with_multiline(mut self, wait: Duration, max_record_bytes: usize) -> Self {
+        let j = || Joiner::new(max_record_bytes);
+        self.multiline = Some(([j(), j()], wait));
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -124,20 +137,58 @@ impl Tail {
         self.format = None;
         self.pending_starts = [None, None];
         self.parts.finish();
+        if let Some((j, _)) = self.multiline.as_mut() {
+            for j in j.iter_mut() {
+                j.flush(Instant::now(), None);
+            }
+        }
     }
 
     /// Where a reader may resume without losing a waiting part.
     fn resume_at(&self, end: u64) -> u64 {
+        let held = self
+            .multiline
+            .iter()
+            .flat_map(|(j, _)| j.iter().filter_map(Joiner::held_start));
         self.pending_starts
             .iter()
             .flatten()
             .copied()
+            .chain(held)
             .min()
             .unwrap_or(end)
     }
 
+    /// Passes records done by the reassembler through the stack-trace joiner.
+    fn joined(&mut self, slot: usize, done: Vec<Record>, start: u64, now: Instant) -> Vec<Record> {
+        match self.multiline.as_mut() {
+            None => done,
+            Some((j, _)) => done
+                .into_iter()
+                .flat_map(|r| j[slot].push(r, start, now))
+                .collect(),
+        }
+    }
+
+    /// Traces held longer than the wait, handed on.
+    fn flush_quiet(&mut self, now: Instant, out: &mut Batch) {
+        let Some((j, wait)) = self.multiline.as_mut() else {
+            return;
+        };
+        let wait = *wait;
+        let quiet: Vec<Record> = j
+            .iter_mut()
+            .filter_map(|j| j.flush(now, Some(wait)))
+            .collect();
+        for r in quiet {
+            let resume = self.resume_at(self.offset);
+            out.records.push((r, resume));
+        }
+    }
+
     /// Reads up to `max_bytes` of whole lines after the offset.
     pub fn read(&mut self, max_bytes: usize) -> std::io::Result<Batch> {
+        let now = Instant::now();
         self.file.seek(SeekFrom::Start(self.offset))?;
         let mut buf = Vec::with_capacity(max_bytes.min(1 << 20));
         (&mut self.file)
@@ -167,12 +218,13 @@ impl Tail {
                         crate::Stream::Stdout => 0,
                         crate::Stream::Stderr => 1,
                     };
-                    self.pending_starts[slot].get_or_insert(start);
+                    let record_start = *self.pending_starts[slot].get_or_insert(start);
                     let partial = l.partial;
                     let done = self.parts.push(l);
                     if !partial {
                         self.pending_starts[slot] = None;
                     }
+                    let done = self.joined(slot, done, record_start, now);
                     let resume = self.resume_at(end);
                     out.records.extend(done.into_iter().map(|r| (r, resume)));
                 }
@@ -184,6 +236,7 @@ impl Tail {
         }
         self.offset += pos as u64;
         out.bytes = pos as u64;
+        self.flush_quiet(now, &mut out);
         if buf.len() < max_bytes && pos == buf.len() {
             self.caught_up_at = std::time::Instant::now();
         }
@@ -195,7 +248,15 @@ impl Tail {
     pub fn finish(&mut self) -> Vec<(Record, u64)> {
         self.pending_starts = [None, None];
         let end = self.offset;
-        self.parts.finish().into_iter().map(|r| (r, end)).collect()
+        let held = self
+            .multiline
+            .iter_mut()
+            .flat_map(|(j, _)| j.iter_mut().filter_map(|j| j.flush(Instant::now(), None)))
+            .collect::<Vec<_>>();
+        held.into_iter()
+            .chain(self.parts.finish())
+            .map(|r| (r, end))
+            .collect()
     }
 }
 

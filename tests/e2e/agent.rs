@@ -107,8 +107,23 @@ struct Writer {
 
 const PART: usize = 16 * 1024;
 
+/// The trace id a line carries (web-1's every tenth line), as logfmt.
+fn trace_of(name: &str, n: u64) -> Option<String> {
+    (name == "web-1" && n % 10 == 5).then(|| format!("{:032x}", 0xabc0_0000 + n))
+}
+
+/// The record line `n` of `name` makes: most are one line; web-1's every 100th is a Java
+/// stack trace the runtime writes as several lines and the agent joins.
 fn line_text(name: &str, n: u64) -> String {
     let head = format!("{name} {n:06}");
+    if name == "web-1" && n % 100 == 42 {
+        return format!(
+            "java.lang.IllegalStateException: {head} failed\n\tat com.shop.Cart.add(Cart.java:42)\n\tat com.shop.Api.handle(Api.java:7)\nCaused by: java.io.IOException: disk\n\t... 2 more"
+        );
+    }
+    if let Some(t) = trace_of(name, n) {
+        return format!("{head} level=info trace_id={t} msg=\"served\"");
+    }
     if n % 500 == 499 {
         // Longer than the runtime's buffer: written in parts, joined by the agent.
         format!("{head} {}", "0123456789abcdefghij".repeat(2000))
@@ -147,25 +162,27 @@ impl Writer {
                 .as_nanos() as u64;
             self.last_ns = now.max(self.last_ns + 1);
             let ts = rfc3339(self.last_ns);
-            let text = line_text(self.name, n);
+            let record = line_text(self.name, n);
             let stream = stream_of(self.name, n);
-            let parts: Vec<&[u8]> = text.as_bytes().chunks(PART).collect();
-            for (i, p) in parts.iter().enumerate() {
-                let last = i + 1 == parts.len();
-                let p = std::str::from_utf8(p).unwrap();
-                match self.format {
-                    Format::Cri => {
-                        let tag = if last { "F" } else { "P" };
-                        writeln!(out, "{ts} {stream} {tag} {p}").unwrap();
-                    }
-                    Format::Docker => {
-                        let log = if last {
-                            format!("{p}\n")
-                        } else {
-                            p.to_string()
-                        };
-                        let rec = serde_json::json!({"log": log, "stream": stream, "time": ts});
-                        writeln!(out, "{rec}").unwrap();
+            for text in record.split('\n') {
+                let parts: Vec<&[u8]> = text.as_bytes().chunks(PART).collect();
+                for (i, p) in parts.iter().enumerate() {
+                    let last = i + 1 == parts.len();
+                    let p = std::str::from_utf8(p).unwrap();
+                    match self.format {
+                        Format::Cri => {
+                            let tag = if last { "F" } else { "P" };
+                            writeln!(out, "{ts} {stream} {tag} {p}").unwrap();
+                        }
+                        Format::Docker => {
+                            let log = if last {
+                                format!("{p}\n")
+                            } else {
+                                p.to_string()
+                            };
+                            let rec = serde_json::json!({"log": log, "stream": stream, "time": ts});
+                            writeln!(out, "{rec}").unwrap();
+                        }
                     }
                 }
             }
@@ -414,7 +431,8 @@ async fn agent_loses_no_line_through_rotations_kill_and_collector_outage() {
         let mut seen: HashMap<u64, usize> = HashMap::new();
         for (_, text, labels) in &lines {
             let n: u64 = text
-                .split(' ')
+                .split([' ', '\n'])
+                .skip_while(|w| w != pod)
                 .nth(1)
                 .and_then(|s| s.parse().ok())
                 .unwrap_or_else(|| panic!("{pod}: a line not written by the test: {:.200}", text));
@@ -443,6 +461,22 @@ async fn agent_loses_no_line_through_rotations_kill_and_collector_outage() {
             &missing[..missing.len().min(20)]
         );
         total_rows += lines.len();
+    }
+    // Trace context lifted from the lines: a trace id finds its line.
+    for n in [5u64, 1005, 5005] {
+        let t = trace_of("web-1", n).unwrap();
+        let (status, body) = get_json(
+            &server.url(&format!(
+                "/api/v1/logs?query=trace_id%3A{t}&start={}",
+                started_ns / 1_000_000
+            )),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let lines = body["logs"].as_array().unwrap();
+        assert_eq!(lines.len(), 1, "trace {t}: {body}");
+        assert_eq!(lines[0]["body"], line_text("web-1", n), "{body}");
     }
     // Duplicates: the API answers each distinct line once; the stored rows count copies.
     let stored = stored_rows(&server, "logs").await;

@@ -49,6 +49,20 @@ pub struct Settings {
     pub unpack_dir: PathBuf,
     pub rotate_wait: Duration,
     pub max_record_bytes: usize,
+    /// Stack traces joined ([`crate::multiline`]), a held one waiting this long for more
+    /// lines; `None`: lines are not joined.
+    pub multiline_wait: Option<Duration>,
+}
+
+impl Settings {
+    /// A reader of `path` from `offset` with these settings.
+    fn tail(&self, path: &Path, offset: u64) -> std::io::Result<Tail> {
+        let t = Tail::open(path, offset, self.max_record_bytes)?;
+        Ok(match self.multiline_wait {
+            Some(w) => t.with_multiline(w, self.max_record_bytes),
+            None => t,
+        })
+    }
 }
 
 /// Builds the encoded OTLP resource of a pod log file.

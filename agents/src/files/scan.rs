@@ -7,7 +7,6 @@ use std::time::Instant;
 use super::{Entry, Files, Key, Open, dev_ino, read_head, snapshot};
 use crate::checkpoint::{Checkpoint, FINGERPRINT_BYTES, FileId};
 use crate::pod_path::{self, PodFile};
-use crate::tail::Tail;
 
 impl Files {
     /// Pod log files under the pods directory: `(path, identity)`.
@@ -130,7 +129,7 @@ impl Files {
             (id, copied.unwrap_or(0))
         };
         tracing::info!(path = %path.display(), offset, resumed, "following log file");
-        let tail = Tail::open(&path, offset, self.settings.max_record_bytes)?;
+        let tail = self.settings.tail(&path, offset)?;
         let live = !pod.rotated;
         let resource = (self.resource)(&pod);
         self.dirty = true;
@@ -187,7 +186,7 @@ impl Files {
             if c.offset < len {
                 tracing::info!(path = %path.display(), offset = c.offset, "finishing a file compressed while the agent was down");
                 open = Some(Box::new(Open {
-                    tail: Tail::open(&unpacked, c.offset, self.settings.max_record_bytes)?,
+                    tail: self.settings.tail(&unpacked, c.offset)?,
                     live: false,
                     last_growth: Instant::now(),
                     before_truncation: None,

@@ -36,6 +36,7 @@ fn files(n: &Node) -> Files {
             unpack_dir: n.data.join("unpacked"),
             rotate_wait: Duration::ZERO,
             max_record_bytes: 1 << 20,
+            multiline_wait: Some(Duration::from_secs(1)),
         },
         Store::new(n.data.join("checkpoints")),
         Box::new(|_: &PodFile| Arc::<[u8]>::from(vec![])),
