@@ -7,6 +7,7 @@
 //! `cargo run --release -p loupe-bench -- [--quick | --smoke] [--only <figure>...]`
 //! One JSON object per figure on stdout; a readable summary on stderr.
 
+mod agent_phase;
 mod figures;
 mod load;
 mod loggen;

@@ -85,6 +85,11 @@ impl Ctx<'_> {
     pub(crate) fn data_dir(&self) -> &Path {
         self.dir.path()
     }
+
+    /// The `loupe` binary under test.
+    pub(crate) fn bin(&self) -> &Path {
+        &self.bin
+    }
 }
 
 /// The server's data dir: temporary unless `--data-dir` asks to keep it.
@@ -253,10 +258,12 @@ pub async fn run(args: &Args, sizes: &Sizes) -> anyhow::Result<()> {
     // ends there.
     crate::logs_phase::run(&ctx).await?;
     crate::metrics_phase::run(&ctx).await?;
+    crate::agent_phase::run(&ctx).await?;
     if !args.only.is_empty()
         && args.only.iter().all(|o| {
             crate::logs_phase::FIGURES.contains(&o.as_str())
                 || crate::metrics_phase::FIGURES.contains(&o.as_str())
+                || crate::agent_phase::FIGURES.contains(&o.as_str())
         })
     {
         return Ok(());
@@ -572,7 +579,14 @@ pub async fn run(args: &Args, sizes: &Sizes) -> anyhow::Result<()> {
             "ingest_peak_mib": rss, "compaction_1x_peak_mib": rss_compaction, "growth_peak_mib": rss_growth}),
     ));
     let emitted = ctx.emitted.borrow();
-    let missing: Vec<&&str> = FIGURES
+    let all: Vec<&str> = FIGURES
+        .iter()
+        .chain(crate::logs_phase::FIGURES)
+        .chain(crate::metrics_phase::FIGURES)
+        .chain(crate::agent_phase::FIGURES)
+        .copied()
+        .collect();
+    let missing: Vec<&&str> = all
         .iter()
         .filter(|f| ctx.wanted(f) && !emitted.contains(f))
         .collect();
@@ -580,8 +594,8 @@ pub async fn run(args: &Args, sizes: &Sizes) -> anyhow::Result<()> {
         bail!("figures not produced: {missing:?}");
     }
     for o in &args.only {
-        if !FIGURES.contains(&o.as_str()) {
-            bail!("unknown figure {o:?}; figures are {FIGURES:?}");
+        if !all.contains(&o.as_str()) {
+            bail!("unknown figure {o:?}; figures are {all:?}");
         }
     }
     Ok(())
