@@ -193,15 +193,14 @@ pub fn append(
     Some(Some(seq))
 }
 
-/// After a round's append: saves the checkpoints to the store, then lets the buffer trim
-/// up to the record.
+/// After a round's append: advances the checkpoints (the store is saved now and then);
+/// once saved, the buffer may trim up to the record.
 pub fn commit(files: &mut Files, buffer: &Buffer, g: &Gathered, seq: Option<u64>) {
     match files.committed(&g.offsets) {
-        Ok(()) => {
-            if let Some(seq) = seq {
-                buffer.checkpointed(seq + 1);
-            }
+        Ok(true) => {
+            buffer.checkpointed(buffer.durable_below().min(seq.map_or(u64::MAX, |s| s + 1)))
         }
+        Ok(false) => {}
         Err(e) => {
             tracing::error!(error = %e, "cannot save checkpoints (the buffer keeps them meanwhile)")
         }
@@ -249,6 +248,10 @@ pub fn run(
         };
         commit(&mut files, &buffer, &g, seq);
         metrics::gauge!("loupe_agent_buffer_bytes").set(buffer.bytes() as f64);
+    }
+    // Stopping: the store saved, so a restart needs no record of the buffer for it.
+    if let Err(e) = files.save_now() {
+        tracing::error!(error = %e, "cannot save checkpoints");
     }
 }
 

@@ -188,20 +188,25 @@ impl Tail {
 
     /// Reads up to `max_bytes` of whole lines after the offset.
     pub fn read(&mut self, max_bytes: usize) -> std::io::Result<Batch> {
+        self.read_with(max_bytes, &mut Vec::new())
+    }
+
+    /// [`Tail::read`] into `buf`, a scratch buffer the caller keeps between reads (one for
+    /// all files: memory stays one read's worth).
+    pub fn read_with(&mut self, max_bytes: usize, buf: &mut Vec<u8>) -> std::io::Result<Batch> {
         let now = Instant::now();
+        buf.clear();
         self.file.seek(SeekFrom::Start(self.offset))?;
-        let mut buf = Vec::with_capacity(max_bytes.min(1 << 20));
-        (&mut self.file)
-            .take(max_bytes as u64)
-            .read_to_end(&mut buf)?;
+        (&mut self.file).take(max_bytes as u64).read_to_end(buf)?;
         let mut out = Batch::default();
         let mut pos = 0usize;
-        if buf.len() == max_bytes && memchr::memchr(b'\n', &buf).is_none() {
+        if buf.len() == max_bytes && memchr::memchr(b'\n', buf).is_none() {
             // A line longer than a whole read (runtimes split theirs far below): handed on
             // raw in pieces rather than waited for forever.
             let end = self.offset + buf.len() as u64;
             let reason = LineError::TooLong(max_bytes);
-            out.unparsed.push((buf, reason, self.resume_at(end)));
+            out.unparsed
+                .push((buf.clone(), reason, self.resume_at(end)));
             self.offset = end;
             out.bytes = max_bytes as u64;
             return Ok(out);

@@ -52,6 +52,10 @@ pub struct Settings {
     /// Stack traces joined ([`crate::multiline`]), a held one waiting this long for more
     /// lines; `None`: lines are not joined.
     pub multiline_wait: Option<Duration>,
+    /// Shortest time between two saves of the checkpoint store. The buffer's records carry
+    /// every round's checkpoints, so saving less often loses nothing; it only keeps the
+    /// records (and their segments) until the next save.
+    pub checkpoint_interval: Duration,
 }
 
 impl Settings {
@@ -130,6 +134,9 @@ pub struct Files {
     first_scan: bool,
     /// Something the store holds changed since the last save.
     dirty: bool,
+    last_save: Instant,
+    /// The read buffer all files share.
+    scratch: Vec<u8>,
 }
 
 fn dev_ino(m: &std::fs::Metadata) -> Key {
@@ -166,6 +173,8 @@ impl Files {
             unmatched: loaded.files,
             first_scan: true,
             dirty: false,
+            last_save: Instant::now(),
+            scratch: Vec::new(),
         })
     }
 
@@ -183,6 +192,7 @@ impl Files {
                 budget,
                 now,
                 self.settings.rotate_wait,
+                &mut self.scratch,
             ) {
                 Ok((records, unparsed, bytes, new_id)) => {
                     if let Some(id) = new_id {
@@ -232,9 +242,10 @@ impl Files {
         }
     }
 
-    /// The records read were buffered: advances checkpoints to `offsets` and saves the
-    /// store durably.
-    pub fn committed(&mut self, offsets: &HashMap<Key, u64>) -> anyhow::Result<()> {
+    /// The records read were buffered: advances checkpoints to `offsets` and, at most once
+    /// per `checkpoint_interval`, saves the store durably. `Ok(true)`: saved (everything
+    /// committed so far is in the store).
+    pub fn committed(&mut self, offsets: &HashMap<Key, u64>) -> anyhow::Result<bool> {
         for (key, at) in offsets {
             if let Some(e) = self.files.get_mut(key)
                 && *at > e.checkpoint
@@ -246,11 +257,13 @@ impl Files {
         self.close_finished();
         self.refresh_fingerprints();
         if !self.dirty {
-            return Ok(());
+            return Ok(true);
         }
-        self.save()?;
-        self.dirty = false;
-        Ok(())
+        if self.last_save.elapsed() < self.settings.checkpoint_interval {
+            return Ok(false);
+        }
+        self.save_now()?;
+        Ok(true)
     }
 
     /// A fingerprint taken while a file was short is extended once it has grown (the
@@ -289,6 +302,7 @@ impl Files {
     pub fn save_now(&mut self) -> anyhow::Result<()> {
         self.save()?;
         self.dirty = false;
+        self.last_save = Instant::now();
         Ok(())
     }
 
@@ -349,6 +363,7 @@ fn read_one(
     budget: usize,
     now: Instant,
     rotate_wait: Duration,
+    scratch: &mut Vec<u8>,
 ) -> std::io::Result<Read> {
     let len = o.tail.file_len()?;
     let mut new_id = None;
@@ -364,7 +379,7 @@ fn read_one(
             new_id = Some(FileId::from_head(id.dev, id.ino, &head));
         }
     }
-    let b = o.tail.read(budget)?;
+    let b = o.tail.read_with(budget, scratch)?;
     let (mut records, unparsed, bytes) = (b.records, b.unparsed, b.bytes);
     if bytes > 0 {
         o.last_growth = now;

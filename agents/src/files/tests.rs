@@ -37,6 +37,7 @@ fn files(n: &Node) -> Files {
             rotate_wait: Duration::ZERO,
             max_record_bytes: 1 << 20,
             multiline_wait: Some(Duration::from_secs(1)),
+            checkpoint_interval: Duration::ZERO,
         },
         Store::new(n.data.join("checkpoints")),
         Box::new(|_: &PodFile| Arc::<[u8]>::from(vec![])),
