@@ -62,13 +62,22 @@ fn value_after(line: &[u8], at: usize) -> &[u8] {
     &v[..n]
 }
 
-/// The value of the first of `keys` found at a word boundary.
-fn find<'a>(line: &'a [u8], keys: &[&[u8]]) -> Option<&'a [u8]> {
-    keys.iter().find_map(|k| {
-        memmem::find_iter(line, k).find_map(|at| {
-            let v = value_after(line, at + k.len());
-            (boundary_before(line, at) && !v.is_empty()).then_some(v)
-        })
+/// Searchers built once: `race` and `pan` find every candidate key (`trace…`, `Trace…`,
+/// `span…`, `Span…`) in one vectorised pass each.
+static RACE: std::sync::LazyLock<memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memmem::Finder::new(b"race"));
+static PAN: std::sync::LazyLock<memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memmem::Finder::new(b"pan"));
+
+/// The value of the first key of `keys` (each starting with `first` + the needle) at a
+/// word boundary, found from the needle's hits.
+fn find<'a>(line: &'a [u8], finder: &memmem::Finder, keys: &[&[u8]]) -> Option<&'a [u8]> {
+    finder.find_iter(line).find_map(|hit| {
+        let at = hit.checked_sub(1)?;
+        let rest = &line[at..];
+        let key = keys.iter().find(|k| rest.starts_with(k))?;
+        let v = value_after(line, at + key.len());
+        (boundary_before(line, at) && !v.is_empty()).then_some(v)
     })
 }
 
@@ -100,10 +109,10 @@ fn trace_id(s: &[u8]) -> Option<[u8; 16]> {
 /// The trace context a line carries, if any.
 pub fn lift(line: &[u8]) -> TraceContext {
     let mut ctx = TraceContext::default();
-    if memmem::find(line, b"race").is_none() {
+    if RACE.find(line).is_none() {
         return ctx;
     }
-    if let Some(tp) = find(line, &[b"traceparent"]) {
+    if let Some(tp) = find(line, &RACE, &[b"traceparent"]) {
         let mut parts = tp.split(|b| *b == b'-');
         if let (Some(b"00"), Some(t), Some(s), Some(f)) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -117,9 +126,9 @@ pub fn lift(line: &[u8]) -> TraceContext {
             };
         }
     }
-    ctx.trace_id = find(line, &TRACE_KEYS).and_then(trace_id);
+    ctx.trace_id = find(line, &RACE, &TRACE_KEYS).and_then(trace_id);
     if ctx.trace_id.is_some() {
-        ctx.span_id = find(line, &SPAN_KEYS).and_then(hex::<8>);
+        ctx.span_id = find(line, &PAN, &SPAN_KEYS).and_then(hex::<8>);
     }
     ctx
 }

@@ -185,7 +185,8 @@ fn main() -> anyhow::Result<()> {
         buffer.checkpoints()?,
     )?;
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(1)
+        .max_blocking_threads(2)
         .enable_all()
         .build()?;
     let stop = Arc::new(AtomicBool::new(false));

@@ -216,24 +216,35 @@ impl LogsBatch {
 
     /// The `ExportLogsServiceRequest`; the batch is left empty.
     pub fn finish(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.finish_into(&mut out);
+        out
+    }
+
+    /// Encoded bytes of the request [`LogsBatch::finish_into`] writes.
+    pub fn request_len(&self) -> usize {
+        self.bytes() + 64 * self.groups.len()
+    }
+
+    /// Appends the `ExportLogsServiceRequest` to `out`; the batch is left empty.
+    pub fn finish_into(&mut self, out: &mut Vec<u8>) {
         let scope_len = len_field(1, SCOPE_NAME.len()) + len_field(2, VERSION.len());
-        let mut out = Vec::with_capacity(self.bytes() + 64 * self.groups.len());
+        out.reserve(self.request_len());
         for g in self.groups.drain(..) {
             let scope_logs_len = len_field(1, scope_len) + g.records.len();
             let resource_logs_len = len_field(1, g.resource.len()) + len_field(2, scope_logs_len);
-            put_len(&mut out, 1, resource_logs_len);
-            put_len(&mut out, 1, g.resource.len());
+            put_len(out, 1, resource_logs_len);
+            put_len(out, 1, g.resource.len());
             out.extend_from_slice(&g.resource);
-            put_len(&mut out, 2, scope_logs_len);
-            put_len(&mut out, 1, scope_len);
-            put_len(&mut out, 1, SCOPE_NAME.len());
+            put_len(out, 2, scope_logs_len);
+            put_len(out, 1, scope_len);
+            put_len(out, 1, SCOPE_NAME.len());
             out.extend_from_slice(SCOPE_NAME.as_bytes());
-            put_len(&mut out, 2, VERSION.len());
+            put_len(out, 2, VERSION.len());
             out.extend_from_slice(VERSION.as_bytes());
             out.extend_from_slice(&g.records);
         }
         self.lines = 0;
-        out
     }
 }
 

@@ -22,16 +22,29 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
 }
 
 pub fn encode(count: u32, checkpoints: &[Checkpoint], otlp: &[u8]) -> Bytes {
+    encode_with(count, checkpoints, otlp.len(), |out| {
+        out.extend_from_slice(otlp)
+    })
+}
+
+/// [`encode`] with the OTLP request written by `write` straight after the header (no copy
+/// of a request built elsewhere); `len` is a capacity hint.
+pub fn encode_with(
+    count: u32,
+    checkpoints: &[Checkpoint],
+    len: usize,
+    write: impl FnOnce(&mut Vec<u8>),
+) -> Bytes {
     let ckpt = if checkpoints.is_empty() {
         Vec::new()
     } else {
         serde_json::to_vec(checkpoints).unwrap_or_default()
     };
-    let mut out = Vec::with_capacity(FIXED + ckpt.len() + otlp.len());
+    let mut out = Vec::with_capacity(FIXED + ckpt.len() + len);
     out.extend_from_slice(&count.to_le_bytes());
     out.extend_from_slice(&(ckpt.len() as u32).to_le_bytes());
     out.extend_from_slice(&ckpt);
-    out.extend_from_slice(otlp);
+    write(&mut out);
     Bytes::from(out)
 }
 
