@@ -4,7 +4,9 @@
 #   - Debian's nginx-light, wrk and postgresql, whose logs the benchmark ingests
 #   - Debian's prometheus (2.42), prometheus-node-exporter and victoria-metrics: the PromQL
 #     differential test and the metrics benchmark's baselines
-#   - a Python virtualenv (.venv) with the OpenTelemetry SDK and moto (S3 test server)
+#   - Debian's kubectl: renders the deploy overlays (kubectl kustomize)
+#   - a Python virtualenv (.venv) with the OpenTelemetry SDK, moto (S3 test server) and
+#     kubernetes-validate
 #   - playwright-core (no browser download) for tests/browser
 #   - cargo-nextest, the test runner
 set -euo pipefail
@@ -32,6 +34,13 @@ if [ ! -x /usr/bin/prometheus ] || [ ! -x /usr/bin/prometheus-node-exporter ] ||
   as_root apt-get update -qq
   # Only the binaries are used: tests start them on loopback ports of their own.
   as_root apt-get install -y -qq --no-install-recommends prometheus prometheus-node-exporter victoria-metrics >/dev/null
+fi
+
+if ! command -v kubectl >/dev/null 2>&1; then
+  echo "setup: installing kubectl (Debian package)"
+  export DEBIAN_FRONTEND=noninteractive
+  as_root apt-get update -qq
+  as_root apt-get install -y -qq --no-install-recommends kubectl >/dev/null
 fi
 
 if [ ! -x .venv/bin/python ] || ! cmp -s tests/python/requirements.txt .venv/.loupe-requirements; then
