@@ -11,7 +11,9 @@
 //! - [`Buffer::shipped`] is called after the collector acknowledged records below a
 //!   sequence number; the bound is saved durably ([`crate::durable`]) before segments
 //!   wholly below it are deleted. A crash before the save ships those records again (the
-//!   duplicates of at-least-once, at most one request's worth); never the other way round.
+//!   duplicates of at-least-once, at most one request's worth). On a full disk segments
+//!   are deleted even when the bound or the checkpoints could not be saved: only
+//!   duplicates depend on those, never the loss of a line.
 //!
 //! Bounded: the log refuses appends while it holds more than `max_bytes` (so the bound is
 //! `max_bytes` plus one batch), and then the collector stops reading its files
@@ -53,12 +55,13 @@ pub struct BufferLimits {
 }
 
 impl BufferLimits {
-    /// Segments of an eighth of the bound (at most 64 MiB): shipped segments are deleted
-    /// whole, so a smaller segment frees space sooner.
+    /// Segments of a 64th of the bound, at most 4 MiB: shipped segments are deleted whole,
+    /// and only once closed, so small segments free space soon — also when the disk fills
+    /// before the bound does (a segment larger than the free disk would never close).
     pub fn new(max_bytes: u64) -> Self {
         BufferLimits {
             max_bytes,
-            segment_bytes: (max_bytes / 8).clamp(64 * 1024, 64 * 1024 * 1024),
+            segment_bytes: (max_bytes / 64).clamp(64 * 1024, 4 * 1024 * 1024),
         }
     }
 }
@@ -141,20 +144,28 @@ impl Buffer {
 
     /// Records below `below` reached the collector: saves the bound durably, then deletes
     /// the segments wholly below it. Blocking.
+    ///
+    /// On a full disk (the bound cannot be saved, or the log cannot be written) segments
+    /// are deleted up to `below` all the same: a shipped record only ever avoids
+    /// duplicates, never a loss — deleting it early costs, after a crash, lines read or
+    /// sent again — and waiting for space that only this deletion can free would never end.
     pub fn shipped(&self, below: u64) -> Result<(), BufferError> {
         if below <= self.shipped.load(Ordering::Acquire) {
             return Ok(());
         }
-        crate::durable::replace(&self.dir, SHIPPED, below.to_string().as_bytes()).map_err(
-            |source| BufferError::Io {
-                path: self.dir.join(SHIPPED),
-                source,
-            },
-        )?;
+        let saved = crate::durable::replace(&self.dir, SHIPPED, below.to_string().as_bytes());
         self.shipped.store(below, Ordering::Release);
-        self.wal
-            .trim_below(below.min(self.checkpointed.load(Ordering::Acquire)));
-        Ok(())
+        let disk_full = saved.is_err() || self.wal.health().is_err();
+        let bound = if disk_full {
+            below
+        } else {
+            below.min(self.checkpointed.load(Ordering::Acquire))
+        };
+        self.wal.trim_below(bound);
+        saved.map_err(|source| BufferError::Io {
+            path: self.dir.join(SHIPPED),
+            source,
+        })
     }
 
     /// The checkpoints of records below `below` are saved in the checkpoint store: their

@@ -140,7 +140,7 @@ fn stream_of(name: &str, n: u64) -> &'static str {
     }
 }
 
-fn rfc3339(ns: u64) -> String {
+pub fn rfc3339(ns: u64) -> String {
     let secs = (ns / 1_000_000_000) as i64;
     let t = chrono::DateTime::from_timestamp(secs, (ns % 1_000_000_000) as u32).unwrap();
     t.format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string()
@@ -239,7 +239,7 @@ impl Writer {
 }
 
 /// Every line of `{namespace, pod}` through the Loki API, oldest first, paged by time.
-async fn loki_lines(
+pub async fn loki_lines(
     server: &Server,
     ns: &str,
     pod: &str,

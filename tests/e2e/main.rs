@@ -2,6 +2,7 @@
 //! OpenTelemetry Python SDK, tonic, HTTP, headless Chromium).
 
 mod agent;
+mod agent_disk;
 mod bad_inputs;
 mod browser;
 mod cluster;
