@@ -169,9 +169,13 @@ impl Buffer {
     }
 
     /// The checkpoints of records below `below` are saved in the checkpoint store: their
-    /// segments may be deleted once shipped.
+    /// segments are deleted now if already shipped (or later, once shipped). Blocking.
     pub fn checkpointed(&self, below: u64) {
-        self.checkpointed.fetch_max(below, Ordering::AcqRel);
+        let before = self.checkpointed.fetch_max(below, Ordering::AcqRel);
+        if below > before {
+            self.wal
+                .trim_below(below.min(self.shipped.load(Ordering::Acquire)));
+        }
     }
 
     /// The checkpoints carried by every record still in the buffer, oldest first: applied
@@ -431,5 +435,37 @@ mod tests {
         let next = r.next(b.durable_below(), 1 << 20).unwrap();
         assert_eq!(next.len(), 1);
         assert_eq!(next[0].signal, Signal::Metrics);
+    }
+
+    #[tokio::test]
+    async fn records_shipped_before_their_checkpoints_were_saved_are_deleted_once_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Buffer::open(
+            dir.path(),
+            BufferLimits {
+                max_bytes: 8192,
+                segment_bytes: 2048,
+            },
+        )
+        .unwrap();
+        while b
+            .append(Signal::Logs, Bytes::from(vec![1u8; 500]))
+            .await
+            .is_ok()
+        {}
+        let mut r = b.reader();
+        r.next(b.durable_below(), 1 << 20).unwrap();
+        b.shipped(r.cursor()).unwrap();
+        assert!(
+            b.append(Signal::Logs, Bytes::from_static(b"x"))
+                .await
+                .is_err(),
+            "shipped, but their checkpoints only in the records: kept"
+        );
+        // The store saved (the reader's rounds go on): the shipped segments go, room again.
+        b.checkpointed(b.durable_below());
+        b.append(Signal::Logs, Bytes::from_static(b"x"))
+            .await
+            .unwrap();
     }
 }

@@ -241,6 +241,13 @@ pub fn run(
                     tracing::error!(error = %e, "cannot scan the pods directory");
                 }
                 last_scan = Some(Instant::now());
+                // Every record in the buffer was committed to `files` (this round's is not
+                // in it yet): once the store is saved, shipped records may be deleted to
+                // make room — without this a full buffer waited on itself.
+                match files.save_now() {
+                    Ok(()) => buffer.checkpointed(buffer.durable_below()),
+                    Err(e) => tracing::warn!(error = %e, "cannot save checkpoints"),
+                }
             }
         };
         let Some(seq) = append(&buffer, &g, &rt, &stop, &mut scan_while_refused) else {
