@@ -58,7 +58,11 @@ fn encode(batch: &mut LogsBatch, fr: &FileRecords, observed: u64) -> usize {
         } else {
             &incomplete[..]
         };
-        let ctx = crate::context::lift(&rec.message);
+        // Trace context in the line (JSON, logfmt, traceparent), lifted here so it reaches
+        // any OTLP backend: the collector's own reader of it, shared through loupe-core.
+        let ctx = std::str::from_utf8(&rec.message)
+            .ok()
+            .and_then(loupe_core::trace_context::find);
         batch.push(
             &fr.resource,
             &Line {
@@ -66,9 +70,8 @@ fn encode(batch: &mut LogsBatch, fr: &FileRecords, observed: u64) -> usize {
                 observed_unix_nano: observed,
                 body: &rec.message,
                 attributes: attrs,
-                trace_id: ctx.trace_id,
-                span_id: ctx.span_id,
-                trace_flags: ctx.flags,
+                trace_id: ctx.map(|c| c.trace_id),
+                span_id: ctx.and_then(|c| c.span_id),
                 ..Line::default()
             },
         );

@@ -15,7 +15,6 @@
 pub mod buffer;
 pub mod checkpoint;
 pub mod collect;
-pub mod context;
 #[cfg(test)]
 mod crash_tests;
 pub mod cri;
