@@ -35,13 +35,22 @@ pub fn agent_bin() -> PathBuf {
 
 impl Agent {
     pub fn start(env: &[(&str, String)], log: &Path) -> Agent {
-        let http = free_addr();
+        Agent::start_with(Command::new(agent_bin()), free_addr(), env, log)
+    }
+
+    /// Started inside network namespace `ns`, its endpoints on `http` (an address there).
+    pub fn start_in_netns(ns: &str, http: String, env: &[(&str, String)], log: &Path) -> Agent {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns]).arg(agent_bin());
+        Agent::start_with(cmd, http, env, log)
+    }
+
+    fn start_with(mut cmd: Command, http: String, env: &[(&str, String)], log: &Path) -> Agent {
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .unwrap();
-        let mut cmd = Command::new(agent_bin());
         cmd.env("LOUPE_AGENT_HTTP_ADDR", &http)
             .env("LOUPE_AGENT_LOG_FORMAT", "json")
             .stdout(out.try_clone().unwrap())
