@@ -116,7 +116,7 @@ async fn proxy(listener: TcpListener, upstream: String, bad: Arc<AtomicBool>) {
                 }
             }
             // Reset, not a clean close.
-            let _ = client.set_linger(Some(Duration::ZERO));
+            let _ = client.set_zero_linger();
         });
     }
 }
