@@ -22,6 +22,7 @@ pub mod docker;
 pub mod durable;
 pub mod endpoints;
 pub mod files;
+pub mod host_metrics;
 pub mod multiline;
 pub mod otlp_logs;
 pub mod partial;

@@ -105,6 +105,14 @@ struct Config {
     /// How long a stack trace is held for more lines once its stream is quiet.
     #[arg(long, env = "LOUPE_AGENT_MULTILINE_WAIT", default_value = "1s", value_parser = humantime::parse_duration)]
     multiline_wait: Duration,
+    /// How often host metrics (CPU, memory, load, disks, file systems, network) are
+    /// collected; 0s turns them off.
+    #[arg(long, env = "LOUPE_AGENT_HOST_METRICS_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]
+    host_metrics_interval: Duration,
+    /// Where the host's root file system is seen (its /proc and mounts): `/` on the host,
+    /// `/host` in the DaemonSet, which mounts it there read-only.
+    #[arg(long, env = "LOUPE_AGENT_HOST_ROOT", default_value = "/")]
+    host_root: PathBuf,
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, env = "LOUPE_AGENT_HTTP_ADDR", default_value = "127.0.0.1:9464")]
     http_addr: SocketAddr,
@@ -181,9 +189,11 @@ fn main() -> anyhow::Result<()> {
             checkpoint_interval: Duration::from_secs(1),
         },
         checkpoint::Store::new(cfg.data_dir.join("checkpoints")),
-        Box::new(resource::from_path(node)),
+        Box::new(resource::from_path(node.clone())),
         buffer.checkpoints()?,
     )?;
+    let host = loupe_agent::host_metrics::HostMetrics::new(cfg.host_root.clone(), node.clone());
+    let host_interval = cfg.host_metrics_interval;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .max_blocking_threads(2)
@@ -216,6 +226,13 @@ fn main() -> anyhow::Result<()> {
     )?;
     rt.block_on(async move {
         tokio::spawn(shipper.run());
+        if !host_interval.is_zero() {
+            tokio::spawn(loupe_agent::host_metrics::run(
+                host,
+                buffer.clone(),
+                host_interval,
+            ));
+        }
         let app = loupe_agent::endpoints::router(buffer, metrics);
         let listener = tokio::net::TcpListener::bind(cfg.http_addr)
             .await

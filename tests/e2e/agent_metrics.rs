@@ -1,0 +1,108 @@
+//! The agent's host metrics through the Prometheus API: named as OpenTelemetry's
+//! host-metrics conventions say (then as the collector translates them), with values that
+//! agree with this host — memory states adding up to `MemTotal`, each CPU's time growing
+//! at one second per second.
+
+use std::time::{Duration, Instant};
+
+use crate::agent::Agent;
+use crate::harness::{Server, get_json};
+
+async fn prom(server: &Server, q: &str) -> Vec<serde_json::Value> {
+    let url = format!(
+        "{}?query={}",
+        server.url("/prometheus/api/v1/query"),
+        url::form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>()
+    );
+    let (status, body) = get_json(&url, None).await;
+    assert_eq!(status, 200, "{q}: {body}");
+    body["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn value(v: &serde_json::Value) -> f64 {
+    v["value"][1].as_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn host_metrics_reach_the_prometheus_api_with_this_hosts_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&["server"], &dir.path().join("loupe"), &[]);
+    server.wait_ready().await;
+    std::fs::create_dir_all(dir.path().join("pods")).unwrap();
+    let env = vec![
+        (
+            "LOUPE_AGENT_ENDPOINT",
+            format!("http://{}", server.otlp_http.unwrap()),
+        ),
+        (
+            "LOUPE_AGENT_PODS_DIR",
+            dir.path().join("pods").display().to_string(),
+        ),
+        (
+            "LOUPE_AGENT_DATA_DIR",
+            dir.path().join("agent").display().to_string(),
+        ),
+        ("LOUPE_AGENT_NODE_NAME", "node-m".into()),
+        ("LOUPE_AGENT_HOST_METRICS_INTERVAL", "1s".into()),
+    ];
+    let _agent = Agent::start(&env, &dir.path().join("agent.log"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let rates = loop {
+        // Ten seconds of one-second collections first.
+        let n = prom(&server, "count_over_time(system_cpu_load_average_1m[10s])").await;
+        if n.first().is_some_and(|s| value(s) >= 9.0) {
+            break prom(
+                &server,
+                "sum by (cpu) (rate(system_cpu_time_seconds_total{job=\"host-metrics\"}[10s]))",
+            )
+            .await;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no ten seconds of host metrics: {n:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let cpus = std::fs::read_to_string("/proc/stat")
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
+        .count();
+    assert_eq!(rates.len(), cpus, "a series per CPU: {rates:?}");
+    for r in &rates {
+        let v = value(r);
+        assert!(
+            (0.8..1.2).contains(&v),
+            "each CPU's time grows one second per second: {r}"
+        );
+    }
+    let mem = prom(
+        &server,
+        "system_memory_usage_bytes{job=\"host-metrics\", instance=\"node-m\"}",
+    )
+    .await;
+    assert_eq!(mem.len(), 4, "{mem:?}");
+    let total_kb: f64 = std::fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    let sum: f64 = mem.iter().map(value).sum();
+    assert!(
+        (sum - total_kb * 1024.0).abs() < 1.0,
+        "states add up to MemTotal: {sum} vs {}",
+        total_kb * 1024.0
+    );
+    for q in [
+        "system_cpu_load_average_1m",
+        "system_disk_io_bytes_total",
+        "system_filesystem_usage_bytes{mountpoint=\"/\"}",
+        "system_network_io_bytes_total{device=\"lo\", direction=\"receive\"}",
+    ] {
+        assert!(!prom(&server, q).await.is_empty(), "{q}");
+    }
+}
