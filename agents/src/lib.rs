@@ -29,6 +29,7 @@ pub mod partial;
 pub mod pod_path;
 pub mod record;
 pub mod resource;
+pub mod scrape;
 pub mod ship;
 pub mod tail;
 

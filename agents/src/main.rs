@@ -113,6 +113,13 @@ struct Config {
     /// `/host` in the DaemonSet, which mounts it there read-only.
     #[arg(long, env = "LOUPE_AGENT_HOST_ROOT", default_value = "/")]
     host_root: PathBuf,
+    /// Prometheus targets scraped into the buffer: `[job=]url`, comma separated
+    /// (e.g. `node=http://127.0.0.1:9100/metrics`); empty: none.
+    #[arg(long, env = "LOUPE_AGENT_SCRAPE_TARGETS", default_value = "")]
+    scrape_targets: String,
+    /// How often the targets are scraped (also each scrape's timeout).
+    #[arg(long, env = "LOUPE_AGENT_SCRAPE_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]
+    scrape_interval: Duration,
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, env = "LOUPE_AGENT_HTTP_ADDR", default_value = "127.0.0.1:9464")]
     http_addr: SocketAddr,
@@ -194,6 +201,11 @@ fn main() -> anyhow::Result<()> {
     )?;
     let host = loupe_agent::host_metrics::HostMetrics::new(cfg.host_root.clone(), node.clone());
     let host_interval = cfg.host_metrics_interval;
+    let targets = loupe_agent::scrape::targets(&cfg.scrape_targets).map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(
+        targets.is_empty() || !cfg.scrape_interval.is_zero(),
+        "LOUPE_AGENT_SCRAPE_INTERVAL must be above zero"
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .max_blocking_threads(2)
@@ -226,6 +238,13 @@ fn main() -> anyhow::Result<()> {
     )?;
     rt.block_on(async move {
         tokio::spawn(shipper.run());
+        if !targets.is_empty() {
+            tokio::spawn(loupe_agent::scrape::run(
+                targets,
+                buffer.clone(),
+                cfg.scrape_interval,
+            ));
+        }
         if !host_interval.is_zero() {
             tokio::spawn(loupe_agent::host_metrics::run(
                 host,

@@ -106,3 +106,97 @@ async fn host_metrics_reach_the_prometheus_api_with_this_hosts_values() {
         assert!(!prom(&server, q).await.is_empty(), "{q}");
     }
 }
+
+/// Debian's node exporter on a free port, stopped when dropped.
+struct NodeExporter(std::process::Child);
+
+impl Drop for NodeExporter {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_node_exporter_is_scraped_into_the_prometheus_api_unchanged() {
+    let addr = crate::harness::free_addr();
+    let _exporter = NodeExporter(
+        std::process::Command::new("/usr/bin/prometheus-node-exporter")
+            .arg(format!("--web.listen-address={addr}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("prometheus-node-exporter (tests/setup.sh installs it)"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&["server"], &dir.path().join("loupe"), &[]);
+    server.wait_ready().await;
+    std::fs::create_dir_all(dir.path().join("pods")).unwrap();
+    let env = vec![
+        (
+            "LOUPE_AGENT_ENDPOINT",
+            format!("http://{}", server.otlp_http.unwrap()),
+        ),
+        (
+            "LOUPE_AGENT_PODS_DIR",
+            dir.path().join("pods").display().to_string(),
+        ),
+        (
+            "LOUPE_AGENT_DATA_DIR",
+            dir.path().join("agent").display().to_string(),
+        ),
+        ("LOUPE_AGENT_HOST_METRICS_INTERVAL", "0s".into()),
+        (
+            "LOUPE_AGENT_SCRAPE_TARGETS",
+            format!("node=http://{addr}/metrics"),
+        ),
+        ("LOUPE_AGENT_SCRAPE_INTERVAL", "1s".into()),
+    ];
+    let _agent = Agent::start(&env, &dir.path().join("agent.log"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let up = prom(&server, "up{job=\"node\"}").await;
+        if up.first().is_some_and(|s| value(s) == 1.0) {
+            assert_eq!(up[0]["metric"]["instance"], addr.as_str());
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the node exporter never came up: {up:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The exporter's own answer, to compare with.
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mem_total: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("node_memory_MemTotal_bytes "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let cpu_series = text
+        .lines()
+        .filter(|l| l.starts_with("node_cpu_seconds_total{"))
+        .count();
+    let mem = prom(&server, "node_memory_MemTotal_bytes{job=\"node\"}").await;
+    assert_eq!(mem.len(), 1, "{mem:?}");
+    assert_eq!(value(&mem[0]), mem_total);
+    let cpu = prom(&server, "node_cpu_seconds_total{job=\"node\"}").await;
+    assert_eq!(cpu.len(), cpu_series, "every CPU series under its own name");
+    assert!(cpu[0]["metric"]["mode"].is_string() && cpu[0]["metric"]["cpu"].is_string());
+    // Gauges too.
+    assert!(
+        !prom(
+            &server,
+            "node_scrape_collector_duration_seconds{job=\"node\"}"
+        )
+        .await
+        .is_empty()
+    );
+}
