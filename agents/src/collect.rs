@@ -217,8 +217,10 @@ pub fn run(
     settings: CollectSettings,
     rt: tokio::runtime::Handle,
     stop: Arc<AtomicBool>,
+    pods: Option<Arc<crate::kube::PodCache>>,
 ) {
     let mut last_scan: Option<Instant> = None;
+    let mut pods_seen = 0;
     let mut started = false;
     while !stop.load(Ordering::Relaxed) {
         if last_scan.is_none_or(|t| t.elapsed() >= settings.scan_interval) {
@@ -227,6 +229,12 @@ pub fn run(
             }
             last_scan = Some(Instant::now());
             publish_lag(&files);
+            if let Some(g) = pods.as_ref().map(|p| p.generation())
+                && g != pods_seen
+            {
+                pods_seen = g;
+                files.refresh_resources();
+            }
             if !started {
                 // The buffer's checkpoints were applied at start: once saved, the records
                 // that carried them may be trimmed when shipped.

@@ -23,6 +23,7 @@ pub mod durable;
 pub mod endpoints;
 pub mod files;
 pub mod host_metrics;
+pub mod kube;
 pub mod multiline;
 pub mod otlp_logs;
 pub mod partial;

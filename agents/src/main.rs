@@ -120,6 +120,13 @@ struct Config {
     /// How often the targets are scraped (also each scrape's timeout).
     #[arg(long, env = "LOUPE_AGENT_SCRAPE_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]
     scrape_interval: Duration,
+    /// Pod metadata (service names, scrape annotations) from the API server: in a pod the
+    /// in-cluster address and service account are used; this overrides the address.
+    #[arg(long, env = "LOUPE_AGENT_KUBERNETES_API")]
+    kubernetes_api: Option<String>,
+    /// How often this node's pods are listed.
+    #[arg(long, env = "LOUPE_AGENT_KUBERNETES_REFRESH", default_value = "30s", value_parser = humantime::parse_duration)]
+    kubernetes_refresh: Duration,
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, env = "LOUPE_AGENT_HTTP_ADDR", default_value = "127.0.0.1:9464")]
     http_addr: SocketAddr,
@@ -182,6 +189,15 @@ fn main() -> anyhow::Result<()> {
         buffer_bytes = cfg.buffer_bytes,
         "starting loupe-agent"
     );
+    let api = loupe_agent::kube::ApiClient::new(cfg.kubernetes_api.as_deref(), &node)?;
+    if api.is_none() {
+        tracing::info!(
+            "not in a Kubernetes pod and no LOUPE_AGENT_KUBERNETES_API: resources from log paths alone"
+        );
+    }
+    let pods = api
+        .as_ref()
+        .map(|_| Arc::new(loupe_agent::kube::PodCache::default()));
     let buffer = Buffer::open(
         &cfg.data_dir.join("buffer"),
         BufferLimits::new(cfg.buffer_bytes),
@@ -196,7 +212,7 @@ fn main() -> anyhow::Result<()> {
             checkpoint_interval: Duration::from_secs(1),
         },
         checkpoint::Store::new(cfg.data_dir.join("checkpoints")),
-        Box::new(resource::from_path(node.clone())),
+        Box::new(resource::from_path(node.clone(), pods.clone())),
         buffer.checkpoints()?,
     )?;
     let host = loupe_agent::host_metrics::HostMetrics::new(cfg.host_root.clone(), node.clone());
@@ -223,7 +239,10 @@ fn main() -> anyhow::Result<()> {
         };
         std::thread::Builder::new()
             .name("loupe-agent-read".into())
-            .spawn(move || loupe_agent::collect::run(files, buffer, settings, handle, stop))?
+            .spawn({
+                let pods = pods.clone();
+                move || loupe_agent::collect::run(files, buffer, settings, handle, stop, pods)
+            })?
     };
     let shipper = Shipper::new(
         buffer.clone(),
@@ -238,9 +257,13 @@ fn main() -> anyhow::Result<()> {
     )?;
     rt.block_on(async move {
         tokio::spawn(shipper.run());
-        if !targets.is_empty() {
+        if let (Some(api), Some(pods)) = (api, pods.clone()) {
+            tokio::spawn(api.run(pods, cfg.kubernetes_refresh));
+        }
+        if !targets.is_empty() || pods.is_some() {
             tokio::spawn(loupe_agent::scrape::run(
                 targets,
+                pods,
                 buffer.clone(),
                 cfg.scrape_interval,
             ));

@@ -34,6 +34,8 @@ pub struct Target {
     pub url: String,
     /// `host:port`, the `instance` label.
     pub instance: String,
+    /// Labels added to every series (a pod's `namespace` and `pod`).
+    pub labels: Vec<(String, String)>,
 }
 
 /// Parses `[job=]url,…`; a target without a job is in job `scrape`.
@@ -56,7 +58,12 @@ pub fn targets(spec: &str) -> Result<Vec<Target>, String> {
             if instance.is_empty() {
                 return Err(format!("scrape target {t:?}: no host"));
             }
-            Ok(Target { job, url, instance })
+            Ok(Target {
+                job,
+                url,
+                instance,
+                labels: Vec::new(),
+            })
         })
         .collect()
 }
@@ -177,7 +184,12 @@ pub fn request(
     start: u64,
 ) -> (ExportMetricsServiceRequest, usize) {
     let point = |s: &Sample, start: u64| NumberDataPoint {
-        attributes: s.labels.iter().map(|(k, v)| kv(k, v)).collect(),
+        attributes: s
+            .labels
+            .iter()
+            .chain(&t.labels)
+            .map(|(k, v)| kv(k, v))
+            .collect(),
         start_time_unix_nano: start,
         time_unix_nano: s
             .timestamp_ms
@@ -262,9 +274,23 @@ pub fn request(
     (req, samples.len() + 1)
 }
 
-/// Scrapes `targets` every `interval` into the buffer.
+/// The targets of pods annotated for scraping, in job `kubernetes-pods`.
+fn pod_targets(pods: &crate::kube::PodCache) -> Vec<Target> {
+    pods.scrape_targets()
+        .into_iter()
+        .filter_map(|(url, namespace, pod)| {
+            let mut t = targets(&format!("kubernetes-pods={url}")).ok()?.pop()?;
+            t.labels = vec![("namespace".into(), namespace), ("pod".into(), pod)];
+            Some(t)
+        })
+        .collect()
+}
+
+/// Scrapes the static `targets`, and the annotated pods of `pods`, every `interval` into
+/// the buffer.
 pub async fn run(
     targets: Vec<Target>,
+    pods: Option<std::sync::Arc<crate::kube::PodCache>>,
     buffer: std::sync::Arc<crate::buffer::Buffer>,
     interval: Duration,
 ) {
@@ -281,7 +307,9 @@ pub async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        for t in &targets {
+        let mut all = targets.clone();
+        all.extend(pods.as_deref().map(pod_targets).unwrap_or_default());
+        for t in &all {
             let at = now_nanos();
             let body = match client
                 .get(&t.url)

@@ -108,7 +108,20 @@ async fn host_metrics_reach_the_prometheus_api_with_this_hosts_values() {
 }
 
 /// Debian's node exporter on a free port, stopped when dropped.
-struct NodeExporter(std::process::Child);
+pub struct NodeExporter(std::process::Child);
+
+impl NodeExporter {
+    pub fn start(addr: &str) -> NodeExporter {
+        NodeExporter(
+            std::process::Command::new("/usr/bin/prometheus-node-exporter")
+                .arg(format!("--web.listen-address={addr}"))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("prometheus-node-exporter (tests/setup.sh installs it)"),
+        )
+    }
+}
 
 impl Drop for NodeExporter {
     fn drop(&mut self) {
@@ -120,14 +133,7 @@ impl Drop for NodeExporter {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_node_exporter_is_scraped_into_the_prometheus_api_unchanged() {
     let addr = crate::harness::free_addr();
-    let _exporter = NodeExporter(
-        std::process::Command::new("/usr/bin/prometheus-node-exporter")
-            .arg(format!("--web.listen-address={addr}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("prometheus-node-exporter (tests/setup.sh installs it)"),
-    );
+    let _exporter = NodeExporter::start(&addr);
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&["server"], &dir.path().join("loupe"), &[]);
     server.wait_ready().await;

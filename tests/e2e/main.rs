@@ -3,6 +3,7 @@
 
 mod agent;
 mod agent_disk;
+mod agent_kube;
 mod agent_metrics;
 mod agent_network;
 mod bad_inputs;

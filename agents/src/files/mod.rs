@@ -319,6 +319,13 @@ impl Files {
         Ok(self.store.save(&Checkpoints { files })?)
     }
 
+    /// Builds every file's resource again (the pods' metadata changed).
+    pub fn refresh_resources(&mut self) {
+        for e in self.files.values_mut() {
+            e.resource = (self.resource)(&e.pod);
+        }
+    }
+
     /// Open files.
     pub fn open_files(&self) -> usize {
         self.files.values().filter(|e| e.open.is_some()).count()
