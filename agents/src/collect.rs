@@ -116,6 +116,10 @@ pub fn gather(files: &mut Files, settings: &CollectSettings) -> Gathered {
         for fr in &got {
             lines += encode(&mut batch, fr, observed);
             bytes += fr.bytes;
+            if fr.truncated {
+                // Offsets read before the truncation are of the old content.
+                offsets.remove(&fr.key);
+            }
             let resume = fr
                 .records
                 .iter()

@@ -177,6 +177,12 @@ impl Shipper {
                 self.buffer.wait_appended(Duration::from_millis(500)).await;
                 continue;
             }
+            tracing::debug!(
+                first = records[0].seq,
+                last = records[records.len() - 1].seq,
+                cursor,
+                "shipping"
+            );
             for group in records.chunk_by(|a, b| a.signal == b.signal) {
                 let payloads: Vec<Bytes> = group.iter().map(|r| r.payload.clone()).collect();
                 self.send_all(group[0].signal, payloads).await;

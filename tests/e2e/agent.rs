@@ -498,7 +498,13 @@ async fn agent_loses_no_line_through_rotations_kill_and_collector_outage() {
         "{} of {expected} lines stored twice (more than 0.1%)",
         stored - expected
     );
-    assert_eq!(total_rows as u64, expected);
+    // The API answers a line sent twice once when both copies are alike; copies that differ
+    // in anything count here, within the same 0.1%.
+    let shown = total_rows as u64;
+    assert!(
+        shown >= expected && (shown - expected) as f64 <= expected as f64 * 0.001,
+        "{shown} lines shown for {expected} written"
+    );
 }
 
 impl std::fmt::Debug for Format {

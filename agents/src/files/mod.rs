@@ -115,6 +115,9 @@ pub struct FileRecords {
     pub records: Vec<(Record, u64)>,
     pub unparsed: Vec<(Vec<u8>, LineError, u64)>,
     pub bytes: u64,
+    /// The file was truncated before these records were read: offsets of its earlier
+    /// records (of this round) no longer apply to it.
+    pub truncated: bool,
 }
 
 /// A file's reading lag, for `/metrics`.
@@ -200,7 +203,8 @@ impl Files {
                         e.checkpoint = 0;
                         self.dirty = true;
                     }
-                    if !records.is_empty() || !unparsed.is_empty() {
+                    let truncated = new_id.is_some();
+                    if !records.is_empty() || !unparsed.is_empty() || truncated {
                         out.push(FileRecords {
                             key: *key,
                             pod: e.pod.clone(),
@@ -208,6 +212,7 @@ impl Files {
                             records,
                             unparsed,
                             bytes,
+                            truncated,
                         });
                     }
                 }

@@ -166,6 +166,7 @@ impl Files {
                 c.id.same_start(&head)
                     .then(|| (path.clone(), pod.clone(), *key))
             });
+            tracing::debug!(checkpoint = ?c, found = ?found.as_ref().map(|f| &f.0), "looking for a compressed copy");
             let Some((path, pod, key)) = found else {
                 tracing::warn!(path = %c.path.display(), offset = c.offset, "a checkpointed file is gone and no compressed copy of it was found");
                 continue;
