@@ -22,25 +22,14 @@
 use std::path::{Path, PathBuf};
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
-    AggregationTemporality, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
-    metric, number_data_point,
+    AggregationTemporality, Gauge, Metric, NumberDataPoint, Sum, metric, number_data_point,
 };
-use opentelemetry_proto::tonic::resource::v1::Resource;
+
+use crate::otlp_metrics::{kv, now_nanos};
 
 /// Clock ticks per second of `/proc/stat` (USER_HZ, 100 on Linux).
 const USER_HZ: f64 = 100.0;
-
-fn kv(k: &str, v: &str) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(v.into())),
-        }),
-        ..Default::default()
-    }
-}
 
 /// A data point: attributes and value.
 type Point = (Vec<(&'static str, String)>, f64);
@@ -326,30 +315,13 @@ impl HostMetrics {
                 _ => 0,
             })
             .sum();
-        let resource = Resource {
-            attributes: vec![
-                kv("service.name", "host-metrics"),
-                kv("service.instance.id", &self.node),
-                kv("host.name", &self.node),
-                kv("k8s.node.name", &self.node),
-            ],
-            ..Default::default()
-        };
-        let req = ExportMetricsServiceRequest {
-            resource_metrics: vec![ResourceMetrics {
-                resource: Some(resource),
-                scope_metrics: vec![ScopeMetrics {
-                    scope: Some(InstrumentationScope {
-                        name: "loupe-agent/hostmetrics".into(),
-                        version: env!("CARGO_PKG_VERSION").into(),
-                        ..Default::default()
-                    }),
-                    metrics,
-                    schema_url: String::new(),
-                }],
-                schema_url: String::new(),
-            }],
-        };
+        let resource = vec![
+            kv("service.name", "host-metrics"),
+            kv("service.instance.id", &self.node),
+            kv("host.name", &self.node),
+            kv("k8s.node.name", &self.node),
+        ];
+        let req = crate::otlp_metrics::request(resource, "hostmetrics", metrics);
         (req, points)
     }
 }
@@ -361,7 +333,6 @@ pub async fn run(
     buffer: std::sync::Arc<crate::buffer::Buffer>,
     interval: std::time::Duration,
 ) {
-    use prost::Message;
     let host = std::sync::Arc::new(host);
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -371,22 +342,9 @@ pub async fn run(
         let Ok((req, points)) = tokio::task::spawn_blocking(move || h.collect()).await else {
             continue;
         };
-        let payload = crate::record::encode(points as u32, &[], &req.encode_to_vec());
-        while let Err(e) = buffer
-            .append(loupe_core::Signal::Metrics, payload.clone())
-            .await
-        {
-            tracing::debug!(error = %e, "host metrics wait for room in the buffer");
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        }
+        crate::otlp_metrics::append(&buffer, &req, points).await;
         metrics::counter!("loupe_agent_host_metric_points_total").increment(points as u64);
     }
-}
-
-fn now_nanos() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ pub mod host_metrics;
 pub mod kube;
 pub mod multiline;
 pub mod otlp_logs;
+pub mod otlp_metrics;
 pub mod partial;
 pub mod pod_path;
 pub mod record;

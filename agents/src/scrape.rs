@@ -17,15 +17,14 @@
 //! and summary series, where these series must pass through flat and unchanged.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
-    AggregationTemporality, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
-    metric, number_data_point,
+    AggregationTemporality, Gauge, Metric, NumberDataPoint, Sum, metric, number_data_point,
 };
-use opentelemetry_proto::tonic::resource::v1::Resource;
+
+use crate::otlp_metrics::{kv, now_nanos};
 
 /// A scrape target.
 #[derive(Debug, Clone, PartialEq)]
@@ -158,22 +157,6 @@ pub fn parse(text: &str) -> (Vec<Sample>, HashMap<String, String>) {
     (samples, types)
 }
 
-fn kv(k: &str, v: &str) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(v.into())),
-        }),
-        ..Default::default()
-    }
-}
-
-fn now_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
-
 /// The OTLP request of one scrape (`samples` empty and `up` 0 when it failed).
 pub fn request(
     t: &Target,
@@ -250,27 +233,14 @@ pub fn request(
         })),
         ..Default::default()
     });
-    let req = ExportMetricsServiceRequest {
-        resource_metrics: vec![ResourceMetrics {
-            resource: Some(Resource {
-                attributes: vec![
-                    kv("service.name", &t.job),
-                    kv("service.instance.id", &t.instance),
-                ],
-                ..Default::default()
-            }),
-            scope_metrics: vec![ScopeMetrics {
-                scope: Some(InstrumentationScope {
-                    name: "loupe-agent/scrape".into(),
-                    version: env!("CARGO_PKG_VERSION").into(),
-                    ..Default::default()
-                }),
-                metrics,
-                schema_url: String::new(),
-            }],
-            schema_url: String::new(),
-        }],
-    };
+    let req = crate::otlp_metrics::request(
+        vec![
+            kv("service.name", &t.job),
+            kv("service.instance.id", &t.instance),
+        ],
+        "scrape",
+        metrics,
+    );
     (req, samples.len() + 1)
 }
 
@@ -294,7 +264,6 @@ pub async fn run(
     buffer: std::sync::Arc<crate::buffer::Buffer>,
     interval: Duration,
 ) {
-    use prost::Message;
     let client = match reqwest::Client::builder().timeout(interval).build() {
         Ok(c) => c,
         Err(e) => {
@@ -329,14 +298,7 @@ pub async fn run(
             };
             let (samples, types) = body.as_deref().map(parse).unwrap_or_default();
             let (req, points) = request(t, &samples, &types, at, body.is_some(), start);
-            let payload = crate::record::encode(points as u32, &[], &req.encode_to_vec());
-            while let Err(e) = buffer
-                .append(loupe_core::Signal::Metrics, payload.clone())
-                .await
-            {
-                tracing::debug!(error = %e, "scraped samples wait for room in the buffer");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
+            crate::otlp_metrics::append(&buffer, &req, points).await;
             metrics::counter!("loupe_agent_scraped_samples_total").increment(points as u64);
         }
     }

@@ -6,21 +6,7 @@
 use std::time::{Duration, Instant};
 
 use crate::agent::Agent;
-use crate::harness::{Server, get_json};
-
-async fn prom(server: &Server, q: &str) -> Vec<serde_json::Value> {
-    let url = format!(
-        "{}?query={}",
-        server.url("/prometheus/api/v1/query"),
-        url::form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>()
-    );
-    let (status, body) = get_json(&url, None).await;
-    assert_eq!(status, 200, "{q}: {body}");
-    body["data"]["result"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
+use crate::harness::{Server, instant};
 
 fn value(v: &serde_json::Value) -> f64 {
     v["value"][1].as_str().unwrap().parse().unwrap()
@@ -52,9 +38,9 @@ async fn host_metrics_reach_the_prometheus_api_with_this_hosts_values() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let rates = loop {
         // Ten seconds of one-second collections first.
-        let n = prom(&server, "count_over_time(system_cpu_load_average_1m[10s])").await;
+        let n = instant(&server, "count_over_time(system_cpu_load_average_1m[10s])").await;
         if n.first().is_some_and(|s| value(s) >= 9.0) {
-            break prom(
+            break instant(
                 &server,
                 "sum by (cpu) (rate(system_cpu_time_seconds_total{job=\"host-metrics\"}[10s]))",
             )
@@ -79,7 +65,7 @@ async fn host_metrics_reach_the_prometheus_api_with_this_hosts_values() {
             "each CPU's time grows one second per second: {r}"
         );
     }
-    let mem = prom(
+    let mem = instant(
         &server,
         "system_memory_usage_bytes{job=\"host-metrics\", instance=\"node-m\"}",
     )
@@ -103,7 +89,7 @@ async fn host_metrics_reach_the_prometheus_api_with_this_hosts_values() {
         "system_filesystem_usage_bytes{mountpoint=\"/\"}",
         "system_network_io_bytes_total{device=\"lo\", direction=\"receive\"}",
     ] {
-        assert!(!prom(&server, q).await.is_empty(), "{q}");
+        assert!(!instant(&server, q).await.is_empty(), "{q}");
     }
 }
 
@@ -161,7 +147,7 @@ async fn the_node_exporter_is_scraped_into_the_prometheus_api_unchanged() {
     let _agent = Agent::start(&env, &dir.path().join("agent.log"));
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let up = prom(&server, "up{job=\"node\"}").await;
+        let up = instant(&server, "up{job=\"node\"}").await;
         if up.first().is_some_and(|s| value(s) == 1.0) {
             assert_eq!(up[0]["metric"]["instance"], addr.as_str());
             break;
@@ -190,15 +176,15 @@ async fn the_node_exporter_is_scraped_into_the_prometheus_api_unchanged() {
         .lines()
         .filter(|l| l.starts_with("node_cpu_seconds_total{"))
         .count();
-    let mem = prom(&server, "node_memory_MemTotal_bytes{job=\"node\"}").await;
+    let mem = instant(&server, "node_memory_MemTotal_bytes{job=\"node\"}").await;
     assert_eq!(mem.len(), 1, "{mem:?}");
     assert_eq!(value(&mem[0]), mem_total);
-    let cpu = prom(&server, "node_cpu_seconds_total{job=\"node\"}").await;
+    let cpu = instant(&server, "node_cpu_seconds_total{job=\"node\"}").await;
     assert_eq!(cpu.len(), cpu_series, "every CPU series under its own name");
     assert!(cpu[0]["metric"]["mode"].is_string() && cpu[0]["metric"]["cpu"].is_string());
     // Gauges too.
     assert!(
-        !prom(
+        !instant(
             &server,
             "node_scrape_collector_duration_seconds{job=\"node\"}"
         )

@@ -211,6 +211,21 @@ where
     }
 }
 
+/// The result of an instant PromQL query through the Prometheus API (status 200 required).
+pub async fn instant(server: &Server, q: &str) -> Vec<serde_json::Value> {
+    let url = format!(
+        "{}?query={}",
+        server.url("/prometheus/api/v1/query"),
+        url::form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>()
+    );
+    let (status, body) = get_json(&url, None).await;
+    assert_eq!(status, 200, "{q}: {body}");
+    body["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
 pub async fn get_json(url: &str, token: Option<&str>) -> (u16, serde_json::Value) {
     let mut req = reqwest::Client::new().get(url);
     if let Some(t) = token {

@@ -6,21 +6,7 @@
 
 use std::process::Command;
 
-use crate::harness::{Server, eventually, get_json, python, workspace_root};
-
-async fn instant(server: &Server, q: &str) -> Vec<serde_json::Value> {
-    let url = format!(
-        "{}?query={}",
-        server.url("/prometheus/api/v1/query"),
-        url::form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>()
-    );
-    let (status, body) = get_json(&url, None).await;
-    assert_eq!(status, 200, "{q}: {body}");
-    body["data"]["result"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
+use crate::harness::{Server, eventually, get_json, instant, python, workspace_root};
 
 async fn one(server: &Server, q: &str) -> f64 {
     let r = instant(server, q).await;
