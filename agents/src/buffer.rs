@@ -126,11 +126,7 @@ impl Buffer {
 
     /// A reader starting at the shipped bound.
     pub fn reader(&self) -> Reader {
-        Reader {
-            dir: self.wal_dir(),
-            cursor: self.shipped.load(Ordering::Acquire),
-            segment: None,
-        }
+        Reader::at(self.wal_dir(), self.shipped.load(Ordering::Acquire))
     }
 
     fn wal_dir(&self) -> PathBuf {
@@ -155,13 +151,7 @@ impl Buffer {
         }
         let saved = crate::durable::replace(&self.dir, SHIPPED, below.to_string().as_bytes());
         self.shipped.store(below, Ordering::Release);
-        let disk_full = saved.is_err() || self.wal.health().is_err();
-        let bound = if disk_full {
-            below
-        } else {
-            below.min(self.checkpointed.load(Ordering::Acquire))
-        };
-        self.wal.trim_below(bound);
+        self.trim(saved.is_err() || self.wal.health().is_err());
         saved.map_err(|source| BufferError::Io {
             path: self.dir.join(SHIPPED),
             source,
@@ -173,19 +163,26 @@ impl Buffer {
     pub fn checkpointed(&self, below: u64) {
         let before = self.checkpointed.fetch_max(below, Ordering::AcqRel);
         if below > before {
-            self.wal
-                .trim_below(below.min(self.shipped.load(Ordering::Acquire)));
+            self.trim(false);
         }
+    }
+
+    /// Deletes the segments wholly below the shipped bound and, unless the disk is full
+    /// (see [`Buffer::shipped`]), below the checkpoints saved.
+    fn trim(&self, disk_full: bool) {
+        let shipped = self.shipped.load(Ordering::Acquire);
+        let bound = if disk_full {
+            shipped
+        } else {
+            shipped.min(self.checkpointed.load(Ordering::Acquire))
+        };
+        self.wal.trim_below(bound);
     }
 
     /// The checkpoints carried by every record still in the buffer, oldest first: applied
     /// over the checkpoint store's at start. Blocking (reads the whole log).
     pub fn checkpoints(&self) -> Result<Vec<crate::checkpoint::Checkpoint>, BufferError> {
-        let mut reader = Reader {
-            dir: self.wal_dir(),
-            cursor: 0,
-            segment: None,
-        };
+        let mut reader = Reader::at(self.wal_dir(), 0);
         let durable = self.durable_below();
         let mut out = Vec::new();
         loop {
@@ -264,6 +261,14 @@ fn open_segment(dir: &Path, first_seq: u64) -> std::io::Result<OpenSegment> {
 }
 
 impl Reader {
+    fn at(dir: PathBuf, cursor: u64) -> Reader {
+        Reader {
+            dir,
+            cursor,
+            segment: None,
+        }
+    }
+
     /// The next record to hand over.
     pub fn cursor(&self) -> u64 {
         self.cursor

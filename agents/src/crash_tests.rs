@@ -177,13 +177,7 @@ fn run_seed(seed: u64) -> usize {
                     } else {
                         // copytruncate, with no write in between (so the tool loses nothing)
                         copytruncated = true;
-                        std::fs::copy(&live, to).unwrap();
-                        std::fs::OpenOptions::new()
-                            .write(true)
-                            .open(&live)
-                            .unwrap()
-                            .set_len(0)
-                            .unwrap();
+                        crate::files::tests::copytruncate(&live, &to);
                     }
                 }
             }

@@ -200,19 +200,22 @@ mod tests {
     use super::*;
     use crate::Stream;
 
+    fn rec(m: &str) -> Record {
+        Record {
+            time_unix_nano: 0,
+            stream: Stream::Stdout,
+            message: m.as_bytes().to_vec(),
+            parts: 1,
+            complete: true,
+        }
+    }
+
     fn join(text: &str) -> Vec<String> {
         let mut j = Joiner::new(1 << 20);
         let now = Instant::now();
         let mut out = Vec::new();
         for (i, l) in text.split('\n').enumerate() {
-            let rec = Record {
-                time_unix_nano: i as u64,
-                stream: Stream::Stdout,
-                message: l.as_bytes().to_vec(),
-                parts: 1,
-                complete: true,
-            };
-            out.extend(j.push(rec, i as u64, now));
+            out.extend(j.push(rec(l), i as u64, now));
         }
         out.extend(j.flush(now, None));
         out.into_iter()
@@ -247,13 +250,6 @@ mod tests {
         let text = "GET /a 200\n  indented but no trace\nERROR: failed to connect\n{\"level\":\"error\",\"msg\":\"x\"}\n\tat looks like a frame";
         assert_eq!(join(text), text.split('\n').collect::<Vec<_>>());
         let mut j = Joiner::new(1 << 20);
-        let rec = |m: &str| Record {
-            time_unix_nano: 0,
-            stream: Stream::Stdout,
-            message: m.as_bytes().to_vec(),
-            parts: 1,
-            complete: true,
-        };
         let now = Instant::now();
         assert_eq!(j.push(rec("plain"), 0, now).len(), 1, "passed on at once");
         assert!(
@@ -278,13 +274,6 @@ mod tests {
     fn the_size_bound_ends_an_event() {
         let mut j = Joiner::new(40);
         let now = Instant::now();
-        let rec = |m: &str| Record {
-            time_unix_nano: 0,
-            stream: Stream::Stdout,
-            message: m.as_bytes().to_vec(),
-            parts: 1,
-            complete: true,
-        };
         assert!(j.push(rec("java.lang.Error: x"), 0, now).is_empty());
         assert!(j.push(rec("\tat a.b(C.java:1)"), 1, now).is_empty());
         let out = j.push(rec("\tat a.b(C.java:2) and more text"), 2, now);

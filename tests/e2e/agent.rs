@@ -66,16 +66,7 @@ impl Agent {
     }
 
     pub async fn metric(&self, name: &str) -> Option<f64> {
-        let text = reqwest::get(format!("http://{}/metrics", self.http))
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        text.lines()
-            .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
+        crate::harness::metric_at(&format!("http://{}/metrics", self.http), name, "").await
     }
 
     pub fn kill9(mut self) {

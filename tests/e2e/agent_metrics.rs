@@ -8,17 +8,17 @@ use std::time::{Duration, Instant};
 use crate::agent::Agent;
 use crate::harness::{Server, instant};
 
-fn value(v: &serde_json::Value) -> f64 {
-    v["value"][1].as_str().unwrap().parse().unwrap()
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn host_metrics_reach_the_prometheus_api_with_this_hosts_values() {
+async fn server() -> (tempfile::TempDir, Server) {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&["server"], &dir.path().join("loupe"), &[]);
     server.wait_ready().await;
     std::fs::create_dir_all(dir.path().join("pods")).unwrap();
-    let env = vec![
+    (dir, server)
+}
+
+/// An agent shipping to `server` with an empty pods directory, and `extra` settings.
+fn agent(dir: &tempfile::TempDir, server: &Server, extra: &[(&'static str, String)]) -> Agent {
+    let mut env = vec![
         (
             "LOUPE_AGENT_ENDPOINT",
             format!("http://{}", server.otlp_http.unwrap()),
@@ -31,10 +31,26 @@ async fn host_metrics_reach_the_prometheus_api_with_this_hosts_values() {
             "LOUPE_AGENT_DATA_DIR",
             dir.path().join("agent").display().to_string(),
         ),
-        ("LOUPE_AGENT_NODE_NAME", "node-m".into()),
-        ("LOUPE_AGENT_HOST_METRICS_INTERVAL", "1s".into()),
     ];
-    let _agent = Agent::start(&env, &dir.path().join("agent.log"));
+    env.extend_from_slice(extra);
+    Agent::start(&env, &dir.path().join("agent.log"))
+}
+
+fn value(v: &serde_json::Value) -> f64 {
+    v["value"][1].as_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn host_metrics_reach_the_prometheus_api_with_this_hosts_values() {
+    let (dir, server) = server().await;
+    let _agent = agent(
+        &dir,
+        &server,
+        &[
+            ("LOUPE_AGENT_NODE_NAME", "node-m".into()),
+            ("LOUPE_AGENT_HOST_METRICS_INTERVAL", "1s".into()),
+        ],
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     let rates = loop {
         // Ten seconds of one-second collections first.
@@ -120,31 +136,19 @@ impl Drop for NodeExporter {
 async fn the_node_exporter_is_scraped_into_the_prometheus_api_unchanged() {
     let addr = crate::harness::free_addr();
     let _exporter = NodeExporter::start(&addr);
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&["server"], &dir.path().join("loupe"), &[]);
-    server.wait_ready().await;
-    std::fs::create_dir_all(dir.path().join("pods")).unwrap();
-    let env = vec![
-        (
-            "LOUPE_AGENT_ENDPOINT",
-            format!("http://{}", server.otlp_http.unwrap()),
-        ),
-        (
-            "LOUPE_AGENT_PODS_DIR",
-            dir.path().join("pods").display().to_string(),
-        ),
-        (
-            "LOUPE_AGENT_DATA_DIR",
-            dir.path().join("agent").display().to_string(),
-        ),
-        ("LOUPE_AGENT_HOST_METRICS_INTERVAL", "0s".into()),
-        (
-            "LOUPE_AGENT_SCRAPE_TARGETS",
-            format!("node=http://{addr}/metrics"),
-        ),
-        ("LOUPE_AGENT_SCRAPE_INTERVAL", "1s".into()),
-    ];
-    let _agent = Agent::start(&env, &dir.path().join("agent.log"));
+    let (dir, server) = server().await;
+    let _agent = agent(
+        &dir,
+        &server,
+        &[
+            ("LOUPE_AGENT_HOST_METRICS_INTERVAL", "0s".into()),
+            (
+                "LOUPE_AGENT_SCRAPE_TARGETS",
+                format!("node=http://{addr}/metrics"),
+            ),
+            ("LOUPE_AGENT_SCRAPE_INTERVAL", "1s".into()),
+        ],
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let up = instant(&server, "up{job=\"node\"}").await;

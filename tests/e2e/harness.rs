@@ -169,12 +169,12 @@ pub fn env_refs<'a>(env: &'a [(&'a str, String)]) -> Vec<(&'a str, &'a str)> {
 
 /// A numeric sample from `/metrics` (the first line of `name` whose labels contain `labels`).
 pub async fn metric(server: &Server, name: &str, labels: &str) -> Option<f64> {
-    let text = reqwest::get(server.url("/metrics"))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
+    metric_at(&server.url("/metrics"), name, labels).await
+}
+
+/// The same, from the Prometheus text at `url` (another process's `/metrics`).
+pub async fn metric_at(url: &str, name: &str, labels: &str) -> Option<f64> {
+    let text = reqwest::get(url).await.ok()?.text().await.ok()?;
     text.lines()
         .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
         .find(|l| l.contains(labels))

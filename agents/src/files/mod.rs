@@ -409,4 +409,4 @@ fn read_one(
 
 mod scan;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

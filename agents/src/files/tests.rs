@@ -57,6 +57,17 @@ fn write(p: &Path, from: usize, to: usize) {
     }
 }
 
+/// What logrotate's copytruncate does: the content copied to `to`, `live` emptied.
+pub(crate) fn copytruncate(live: &Path, to: &Path) {
+    std::fs::copy(live, to).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(live)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+}
+
 /// Rounds until nothing more comes: scan, read, commit (as the collector does).
 fn drain(f: &mut Files) -> Vec<usize> {
     let mut out = Vec::new();
@@ -155,13 +166,7 @@ fn copytruncate_reads_the_copy_from_the_checkpoint_and_the_file_again() {
     let mut got = drain(&mut f);
     write(&live, 10, 20);
     // copy, then truncate, then the program writes on
-    std::fs::copy(&live, n.container.join("0.log.1")).unwrap();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&live)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    copytruncate(&live, &n.container.join("0.log.1"));
     write(&live, 20, 23);
     got.extend(drain(&mut f));
     assert_once(got.clone(), 23);
@@ -169,13 +174,7 @@ fn copytruncate_reads_the_copy_from_the_checkpoint_and_the_file_again() {
     // first bytes.
     write(&live, 23, 30);
     got.extend(drain(&mut f));
-    std::fs::copy(&live, n.container.join("0.log.2")).unwrap();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&live)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    copytruncate(&live, &n.container.join("0.log.2"));
     write(&live, 30, 60);
     got.extend(drain(&mut f));
     assert_once(got, 60);
