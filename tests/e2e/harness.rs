@@ -142,12 +142,34 @@ impl Drop for Server {
 /// The port is drawn below Linux's ephemeral range (32768 and up): a port the kernel handed
 /// out for `:0` could be handed out again, to another test's server or to an outgoing
 /// connection, before this server binds it; one drawn here is taken only by a bind like this.
+///
+/// Between this probe and the server's bind the port is free, so two draws (in this test, or
+/// in another test process: nextest runs each test in its own) could return the same port.
+/// Each port handed out is therefore also reserved by an exclusive lock on a file named for
+/// it, held until this test process exits; a draw skips ports whose lock another holds.
 pub fn free_addr() -> String {
     use rand::Rng;
+    static HELD: Mutex<Vec<std::fs::File>> = Mutex::new(Vec::new());
+    let locks = std::env::temp_dir().join("loupe-test-ports");
+    std::fs::create_dir_all(&locks).expect("port lock directory");
     let mut rng = rand::rng();
     loop {
         let port: u16 = rng.random_range(20_000..32_000);
+        let Ok(lock) = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(locks.join(port.to_string()))
+        else {
+            continue;
+        };
+        // A lock this process already holds is refused too: `flock` locks belong to the
+        // open file, and this is a new one.
+        if lock.try_lock().is_err() {
+            continue;
+        }
         if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            HELD.lock().unwrap().push(lock);
             return l.local_addr().expect("addr").to_string();
         }
     }
