@@ -36,6 +36,11 @@ pub struct Record {
     pub payload: Bytes,
 }
 
+/// The framed length of a record of `payload` for `tenant`.
+pub fn encoded_len(tenant: &TenantId, payload: &[u8]) -> usize {
+    HEADER_LEN + FIXED_BODY + tenant.as_str().len() + payload.len()
+}
+
 /// Appends the framed record to `out`; returns the framed length.
 pub fn encode(
     out: &mut Vec<u8>,
@@ -57,6 +62,7 @@ pub fn encode(
     out.extend_from_slice(payload);
     let crc = crc32c::crc32c(&out[body_start..]);
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    debug_assert_eq!(out.len() - start, HEADER_LEN + body_len);
     out.len() - start
 }
 

@@ -25,7 +25,10 @@
 //!   group's appends (the edge answers 503), truncates the segment back to its last good
 //!   length, and marks the log unhealthy ([`Wal::health`], which readiness reports). The next
 //!   append tries again; while no appends arrive, the writer probes the disk every
-//!   [`PROBE_INTERVAL`] so health turns good again once space returns. If the truncation
+//!   [`PROBE_INTERVAL`] so health turns good again once space returns: the probe writes and
+//!   syncs as many bytes as the failed group held (at least 64 KiB), so a nearly full disk
+//!   that takes a small probe but not the write that failed stays unhealthy instead of
+//!   flapping. If the truncation
 //!   itself fails, the segment is closed and the next write opens a new one; recovery cuts
 //!   the partial record off at its checksum.
 //! - **Recovery** ([`Wal::open`]) reads every segment once, frame by frame, truncates torn
@@ -125,6 +128,9 @@ struct Shared {
     /// Tests: the next this-many group writes fail halfway.
     #[cfg(test)]
     faults: std::sync::atomic::AtomicU32,
+    /// Tests: a write (a group or a probe) of more bytes than this fails as on a full disk.
+    #[cfg(test)]
+    free_bytes: AtomicU64,
 }
 
 impl Shared {
@@ -192,6 +198,8 @@ impl Wal {
             failing: Mutex::new(None),
             #[cfg(test)]
             faults: std::sync::atomic::AtomicU32::new(0),
+            #[cfg(test)]
+            free_bytes: AtomicU64::new(u64::MAX),
         });
         metrics::gauge!("loupe_wal_healthy").set(1.0);
         let (tx, rx) = sync_channel(cfg.queue_len);

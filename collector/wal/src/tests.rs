@@ -323,3 +323,25 @@ async fn sequence_numbers_are_never_reused_after_trim() {
     let (wal, _) = Wal::open(cfg).unwrap();
     assert_eq!(append(&wal, "b").await.unwrap(), 6);
 }
+
+#[tokio::test]
+async fn a_disk_with_room_for_a_probe_but_not_the_write_stays_unhealthy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = Wal::open(WalConfig::new(dir.path())).unwrap();
+    // Room for a small probe, not for this record.
+    wal.shared.free_bytes.store(100 * 1024, Ordering::SeqCst);
+    let record = Bytes::from(vec![7u8; 300 * 1024]);
+    assert!(append(&wal, record.clone()).await.is_err());
+    assert!(wal.health().is_err());
+    // Several probes run and fail: the record that failed would still not fit.
+    tokio::time::sleep(PROBE_INTERVAL * 4).await;
+    assert!(wal.health().is_err(), "healthy while the write cannot fit");
+    // Space returns: a probe of the failed record's size passes, and the write does too.
+    wal.shared.free_bytes.store(u64::MAX, Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while wal.health().is_err() {
+        assert!(std::time::Instant::now() < deadline, "never healed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(append(&wal, record).await.is_ok());
+}

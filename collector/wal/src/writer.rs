@@ -14,6 +14,7 @@ use crate::{
 
 /// Written, synced and deleted to test the disk while the log is unhealthy.
 pub(crate) const PROBE_FILE: &str = ".probe";
+/// The least a probe writes; after a failed group, it writes as much as the group held.
 const PROBE_BYTES: usize = 64 * 1024;
 /// A group commit takes at most this many appends or bytes.
 const GROUP_APPENDS: usize = 4096;
@@ -27,6 +28,8 @@ pub(crate) struct Writer {
     written: u64,
     next_seq: u64,
     buf: Vec<u8>,
+    /// How many bytes the next probe writes: the size of the last failed group.
+    probe_bytes: usize,
 }
 
 impl Writer {
@@ -43,6 +46,7 @@ impl Writer {
             written: 0,
             next_seq,
             buf: Vec::with_capacity(1 << 20),
+            probe_bytes: PROBE_BYTES,
         };
         w.rotate()?;
         Ok(w)
@@ -195,6 +199,11 @@ impl Writer {
     /// reused), so the hand-over bound moves past them.
     fn fail(&mut self, group: Vec<Append>, e: WalError) {
         metrics::counter!("loupe_wal_write_failures_total").increment(1);
+        let group_bytes: usize = group
+            .iter()
+            .map(|a| frame::encoded_len(&a.tenant, &a.payload))
+            .sum();
+        self.probe_bytes = group_bytes.clamp(PROBE_BYTES, GROUP_BYTES);
         self.shared
             .durable_below
             .store(self.next_seq, Ordering::Release);
@@ -223,7 +232,9 @@ impl Writer {
         }
     }
 
-    /// While unhealthy and idle: can we open a segment and write and sync a small file?
+    /// While unhealthy and idle: can we open a segment, and write and sync a file as large as
+    /// the group that failed? (A smaller probe would pass on a nearly full disk that still
+    /// refuses the real write, and health would flap.)
     fn probe(&mut self) {
         let result = (|| -> Result<(), WalError> {
             if self.file.is_none() {
@@ -232,7 +243,7 @@ impl Writer {
             let path = self.dir.join(PROBE_FILE);
             let attempt = (|| {
                 let mut f = File::create(&path)?;
-                f.write_all(&[0u8; PROBE_BYTES])?;
+                write_probe(&mut f, self.probe_bytes, &self.shared)?;
                 f.sync_data()
             })();
             let _ = std::fs::remove_file(&path);
@@ -244,16 +255,43 @@ impl Writer {
     }
 }
 
+/// Writes `len` zero bytes, a chunk at a time.
+fn write_probe(f: &mut File, len: usize, shared: &Shared) -> std::io::Result<()> {
+    #[cfg(test)]
+    if len as u64 > shared.free_bytes.load(Ordering::SeqCst) {
+        return Err(full_disk());
+    }
+    #[cfg(not(test))]
+    let _ = shared;
+    static ZEROS: [u8; PROBE_BYTES] = [0; PROBE_BYTES];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(PROBE_BYTES);
+        f.write_all(&ZEROS[..n])?;
+        left -= n;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+fn full_disk() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::StorageFull,
+        "no space left on device (injected)",
+    )
+}
+
 /// One write and one `fdatasync` for the whole group.
 fn write_group(f: &mut File, buf: &[u8], shared: &Shared) -> std::io::Result<()> {
     #[cfg(test)]
-    if shared.take_fault() {
-        // As a full disk does: part of the group reaches the file, then the write fails.
-        f.write_all(&buf[..buf.len() / 2])?;
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::StorageFull,
-            "no space left on device (injected)",
-        ));
+    {
+        let free = shared.free_bytes.load(Ordering::SeqCst);
+        if shared.take_fault() || buf.len() as u64 > free {
+            // As a full disk does: part of the group reaches the file, then the write fails.
+            let part = (buf.len() / 2).min(free as usize);
+            f.write_all(&buf[..part])?;
+            return Err(full_disk());
+        }
     }
     #[cfg(not(test))]
     let _ = shared;
