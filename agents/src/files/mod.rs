@@ -13,8 +13,9 @@
 //! - **Copytruncate** (a tool copies the file, then truncates it): a new file in the same
 //!   directory whose first bytes are those of a known file (or of what a known file held
 //!   before it was truncated) is that file's copy, and is read from that file's checkpoint.
-//!   A truncated file (shorter than what was read, or other first bytes) is read again
-//!   from the start.
+//!   A copy found before its file is truncated waits (the file is read on meanwhile), so
+//!   the lines written between the copy and the truncation are not read twice. A truncated
+//!   file (shorter than what was read, or other first bytes) is read again from the start.
 //! - **Deleted files** are held open and read to their end; released after `rotate_wait`
 //!   without growth. Their disk space is held meanwhile (also while the buffer is full:
 //!   nothing is dropped).
@@ -22,8 +23,11 @@
 //!   name (same device, inode and first bytes) resumes there. One whose file is gone is
 //!   looked for among the `.gz` files of its container (the kubelet compresses rotated
 //!   files): one that decompresses to the same first bytes is unpacked into the agent's
-//!   data directory and finished from the checkpoint. Compressed files the agent never
-//!   knew are not read (history from before the agent, like Fluent Bit and Vector).
+//!   data directory and finished from the checkpoint. One whose file was truncated while
+//!   the agent was down is looked for among the other files of its directory: the one that
+//!   starts as it did (copytruncate's copy) is read from the checkpoint. Compressed files
+//!   the agent never knew are not read (history from before the agent, like Fluent Bit
+//!   and Vector).
 //! - **Checkpoints** advance only through [`Files::committed`], which the caller calls once
 //!   the records read are durable in the buffer; the store is then saved durably. Scans run
 //!   between rounds, when every record read is committed, so a copy starts at a durable

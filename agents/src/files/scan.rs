@@ -26,6 +26,9 @@ impl Files {
                 }
             }
         }
+        // Live files first: a copy (under a rotated name) is then discovered after the file
+        // it was copied from is known.
+        out.sort_by_key(|(_, p)| p.rotated);
         out
     }
 
@@ -70,8 +73,8 @@ impl Files {
             }
             // Files come and go while the directory is read: a file that cannot be read
             // now is looked at again by the next scan.
-            let found =
-                read_head(&path).and_then(|head| self.discover(path.clone(), pod, key, &head));
+            let found = read_head(&path)
+                .and_then(|head| self.discover(path.clone(), pod, key, &head, meta.len()));
             if let Err(e) = found {
                 tracing::debug!(path = %path.display(), error = %e, "cannot open log file yet");
             }
@@ -96,13 +99,18 @@ impl Files {
     }
 
     /// A file not known by its inode: a checkpointed file (after a restart), a copy of a
-    /// known file, or a new one.
+    /// known file, or a new one. A copy of a live file that still holds all of the copy
+    /// (copytruncate copies, then truncates) is left for a later scan: until the truncation,
+    /// the file itself is read on, and the copy then starts where that reading stopped.
+    /// Started at once, it would repeat what the file gives between the copy and the
+    /// truncation.
     fn discover(
         &mut self,
         path: PathBuf,
         pod: PodFile,
         key: Key,
         head: &[u8],
+        len: u64,
     ) -> std::io::Result<()> {
         let id = FileId::from_head(key.0, key.1, head);
         let is_it = |c: &Checkpoint| (c.id.dev, c.id.ino) == key && c.id.same_start(head);
@@ -118,11 +126,26 @@ impl Files {
                     return None;
                 }
                 if e.id.same_start(head) {
-                    return Some(e.checkpoint);
+                    let holds_copy = e.open.as_ref().is_some_and(|o| {
+                        o.live
+                            && o.tail.file_len().is_ok_and(|l| l >= len)
+                            && o.tail
+                                .head(e.id.fingerprint_len as usize)
+                                .is_ok_and(|h| e.id.same_start(&h))
+                    });
+                    return Some((!holds_copy).then_some(e.checkpoint));
                 }
                 let (before, at) = e.open.as_ref()?.before_truncation?;
-                before.same_start(head).then_some(at)
+                before.same_start(head).then_some(Some(at))
             });
+            let copied = match copied {
+                Some(None) => {
+                    tracing::debug!(path = %path.display(), "a copy of a live file not yet truncated: looked at again later");
+                    return Ok(());
+                }
+                Some(Some(at)) => Some(at),
+                None => self.copied_while_down(&path, head),
+            };
             if let Some(at) = copied {
                 tracing::info!(path = %path.display(), offset = at, "a copy of a known file (copytruncate): read from its checkpoint");
             }
@@ -153,6 +176,23 @@ impl Files {
             },
         );
         Ok(())
+    }
+
+    /// At start: a checkpoint of this directory whose file started as `head` but is no
+    /// longer there as it was (copytruncate while the agent was down) is this file's: the
+    /// copy is read from it. Its file, still whole, would have claimed it first (live files
+    /// are discovered first), or will claim it later: then this is a plain copy.
+    fn copied_while_down(&mut self, path: &Path, head: &[u8]) -> Option<u64> {
+        let intact = |c: &Checkpoint| {
+            std::fs::metadata(&c.path).is_ok_and(|m| dev_ino(&m) == (c.id.dev, c.id.ino))
+                && read_head(&c.path).is_ok_and(|h| c.id.same_start(&h))
+        };
+        let i = self.unmatched.iter().position(|c| {
+            c.path.parent() == path.parent() && c.id.same_start(head) && !intact(c)
+        })?;
+        let c = self.unmatched.remove(i);
+        tracing::info!(path = %path.display(), from = %c.path.display(), offset = c.offset, "a copy of a file truncated while the agent was down: read from its checkpoint");
+        Some(c.offset)
     }
 
     /// At start: checkpoints whose file is gone, looked for among compressed files.

@@ -241,3 +241,76 @@ fn the_inode_of_a_closed_deleted_file_reused_by_a_new_one_is_read() {
     assert_once(got, 12);
     eprintln!("inode reused: {reused}");
 }
+
+#[test]
+fn a_copy_found_before_its_file_is_truncated_repeats_nothing() {
+    let n = node();
+    let live = n.container.join("0.log");
+    write(&live, 0, 10);
+    let mut f = files(&n);
+    let mut got = drain(&mut f);
+    write(&live, 10, 20);
+    // copytruncate's copy is made, and the agent scans and reads before the truncation.
+    let copy = n.container.join("0.log.1");
+    std::fs::copy(&live, &copy).unwrap();
+    got.extend(drain(&mut f));
+    assert_once(got.clone(), 20);
+    // Then the truncation, and the program writes on.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&live)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    write(&live, 20, 25);
+    got.extend(drain(&mut f));
+    assert_once(got.clone(), 25);
+    // A file truncated and not written again: its copy is read all the same.
+    write(&live, 25, 30);
+    std::fs::copy(&live, n.container.join("0.log.2")).unwrap();
+    got.extend(drain(&mut f));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&live)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    got.extend(drain(&mut f));
+    assert_once(got, 30);
+}
+
+#[test]
+fn a_copy_made_while_nothing_was_read_is_read_once_its_file_is_emptied() {
+    let n = node();
+    let live = n.container.join("0.log");
+    write(&live, 0, 10);
+    let mut f = files(&n);
+    // The copy and the truncation come between the agent's scan and its first read.
+    f.scan().unwrap();
+    copytruncate(&live, &n.container.join("0.log.1"));
+    assert_once(drain(&mut f), 10);
+}
+
+#[test]
+fn a_copytruncate_while_down_resumes_the_copy_from_the_checkpoint() {
+    let n = node();
+    let live = n.container.join("0.log");
+    write(&live, 0, 10);
+    let mut got = drain(&mut files(&n));
+    // Down: the file grows, is copied and truncated, and is written again; a plain copy of
+    // another file's content is not involved.
+    write(&live, 10, 20);
+    copytruncate(&live, &n.container.join("0.log.1"));
+    write(&live, 20, 25);
+    let mut again = files(&n);
+    got.extend(drain(&mut again));
+    assert_once(got.clone(), 25);
+    // Down again, and the file copied but not (yet) truncated: the copy repeats nothing.
+    drop(again);
+    write(&live, 25, 30);
+    std::fs::copy(&live, n.container.join("0.log.2")).unwrap();
+    write(&live, 30, 35);
+    let mut third = files(&n);
+    got.extend(drain(&mut third));
+    assert_once(got, 35);
+}
