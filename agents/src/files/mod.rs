@@ -14,7 +14,9 @@
 //!   directory whose first bytes are those of a known file (or of what a known file held
 //!   before it was truncated) is that file's copy, and is read from that file's checkpoint.
 //!   A copy found before its file is truncated waits (the file is read on meanwhile), so
-//!   the lines written between the copy and the truncation are not read twice. A truncated
+//!   the lines written between the copy and the truncation are not read twice; lines of
+//!   the old content read in the round that found the truncation move the copy's start
+//!   past them once that round is committed. A truncated
 //!   file (shorter than what was read, or other first bytes) is read again from the start.
 //! - **Deleted files** are held open and read to their end; released after `rotate_wait`
 //!   without growth. Their disk space is held meanwhile (also while the buffer is full:
@@ -85,6 +87,12 @@ struct Open {
     /// The identity the file had before it was truncated, with its checkpoint then: its
     /// copy starts there.
     before_truncation: Option<(FileId, u64)>,
+    /// Where the records handed out since the last commit end (of the content they were
+    /// read from).
+    handed: Option<u64>,
+    /// At a truncation: where the old content's records handed out in the same round end.
+    /// Once they are committed, the copy starts there instead (it would repeat them).
+    handed_before_truncation: Option<u64>,
     /// A file unpacked from a `.gz`, deleted once finished.
     unpacked: Option<PathBuf>,
 }
@@ -202,6 +210,10 @@ impl Files {
                 &mut self.scratch,
             ) {
                 Ok((records, unparsed, bytes, new_id)) => {
+                    let end = records.iter().map(|r| r.1);
+                    if let Some(end) = end.chain(unparsed.iter().map(|u| u.2)).max() {
+                        o.handed = Some(o.handed.map_or(end, |h| h.max(end)));
+                    }
                     if let Some(id) = new_id {
                         e.id = id;
                         e.checkpoint = 0;
@@ -261,6 +273,15 @@ impl Files {
             {
                 e.checkpoint = *at;
                 self.dirty = true;
+            }
+        }
+        // Every record handed out since the last commit is in the buffer now.
+        for o in self.files.values_mut().filter_map(|e| e.open.as_mut()) {
+            o.handed = None;
+            if let Some(at) = o.handed_before_truncation.take()
+                && let Some((_, before)) = o.before_truncation.as_mut()
+            {
+                *before = (*before).max(at);
             }
         }
         self.close_finished();
@@ -390,6 +411,7 @@ fn read_one(
         if truncated {
             tracing::info!(path = %o.tail.path().display(), "log file truncated (copytruncate): reading it again from the start");
             o.before_truncation = Some((id, checkpoint));
+            o.handed_before_truncation = o.handed.take();
             o.tail.restart();
             let head = o.tail.head(FINGERPRINT_BYTES)?;
             new_id = Some(FileId::from_head(id.dev, id.ino, &head));

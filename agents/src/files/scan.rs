@@ -169,6 +169,8 @@ impl Files {
                     live,
                     last_growth: Instant::now(),
                     before_truncation: None,
+                    handed: None,
+                    handed_before_truncation: None,
                     unpacked: None,
                 })),
                 closed: None,
@@ -231,6 +233,8 @@ impl Files {
                     live: false,
                     last_growth: Instant::now(),
                     before_truncation: None,
+                    handed: None,
+                    handed_before_truncation: None,
                     unpacked: Some(unpacked),
                 }));
             } else {
