@@ -60,12 +60,26 @@ fn write(p: &Path, from: usize, to: usize) {
 /// What logrotate's copytruncate does: the content copied to `to`, `live` emptied.
 pub(crate) fn copytruncate(live: &Path, to: &Path) {
     std::fs::copy(live, to).unwrap();
+    truncate(live);
+}
+
+fn truncate(p: &Path) {
     std::fs::OpenOptions::new()
         .write(true)
-        .open(live)
+        .open(p)
         .unwrap()
         .set_len(0)
         .unwrap();
+}
+
+/// The live file with lines 0..10, read by a new [`Files`]: the file, the reader and the
+/// lines it gave.
+fn reading(n: &Node) -> (PathBuf, Files, Vec<usize>) {
+    let live = n.container.join("0.log");
+    write(&live, 0, 10);
+    let mut f = files(n);
+    let got = drain(&mut f);
+    (live, f, got)
 }
 
 /// Rounds until nothing more comes: scan, read, commit (as the collector does).
@@ -96,10 +110,7 @@ fn assert_once(mut got: Vec<usize>, n: usize) {
 #[test]
 fn rename_rotation_reads_the_rotated_file_to_its_end_and_the_new_one() {
     let n = node();
-    let live = n.container.join("0.log");
-    write(&live, 0, 10);
-    let mut f = files(&n);
-    let mut got = drain(&mut f);
+    let (live, mut f, mut got) = reading(&n);
     write(&live, 10, 15);
     let rotated = n.container.join("0.log.20240501-100000");
     std::fs::rename(&live, &rotated).unwrap();
@@ -160,10 +171,7 @@ fn a_restart_finishes_files_rotated_and_compressed_while_down() {
 #[test]
 fn copytruncate_reads_the_copy_from_the_checkpoint_and_the_file_again() {
     let n = node();
-    let live = n.container.join("0.log");
-    write(&live, 0, 10);
-    let mut f = files(&n);
-    let mut got = drain(&mut f);
+    let (live, mut f, mut got) = reading(&n);
     write(&live, 10, 20);
     // copy, then truncate, then the program writes on
     copytruncate(&live, &n.container.join("0.log.1"));
@@ -245,10 +253,7 @@ fn the_inode_of_a_closed_deleted_file_reused_by_a_new_one_is_read() {
 #[test]
 fn a_copy_found_before_its_file_is_truncated_repeats_nothing() {
     let n = node();
-    let live = n.container.join("0.log");
-    write(&live, 0, 10);
-    let mut f = files(&n);
-    let mut got = drain(&mut f);
+    let (live, mut f, mut got) = reading(&n);
     write(&live, 10, 20);
     // copytruncate's copy is made, and the agent scans and reads before the truncation.
     let copy = n.container.join("0.log.1");
@@ -256,12 +261,7 @@ fn a_copy_found_before_its_file_is_truncated_repeats_nothing() {
     got.extend(drain(&mut f));
     assert_once(got.clone(), 20);
     // Then the truncation, and the program writes on.
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&live)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&live);
     write(&live, 20, 25);
     got.extend(drain(&mut f));
     assert_once(got.clone(), 25);
@@ -269,12 +269,7 @@ fn a_copy_found_before_its_file_is_truncated_repeats_nothing() {
     write(&live, 25, 30);
     std::fs::copy(&live, n.container.join("0.log.2")).unwrap();
     got.extend(drain(&mut f));
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&live)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&live);
     got.extend(drain(&mut f));
     assert_once(got, 30);
 }
@@ -318,10 +313,7 @@ fn a_copytruncate_while_down_resumes_the_copy_from_the_checkpoint() {
 #[test]
 fn lines_read_in_the_round_that_finds_a_truncation_are_not_read_again_from_the_copy() {
     let n = node();
-    let live = n.container.join("0.log");
-    write(&live, 0, 10);
-    let mut f = files(&n);
-    let mut got = drain(&mut f);
+    let (live, mut f, mut got) = reading(&n);
     write(&live, 10, 20);
     // One round of two reads, as the collector's gather makes: the first reads 10..20, then
     // the file is copied and truncated, and the second finds the truncation.
