@@ -103,22 +103,25 @@ pub struct Gathered {
     pub bytes: u64,
 }
 
-/// Reads until the request is full or the batch interval is over.
-pub fn gather(files: &mut Files, settings: &CollectSettings) -> Gathered {
-    let started = Instant::now();
-    let mut batch = LogsBatch::default();
-    let mut offsets: HashMap<(u64, u64), u64> = HashMap::new();
-    let (mut lines, mut bytes) = (0usize, 0u64);
-    loop {
-        let got = files.read(settings.read_bytes);
+/// A round being gathered: its request, the checkpoints its records advance and counts.
+#[derive(Default)]
+pub struct Round {
+    batch: LogsBatch,
+    offsets: HashMap<(u64, u64), u64>,
+    lines: usize,
+    bytes: u64,
+}
+
+impl Round {
+    /// Adds one read of the files ([`Files::read`]); `true` if it gave anything.
+    pub fn add(&mut self, got: &[FileRecords]) -> bool {
         let observed = now_nanos();
-        let any = !got.is_empty();
-        for fr in &got {
-            lines += encode(&mut batch, fr, observed);
-            bytes += fr.bytes;
+        for fr in got {
+            self.lines += encode(&mut self.batch, fr, observed);
+            self.bytes += fr.bytes;
             if fr.truncated {
                 // Offsets read before the truncation are of the old content.
-                offsets.remove(&fr.key);
+                self.offsets.remove(&fr.key);
             }
             let resume = fr
                 .records
@@ -127,12 +130,39 @@ pub fn gather(files: &mut Files, settings: &CollectSettings) -> Gathered {
                 .chain(fr.unparsed.iter().map(|u| u.2))
                 .max();
             if let Some(r) = resume {
-                let e = offsets.entry(fr.key).or_insert(r);
+                let e = self.offsets.entry(fr.key).or_insert(r);
                 *e = (*e).max(r);
             }
         }
+        !got.is_empty()
+    }
+
+    /// The round's buffer record, with the checkpoints it carries.
+    pub fn finish(mut self, files: &Files) -> Gathered {
+        let payload = (!self.batch.is_empty()).then(|| {
+            crate::record::encode(
+                self.lines as u32,
+                &files.checkpoints_at(&self.offsets),
+                &self.batch.finish(),
+            )
+        });
+        Gathered {
+            payload,
+            offsets: self.offsets,
+            lines: self.lines,
+            bytes: self.bytes,
+        }
+    }
+}
+
+/// Reads until the request is full or the batch interval is over.
+pub fn gather(files: &mut Files, settings: &CollectSettings) -> Gathered {
+    let started = Instant::now();
+    let mut round = Round::default();
+    loop {
+        let any = round.add(&files.read(settings.read_bytes));
         let elapsed = started.elapsed();
-        if batch.bytes() >= settings.batch_bytes || elapsed >= settings.batch_interval {
+        if round.batch.bytes() >= settings.batch_bytes || elapsed >= settings.batch_interval {
             break;
         }
         if !any {
@@ -143,19 +173,7 @@ pub fn gather(files: &mut Files, settings: &CollectSettings) -> Gathered {
             );
         }
     }
-    let payload = (!batch.is_empty()).then(|| {
-        crate::record::encode(
-            lines as u32,
-            &files.checkpoints_at(&offsets),
-            &batch.finish(),
-        )
-    });
-    Gathered {
-        payload,
-        offsets,
-        lines,
-        bytes,
-    }
+    round.finish(files)
 }
 
 /// Appends the round's request to the buffer, waiting while it refuses (back-pressure).

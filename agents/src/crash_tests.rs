@@ -5,6 +5,9 @@
 //! and none twice: a round's checkpoints travel in its buffer record, and the test saves
 //! the shipped bound right after each read (the agent's one window for duplicates is a
 //! crash between the collector's answer and that save).
+//!
+//! A second, deterministic test crashes at every point of a round that finds a
+//! copytruncate between two of its reads (the property test's writes fall between rounds).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -20,7 +23,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::buffer::{Buffer, BufferLimits, Reader};
 use crate::checkpoint::Store;
-use crate::collect::{CollectSettings, append, commit, gather};
+use crate::collect::{CollectSettings, Round, append, commit, gather};
 use crate::files::{Files, Settings};
 use crate::pod_path::PodFile;
 
@@ -239,4 +242,93 @@ fn run_seed(seed: u64) -> usize {
 fn random_crashes_lose_no_line() {
     let lines: usize = (0..16).map(run_seed).sum();
     assert!(lines > 1000, "{lines} lines");
+}
+
+/// Crash points of the round below, in the order its steps run.
+const MID_ROUND_POINTS: [&str; 5] = [
+    "before the append",
+    "while the buffer refuses the append, after a scan found the copy and the store was saved",
+    "after the append, before the checkpoints advance",
+    "after the checkpoints advance, before the scan that finds the copy",
+    "after that scan, before the store is saved",
+];
+
+#[test]
+fn a_truncation_found_mid_round_loses_nothing_at_any_crash_point() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let mut rng = StdRng::seed_from_u64(7);
+    let stop = AtomicBool::new(false);
+    for crash_at in (0..MID_ROUND_POINTS.len()).map(Some).chain([None]) {
+        let what = crash_at.map_or("no crash", |i| MID_ROUND_POINTS[i]);
+        let dir = tempfile::tempdir().unwrap();
+        let pods = dir.path().join("pods");
+        let container = pods.join("ns_pod_uid").join("c");
+        std::fs::create_dir_all(&container).unwrap();
+        let (live, data) = (container.join("0.log"), dir.path().join("data"));
+        let mut a = start(&pods, &data, Duration::ZERO);
+        let round = |a: &mut Agent| {
+            a.files.scan().unwrap();
+            let mut r = Round::default();
+            r.add(&a.files.read(1 << 20));
+            let g = r.finish(&a.files);
+            let seq = append(&a.buffer, &g, rt.handle(), &stop, &mut || {}).unwrap();
+            commit(&mut a.files, &a.buffer, &g, seq);
+        };
+        write_lines(&live, 0, 10, &mut rng);
+        round(&mut a);
+        // One round, two reads: 10..20 of the old content, then (after the copy, the
+        // truncation and new lines) the truncation is found and 20..25 read.
+        write_lines(&live, 10, 20, &mut rng);
+        a.files.scan().unwrap();
+        let mut r = Round::default();
+        r.add(&a.files.read(1 << 20));
+        crate::files::tests::copytruncate(&live, &container.join("0.log.1"));
+        write_lines(&live, 20, 25, &mut rng);
+        r.add(&a.files.read(1 << 20));
+        let g = r.finish(&a.files);
+        let mut seq = None;
+        for step in 0..MID_ROUND_POINTS.len() {
+            if crash_at == Some(step) {
+                break;
+            }
+            match step {
+                0 if crash_at == Some(1) => {
+                    // What the agent does while the buffer refuses (see `collect::run`).
+                    a.files.scan().unwrap();
+                    a.files.save_now().unwrap();
+                }
+                0 => {}
+                1 => seq = append(&a.buffer, &g, rt.handle(), &stop, &mut || {}).unwrap(),
+                2 => commit(&mut a.files, &a.buffer, &g, seq),
+                3 => a.files.scan().unwrap(),
+                _ => a.files.save_now().unwrap(),
+            }
+        }
+        if crash_at.is_some() {
+            crash(a, &data, &mut rng);
+            a = start(&pods, &data, Duration::ZERO);
+        }
+        for _ in 0..5 {
+            round(&mut a);
+        }
+        let mut shipped = Vec::new();
+        ship(&mut a, &mut shipped, usize::MAX);
+        let total = shipped.len();
+        shipped.sort_unstable();
+        shipped.dedup();
+        assert_eq!(
+            shipped,
+            (0..25).collect::<Vec<_>>(),
+            "crash {what}: a line lost"
+        );
+        // Without a crash, and with one before anything of the round was buffered, each
+        // line once; in between, the copy may repeat the round's lines.
+        if crash_at.is_none_or(|i| i == 0) {
+            assert_eq!(total, 25, "crash {what}: lines twice");
+        }
+    }
 }

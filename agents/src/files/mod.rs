@@ -31,9 +31,12 @@
 //!   the agent never knew are not read (history from before the agent, like Fluent Bit
 //!   and Vector).
 //! - **Checkpoints** advance only through [`Files::committed`], which the caller calls once
-//!   the records read are durable in the buffer; the store is then saved durably. Scans run
-//!   between rounds, when every record read is committed, so a copy starts at a durable
-//!   offset.
+//!   the records read are durable in the buffer; the store is then saved durably. A copy
+//!   starts at a durable offset only: its file's checkpoint, or the end of the old
+//!   content's records of a round already committed — never at lines merely read (a scan
+//!   also runs while the buffer refuses a round's append, and the store is saved then). The
+//!   crash points of a round that finds a truncation are tested one by one
+//!   (`crash_tests.rs`).
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
