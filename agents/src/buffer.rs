@@ -4,7 +4,7 @@
 //! What is durable when:
 //! - [`Buffer::append`] returns after the record's bytes and (for a new segment) the
 //!   directory entry are synced: CRC-framed, group-committed, torn tails cut at recovery.
-//!   Only then does the collector advance a file's checkpoint, so a line is always in the
+//!   Only then does the reading loop (`collect.rs`) advance a file's checkpoint, so a line is always in the
 //!   buffer, or still in its file before the checkpoint (at-least-once).
 //! - The reader hands over only records below [`loupe_wal::Wal::durable_below`]: a record
 //!   that is written but not yet synced could still be taken back by a failed write.
@@ -377,6 +377,15 @@ mod tests {
         }
     }
 
+    /// A buffer that fills after a few records of 500 bytes.
+    fn small(dir: &Path) -> Arc<Buffer> {
+        let limits = BufferLimits {
+            max_bytes: 8192,
+            segment_bytes: 2048,
+        };
+        Buffer::open(dir, limits).unwrap()
+    }
+
     #[tokio::test]
     async fn records_are_read_in_order_across_segments_and_after_a_restart() {
         let dir = tempfile::tempdir().unwrap();
@@ -412,14 +421,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_buffer_refuses_appends_until_shipped() {
         let dir = tempfile::tempdir().unwrap();
-        let b = Buffer::open(
-            dir.path(),
-            BufferLimits {
-                max_bytes: 8192,
-                segment_bytes: 2048,
-            },
-        )
-        .unwrap();
+        let b = small(dir.path());
         let mut n = 0;
         let full = loop {
             match b.append(Signal::Logs, Bytes::from(vec![7u8; 500])).await {
@@ -445,14 +447,7 @@ mod tests {
     #[tokio::test]
     async fn records_shipped_before_their_checkpoints_were_saved_are_deleted_once_saved() {
         let dir = tempfile::tempdir().unwrap();
-        let b = Buffer::open(
-            dir.path(),
-            BufferLimits {
-                max_bytes: 8192,
-                segment_bytes: 2048,
-            },
-        )
-        .unwrap();
+        let b = small(dir.path());
         while b
             .append(Signal::Logs, Bytes::from(vec![1u8; 500]))
             .await
