@@ -115,6 +115,26 @@ fn ship(a: &mut Agent, shipped: &mut Vec<usize>, max: usize) {
     a.buffer.shipped(a.reader.cursor()).unwrap();
 }
 
+/// Rounds as the agent runs them: scan, gather, append, commit.
+fn rounds(a: &mut Agent, n: usize, settings: &CollectSettings, rt: &tokio::runtime::Runtime) {
+    let stop = AtomicBool::new(false);
+    for _ in 0..n {
+        a.files.scan().unwrap();
+        let g = gather(&mut a.files, settings);
+        let seq = append(&a.buffer, &g, rt.handle(), &stop, &mut || {}).unwrap();
+        commit(&mut a.files, &a.buffer, &g, seq);
+    }
+}
+
+/// Ships what is left; the count of lines shipped in all, and each line once, in order.
+fn ship_rest(a: &mut Agent, mut shipped: Vec<usize>) -> (usize, Vec<usize>) {
+    ship(a, &mut shipped, usize::MAX);
+    let total = shipped.len();
+    shipped.sort_unstable();
+    shipped.dedup();
+    (total, shipped)
+}
+
 fn write_lines(live: &Path, from: usize, to: usize, rng: &mut StdRng) {
     let mut f = std::fs::OpenOptions::new()
         .create(true)
@@ -212,16 +232,8 @@ fn run_seed(seed: u64) -> usize {
             }
         }
     }
-    for _ in 0..50 {
-        a.files.scan().unwrap();
-        let g = gather(&mut a.files, &settings);
-        let seq = append(&a.buffer, &g, rt.handle(), &stop, &mut || {}).unwrap();
-        commit(&mut a.files, &a.buffer, &g, seq);
-    }
-    ship(&mut a, &mut shipped, usize::MAX);
-    let total = shipped.len();
-    shipped.sort_unstable();
-    shipped.dedup();
+    rounds(&mut a, 50, &settings, &rt);
+    let (total, shipped) = ship_rest(&mut a, shipped);
     assert_eq!(
         shipped,
         (0..written).collect::<Vec<_>>(),
@@ -262,6 +274,14 @@ fn a_truncation_found_mid_round_loses_nothing_at_any_crash_point() {
     let _guard = rt.enter();
     let mut rng = StdRng::seed_from_u64(7);
     let stop = AtomicBool::new(false);
+    // One read per round, of everything there is.
+    let settings = CollectSettings {
+        batch_bytes: 1 << 20,
+        batch_interval: Duration::ZERO,
+        poll_interval: Duration::ZERO,
+        scan_interval: Duration::ZERO,
+        read_bytes: 1 << 20,
+    };
     for crash_at in (0..MID_ROUND_POINTS.len()).map(Some).chain([None]) {
         let what = crash_at.map_or("no crash", |i| MID_ROUND_POINTS[i]);
         let dir = tempfile::tempdir().unwrap();
@@ -270,16 +290,8 @@ fn a_truncation_found_mid_round_loses_nothing_at_any_crash_point() {
         std::fs::create_dir_all(&container).unwrap();
         let (live, data) = (container.join("0.log"), dir.path().join("data"));
         let mut a = start(&pods, &data, Duration::ZERO);
-        let round = |a: &mut Agent| {
-            a.files.scan().unwrap();
-            let mut r = Round::default();
-            r.add(&a.files.read(1 << 20));
-            let g = r.finish(&a.files);
-            let seq = append(&a.buffer, &g, rt.handle(), &stop, &mut || {}).unwrap();
-            commit(&mut a.files, &a.buffer, &g, seq);
-        };
         write_lines(&live, 0, 10, &mut rng);
-        round(&mut a);
+        rounds(&mut a, 1, &settings, &rt);
         // One round, two reads: 10..20 of the old content, then (after the copy, the
         // truncation and new lines) the truncation is found and 20..25 read.
         write_lines(&live, 10, 20, &mut rng);
@@ -312,14 +324,8 @@ fn a_truncation_found_mid_round_loses_nothing_at_any_crash_point() {
             crash(a, &data, &mut rng);
             a = start(&pods, &data, Duration::ZERO);
         }
-        for _ in 0..5 {
-            round(&mut a);
-        }
-        let mut shipped = Vec::new();
-        ship(&mut a, &mut shipped, usize::MAX);
-        let total = shipped.len();
-        shipped.sort_unstable();
-        shipped.dedup();
+        rounds(&mut a, 5, &settings, &rt);
+        let (total, shipped) = ship_rest(&mut a, Vec::new());
         assert_eq!(
             shipped,
             (0..25).collect::<Vec<_>>(),
