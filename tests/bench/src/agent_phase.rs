@@ -19,7 +19,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
@@ -28,7 +28,7 @@ use serde_json::json;
 use crate::figures::{Figure, percentile};
 use crate::loggen::LogGen;
 use crate::phases::Ctx;
-use crate::server::{cpu_split_of, rss_peak_mib_of};
+use crate::server::{Running, cpu_split_of, free_port, rss_peak_mib_of};
 
 pub const FIGURES: &[&str] = &[
     "agent_max_mb_per_cpu_s",
@@ -40,21 +40,8 @@ pub const FIGURES: &[&str] = &[
 const REFERENCE: &str = "Fluent Bit 5.1, parse only, as the issue quotes it (not run here)";
 
 struct Agent {
-    child: Child,
+    child: Running,
     http: String,
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_addr() -> anyhow::Result<String> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .to_string())
 }
 
 impl Agent {
@@ -65,7 +52,7 @@ impl Agent {
         endpoint: &str,
         env: &[(&str, &str)],
     ) -> anyhow::Result<Agent> {
-        let http = free_addr()?;
+        let http = format!("127.0.0.1:{}", free_port()?);
         let mut cmd = Command::new(bin);
         cmd.env("LOUPE_AGENT_ENDPOINT", endpoint)
             .env("LOUPE_AGENT_PODS_DIR", pods)
@@ -81,11 +68,14 @@ impl Agent {
         let child = cmd
             .spawn()
             .with_context(|| format!("cannot start {}", bin.display()))?;
-        Ok(Agent { child, http })
+        Ok(Agent {
+            child: Running(child),
+            http,
+        })
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.0.id()
     }
 
     fn cpu(&self) -> (f64, f64) {

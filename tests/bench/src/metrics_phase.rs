@@ -15,7 +15,7 @@
 //!   cache off) and Prometheus. Loupe's answers are checked against Prometheus's.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,7 @@ use serde_json::json;
 use crate::figures::{Figure, percentile};
 use crate::metricgen::{MetricGen, describe, generate};
 use crate::phases::Ctx;
+use crate::server::{Running, free_port};
 
 pub const FIGURES: &[&str] = &[
     "samples_ingest_per_cpu_s",
@@ -39,21 +40,8 @@ pub const FIGURES: &[&str] = &[
 const SHARDS: usize = 8;
 
 struct Peer {
-    child: Child,
+    child: Running,
     url: String,
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 async fn start_peer(
@@ -70,7 +58,7 @@ async fn start_peer(
         .spawn()
         .with_context(|| format!("cannot start {bin} (run tests/setup.sh)"))?;
     let peer = Peer {
-        child,
+        child: Running(child),
         url: format!("http://127.0.0.1:{port}"),
     };
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -361,7 +349,7 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<()> {
         client,
     )
     .await?;
-    let vm_pid = vm.child.id();
+    let vm_pid = vm.child.0.id();
     let cpu0 = cpu_of(vm_pid);
     let wall = Instant::now();
     send(
@@ -414,7 +402,7 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<()> {
         client,
     )
     .await?;
-    let prom_pid = prom.child.id();
+    let prom_pid = prom.child.0.id();
     let cpu0 = cpu_of(prom_pid);
     let wall = Instant::now();
     send(

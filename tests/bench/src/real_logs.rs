@@ -4,28 +4,13 @@
 //! started by the harness on loopback in a directory of their own and stopped after.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 
 use crate::loggen::Line;
-
-/// Stops a child process when dropped.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
+use crate::server::{Running, free_port};
 
 /// As `Line`s of `service`, one nanosecond-spaced timestamp each, ending now.
 fn as_lines(service: &'static str, texts: Vec<String>) -> Vec<Line> {
