@@ -5,7 +5,7 @@
 
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::Rng;
@@ -160,9 +160,8 @@ async fn agent_loses_no_line_over_a_cut_link_and_a_failing_proxy() {
         .unwrap()
         .as_nanos() as u64;
     let stop = Arc::new(AtomicBool::new(false));
-    let written = Arc::new(AtomicU64::new(0));
     let writer = {
-        let (stop, written, file) = (stop.clone(), written.clone(), container.join("0.log"));
+        let (stop, file) = (stop.clone(), container.join("0.log"));
         std::thread::spawn(move || {
             use std::io::Write;
             let mut f = std::fs::OpenOptions::new()
@@ -179,7 +178,6 @@ async fn agent_loses_no_line_over_a_cut_link_and_a_failing_proxy() {
                     n += 1;
                 }
                 f.write_all(text.as_bytes()).unwrap();
-                written.store(n, Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(10));
             }
             n
@@ -198,7 +196,9 @@ async fn agent_loses_no_line_over_a_cut_link_and_a_failing_proxy() {
     tokio::time::sleep_until(at(53).into()).await;
     stop.store(true, Ordering::Relaxed);
     let total = writer.join().unwrap();
-    assert!(total > 10_000, "{total} lines written");
+    // ~300 lines a second when the writer keeps its pace; a slow machine writes fewer, and
+    // the checks below hold for whatever was written.
+    assert!(total > 3_000, "{total} lines written");
 
     let deadline = Instant::now() + Duration::from_secs(90);
     while stored_rows(&server, "logs").await < total && Instant::now() < deadline {

@@ -323,13 +323,18 @@ fn lines_read_in_the_round_that_finds_a_truncation_are_not_read_again_from_the_c
         text.trim_start_matches("line ").parse().unwrap()
     };
     let mut offsets = HashMap::new();
-    for fr in f.read(1 << 20) {
+    let first = f.read(1 << 20);
+    assert_eq!(first.len(), 1);
+    for fr in first {
         got.extend(fr.records.iter().map(|(r, _)| line(r)));
         offsets.insert(fr.key, fr.records.iter().map(|r| r.1).max().unwrap());
     }
+    assert_once(got.clone(), 20);
     copytruncate(&live, &n.container.join("0.log.1"));
     write(&live, 20, 25);
-    for fr in f.read(1 << 20) {
+    let second = f.read(1 << 20);
+    assert_eq!(second.len(), 1, "the truncation found");
+    for fr in second {
         assert!(fr.truncated);
         offsets.remove(&fr.key); // the old content's offsets, as gather drops them
         got.extend(fr.records.iter().map(|(r, _)| line(r)));
