@@ -175,7 +175,9 @@ fn filesystems(root: &Path, mounts: &str) -> Vec<Point> {
             continue;
         }
         let path = root.join(f[1].trim_start_matches('/'));
-        let Some(s) = statvfs(&path) else { continue };
+        let Some(s) = loupe_core::fs::statvfs(&path) else {
+            continue;
+        };
         let bs = s.f_frsize as f64;
         let total = s.f_blocks as f64 * bs;
         if total == 0.0 {
@@ -197,17 +199,6 @@ fn filesystems(root: &Path, mounts: &str) -> Vec<Point> {
         }
     }
     out
-}
-
-fn statvfs(path: &Path) -> Option<libc::statvfs> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let mut s = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: `c` is a valid C string and `s` a buffer of the right type; statvfs fills it
-    // when it returns 0.
-    let rc = unsafe { libc::statvfs(c.as_ptr(), s.as_mut_ptr()) };
-    // SAFETY: initialised by the successful call.
-    (rc == 0).then(|| unsafe { s.assume_init() })
 }
 
 impl HostMetrics {

@@ -25,12 +25,12 @@
 //!   group's appends (the edge answers 503), truncates the segment back to its last good
 //!   length, and marks the log unhealthy ([`Wal::health`], which readiness reports). The next
 //!   append tries again; while no appends arrive, the writer probes the disk every
-//!   [`PROBE_INTERVAL`] so health turns good again once space returns: the probe writes and
-//!   syncs as many bytes as the failed group held (at least 64 KiB), so a nearly full disk
-//!   that takes a small probe but not the write that failed stays unhealthy instead of
-//!   flapping. If the truncation
-//!   itself fails, the segment is closed and the next write opens a new one; recovery cuts
-//!   the partial record off at its checksum.
+//!   [`PROBE_INTERVAL`] so health turns good again once space returns: the probe asks the
+//!   filesystem (`statvfs`) for room for the group that failed, then writes and syncs 64 KiB,
+//!   so a nearly full disk that takes a small write but not the one that failed stays
+//!   unhealthy instead of flapping. If the truncation itself fails, the segment is closed
+//!   and the next write opens a new one; recovery cuts the partial record off at its
+//!   checksum.
 //! - **Recovery** ([`Wal::open`]) reads every segment once, frame by frame, truncates torn
 //!   tails (only an unacknowledged tail can be torn), and returns a [`Recovery`] whose
 //!   [`Recovery::records`] streams the records again, one at a time, for the consumer to

@@ -14,7 +14,7 @@ use crate::{
 
 /// Written, synced and deleted to test the disk while the log is unhealthy.
 pub(crate) const PROBE_FILE: &str = ".probe";
-/// The least a probe writes; after a failed group, it writes as much as the group held.
+/// What a probe writes and syncs.
 const PROBE_BYTES: usize = 64 * 1024;
 /// A group commit takes at most this many appends or bytes.
 const GROUP_APPENDS: usize = 4096;
@@ -28,7 +28,7 @@ pub(crate) struct Writer {
     written: u64,
     next_seq: u64,
     buf: Vec<u8>,
-    /// How many bytes the next probe writes: the size of the last failed group.
+    /// Room the next probe asks the filesystem for: the size of the last failed group.
     probe_bytes: usize,
 }
 
@@ -184,6 +184,7 @@ impl Writer {
             .durable_below
             .store(self.next_seq, Ordering::Release);
         self.shared.set_failing(None);
+        self.probe_bytes = PROBE_BYTES;
         for (done, seq) in answers {
             let _ = done.send(Ok(seq));
         }
@@ -232,18 +233,27 @@ impl Writer {
         }
     }
 
-    /// While unhealthy and idle: can we open a segment, and write and sync a file as large as
-    /// the group that failed? (A smaller probe would pass on a nearly full disk that still
-    /// refuses the real write, and health would flap.)
+    /// While unhealthy and idle: does the filesystem have room for the group that failed
+    /// (a probe that passed with less would pass on a nearly full disk that still refuses
+    /// the real write, and health would flap), and can we open a segment and write and
+    /// sync a small file?
     fn probe(&mut self) {
         let result = (|| -> Result<(), WalError> {
+            if let Some(free) = self.available()
+                && free < self.probe_bytes as u64
+            {
+                return Err(WalError::Io(format!(
+                    "{free} bytes free, the failed write needs {}",
+                    self.probe_bytes
+                )));
+            }
             if self.file.is_none() {
                 self.rotate()?;
             }
             let path = self.dir.join(PROBE_FILE);
             let attempt = (|| {
                 let mut f = File::create(&path)?;
-                write_probe(&mut f, self.probe_bytes, &self.shared)?;
+                f.write_all(&[0u8; PROBE_BYTES])?;
                 f.sync_data()
             })();
             let _ = std::fs::remove_file(&path);
@@ -253,24 +263,18 @@ impl Writer {
             self.shared.set_failing(None);
         }
     }
-}
 
-/// Writes `len` zero bytes, a chunk at a time.
-fn write_probe(f: &mut File, len: usize, shared: &Shared) -> std::io::Result<()> {
-    #[cfg(test)]
-    if len as u64 > shared.free_bytes.load(Ordering::SeqCst) {
-        return Err(full_disk());
+    /// Bytes still free on the log's filesystem (tests: the simulated free space).
+    fn available(&self) -> Option<u64> {
+        #[cfg(test)]
+        {
+            let free = self.shared.free_bytes.load(Ordering::SeqCst);
+            if free != u64::MAX {
+                return Some(free);
+            }
+        }
+        loupe_core::fs::available_bytes(&self.dir)
     }
-    #[cfg(not(test))]
-    let _ = shared;
-    static ZEROS: [u8; PROBE_BYTES] = [0; PROBE_BYTES];
-    let mut left = len;
-    while left > 0 {
-        let n = left.min(PROBE_BYTES);
-        f.write_all(&ZEROS[..n])?;
-        left -= n;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

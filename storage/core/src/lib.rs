@@ -8,11 +8,13 @@
 //!   and the one mapping from it to HTTP statuses and gRPC codes.
 //! - [`trace_context`]: trace and span ids carried in the text of a log line.
 //! - [`log_level`]: the level a log line states in its text.
+//! - [`fs`]: free space of a filesystem (`statvfs`).
 //! - [`cpu`]: the bounded pool for CPU-heavy work (decoding, decompression, page decoding), so
 //!   it never runs on the async runtime's threads.
 
 pub mod cpu;
 pub mod error;
+pub mod fs;
 pub mod log_level;
 pub mod signal;
 pub mod tenant;
