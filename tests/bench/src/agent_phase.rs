@@ -20,15 +20,15 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::json;
 
 use crate::figures::{Figure, percentile};
 use crate::loggen::LogGen;
-use crate::phases::Ctx;
-use crate::server::{Running, cpu_split_of, free_port, rss_peak_mib_of};
+use crate::phases::{Ctx, now_ns};
+use crate::server::{Running, cpu_split_of, free_port, rss_peak_mib_of, sample};
 
 pub const FIGURES: &[&str] = &[
     "agent_max_mb_per_cpu_s",
@@ -60,6 +60,8 @@ impl Agent {
             .env("LOUPE_AGENT_HTTP_ADDR", &http)
             .env("LOUPE_AGENT_NODE_NAME", "bench")
             .env("LOUPE_AGENT_LOG", "warn")
+            // Log lines only: the figures are the agent's cost of tailing and shipping logs.
+            .env("LOUPE_AGENT_HOST_METRICS_INTERVAL", "0s")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         for (k, v) in env {
@@ -82,7 +84,8 @@ impl Agent {
         cpu_split_of(self.pid())
     }
 
-    async fn metric(&self, client: &reqwest::Client, name: &str) -> Option<f64> {
+    /// The sample of `name` with exactly `labels` (as written: `signal="logs"`; empty: none).
+    async fn metric(&self, client: &reqwest::Client, name: &str, labels: &str) -> Option<f64> {
         let text = client
             .get(format!("http://{}/metrics", self.http))
             .send()
@@ -91,10 +94,7 @@ impl Agent {
             .text()
             .await
             .ok()?;
-        text.lines()
-            .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
+        sample(&text, name, labels)
     }
 
     async fn wait_up(&self, client: &reqwest::Client) -> anyhow::Result<()> {
@@ -112,12 +112,6 @@ impl Agent {
         }
         bail!("loupe-agent did not answer /healthz")
     }
-}
-
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 fn rfc3339(ns: u64) -> String {
@@ -208,11 +202,11 @@ async fn full_speed(ctx: &Ctx<'_>, bin: &Path, dir: &Path, endpoint: &str) -> an
     agent.wait_up(&ctx.client).await?;
     loop {
         let read = agent
-            .metric(&ctx.client, "loupe_agent_bytes_read_total")
+            .metric(&ctx.client, "loupe_agent_bytes_read_total", "")
             .await
             .unwrap_or(0.0);
         let shipped = agent
-            .metric(&ctx.client, "loupe_agent_shipped_total")
+            .metric(&ctx.client, "loupe_agent_shipped_total", "signal=\"logs\"")
             .await
             .unwrap_or(0.0);
         if read >= bytes as f64 && shipped >= lines as f64 {
@@ -378,7 +372,9 @@ async fn steady(
             lag_ms.len()
         );
     }
-    let dropped = agent.metric(&ctx.client, "loupe_agent_dropped_total").await;
+    let dropped = agent
+        .metric(&ctx.client, "loupe_agent_dropped_total", "")
+        .await;
     ctx.emit(Figure::new(
         "agent_cpu_pct_at_10k_lines_s",
         pct,

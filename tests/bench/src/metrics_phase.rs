@@ -29,7 +29,7 @@ use serde_json::json;
 use crate::figures::{Figure, percentile};
 use crate::metricgen::{MetricGen, describe, generate};
 use crate::phases::Ctx;
-use crate::server::{Running, free_port};
+use crate::server::{Running, cpu_split_of, free_port};
 
 pub const FIGURES: &[&str] = &[
     "samples_ingest_per_cpu_s",
@@ -75,13 +75,8 @@ async fn start_peer(
 
 /// Process CPU seconds (user + system) from /proc.
 fn cpu_of(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    (ticks(11) + ticks(12)) / hz
+    let (user, system) = cpu_split_of(pid);
+    user + system
 }
 
 fn dir_bytes(p: &Path) -> u64 {

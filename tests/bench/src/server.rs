@@ -149,12 +149,7 @@ impl Server {
         if !text.contains(&format!("# TYPE {family} counter")) {
             bail!("the server exports no counter {family}");
         }
-        let prefix = format!("{family}{{{labels}}} ");
-        Ok(text
-            .lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0.0))
+        Ok(sample(&text, family, labels).unwrap_or(0.0))
     }
 
     /// Waits until nothing is buffered (everything acknowledged is in committed files).
@@ -184,6 +179,19 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The sample of `name` with exactly `labels` (as written: `op="get"`; empty: no labels) in
+/// Prometheus text.
+pub fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
+    let prefix = if labels.is_empty() {
+        format!("{name} ")
+    } else {
+        format!("{name}{{{labels}}} ")
+    };
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// A peer or agent process, killed when dropped.
