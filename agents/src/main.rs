@@ -96,7 +96,8 @@ struct Config {
     #[arg(long, env = "LOUPE_AGENT_ROTATE_WAIT", default_value = "5s", value_parser = humantime::parse_duration)]
     rotate_wait: Duration,
     /// Largest record joined from partial lines; a longer one is shipped in pieces marked
-    /// `loupe.log.incomplete` (nothing is cut off).
+    /// `loupe.log.incomplete` (nothing is cut off). A single line longer than this (plus
+    /// 4 KiB for its header) is shipped raw in pieces, marked `loupe.log.unparsed`.
     #[arg(long, env = "LOUPE_AGENT_MAX_RECORD_BYTES", default_value = "1MiB", value_parser = bytes)]
     max_record_bytes: u64,
     /// Join stack traces (Java, Python, Go, Node.js) into one record.

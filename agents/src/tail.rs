@@ -6,7 +6,9 @@
 //! before it) is in the buffer: the end of its last line, or, while another stream still has
 //! a record waiting for parts, where that record began — resuming there reads those parts
 //! again rather than losing them. A line the format does not describe is not dropped: it is
-//! handed on raw, with the reason.
+//! handed on raw, with the reason. A line longer than a read is read on, up to the record
+//! limit and room for its header; one longer still is handed on raw in pieces of that size
+//! (never waited for forever).
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -17,6 +19,10 @@ use std::time::{Duration, Instant};
 use crate::multiline::Joiner;
 use crate::partial::{Reassembler, Record};
 use crate::{LineError, LogFormat};
+
+/// Room for a line's header (CRI's time, stream and tag; Docker's JSON around the text)
+/// beyond the record's own limit, so a line of a record at the limit is read whole.
+const LINE_HEADER_ROOM: usize = 4096;
 
 /// What one read of a file gave.
 #[derive(Debug, Default)]
@@ -41,6 +47,8 @@ pub struct Tail {
     /// For each stream's waiting record, the offset of its first line.
     pending_starts: [Option<u64>; 2],
     finished: bool,
+    /// The longest physical line read whole: a record's limit and room for its header.
+    max_line: usize,
     caught_up_at: std::time::Instant,
     /// Stack-trace joining per stream, and how long a held trace waits for more lines.
     multiline: Option<([Joiner; 2], Duration)>,
@@ -63,6 +71,7 @@ impl Tail {
             parts: Reassembler::new(max_record_bytes),
             pending_starts: [None, None],
             finished: false,
+            max_line: max_record_bytes + LINE_HEADER_ROOM,
             caught_up_at: std::time::Instant::now(),
             multiline: None,
         })
@@ -107,9 +116,11 @@ impl Tail {
         Ok(self.file.metadata()?.len())
     }
 
-    /// The file's first `n` bytes (fewer if it is shorter).
+    /// The file's first `n` bytes (fewer if it is shorter; at most a fingerprint's: `n` may
+    /// come from a checkpoint read back from disk).
     pub fn head(&self, n: usize) -> std::io::Result<Vec<u8>> {
         use std::os::unix::fs::FileExt;
+        let n = n.min(crate::checkpoint::FINGERPRINT_BYTES);
         let mut out = vec![0u8; n];
         let mut got = 0;
         while got < n {
@@ -201,15 +212,26 @@ impl Tail {
         let mut out = Batch::default();
         let mut pos = 0usize;
         if buf.len() == max_bytes && memchr::memchr(b'\n', buf).is_none() {
-            // A line longer than a whole read (runtimes split theirs far below): handed on
-            // raw in pieces rather than waited for forever.
-            let end = self.offset + buf.len() as u64;
-            let reason = LineError::TooLong(max_bytes);
-            out.unparsed
-                .push((buf.clone(), reason, self.resume_at(end)));
-            self.offset = end;
-            out.bytes = max_bytes as u64;
-            return Ok(out);
+            // A line longer than a read (runtimes split theirs far below, other writers may
+            // not): read on, up to a whole record and its header.
+            let limit = self.max_line.max(max_bytes);
+            (&mut self.file)
+                .take((limit - max_bytes) as u64)
+                .read_to_end(buf)?;
+            if memchr::memchr(b'\n', &buf[max_bytes..]).is_none() {
+                if buf.len() < limit {
+                    return Ok(out); // the rest of the line is not written yet
+                }
+                // Longer than a record may be: handed on raw in pieces rather than waited
+                // for forever.
+                let end = self.offset + buf.len() as u64;
+                let reason = LineError::TooLong(limit);
+                out.unparsed
+                    .push((buf.clone(), reason, self.resume_at(end)));
+                self.offset = end;
+                out.bytes = limit as u64;
+                return Ok(out);
+            }
         }
         while let Some(nl) = memchr::memchr(b'\n', &buf[pos..]) {
             let line = &buf[pos..pos + nl];
@@ -341,5 +363,34 @@ mod tests {
         assert_eq!(left.len(), 1);
         assert!(!left[0].0.complete);
         assert_eq!(left[0].0.message, b"tail");
+    }
+
+    #[test]
+    fn a_line_longer_than_a_read_is_read_whole_up_to_a_records_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("0.log");
+        let long = "x".repeat(100_000);
+        append(&p, &format!("2024-05-01T10:00:00Z stdout F {long}\n"));
+        let mut t = Tail::open(&p, 0, 1 << 20).unwrap();
+        let b = t.read(64 * 1024).unwrap();
+        assert!(
+            b.unparsed.is_empty(),
+            "{:?}",
+            b.unparsed.first().map(|u| &u.1)
+        );
+        assert_eq!(b.records.len(), 1);
+        assert_eq!(b.records[0].0.message, long.as_bytes());
+        // Half of a long line written: it waits for the rest.
+        let half = format!("2024-05-01T10:00:01Z stdout F {}", "y".repeat(70_000));
+        append(&p, &half);
+        assert!(t.read(64 * 1024).unwrap().records.is_empty());
+        append(&p, "\n");
+        assert_eq!(t.read(64 * 1024).unwrap().records.len(), 1);
+        // Beyond a record's limit and its header's room: handed on raw, in pieces.
+        let mut small = Tail::open(&p, 0, 10_000).unwrap();
+        let b = small.read(4096).unwrap();
+        assert_eq!(b.unparsed.len(), 1);
+        assert_eq!(b.unparsed[0].0.len(), 10_000 + LINE_HEADER_ROOM);
+        assert!(matches!(b.unparsed[0].1, LineError::TooLong(_)));
     }
 }
