@@ -16,7 +16,7 @@
 //!   duplicates depend on those, never the loss of a line.
 //!
 //! Bounded: the log refuses appends while it holds more than `max_bytes` (so the bound is
-//! `max_bytes` plus one batch), and then the collector stops reading its files
+//! `max_bytes` plus one batch), and then the reading loop stops reading its files
 //! (back-pressure); nothing is dropped. A full or failing disk refuses appends the same way
 //! until writes succeed again. Memory stays bounded too: the reader streams records from the
 //! segment files (the page cache holds what was just written), never the whole backlog.

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 pub const FINGERPRINT_BYTES: usize = 256;
 
 /// A file's identity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct FileId {
     pub dev: u64,
     pub ino: u64,

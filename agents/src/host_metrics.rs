@@ -15,8 +15,9 @@
 //!
 //! The resource is the node: `host.name`, `k8s.node.name`, `service.name` `host-metrics` and
 //! `service.instance.id` the node's name, so Prometheus queries see `job="host-metrics"`,
-//! `instance="<node>"`. Loop and partition devices (`loop*`, `ram*`) and pseudo file systems
-//! are left out. Network counters are read through PID 1 so a DaemonSet pod sees the
+//! `instance="<node>"`. Loop and RAM disks (`loop*`, `ram*`, `zram*`) and pseudo file
+//! systems are left out; partitions are reported beside their disks, as the node exporter
+//! and the OpenTelemetry host-metrics receiver report them. Network counters are read through PID 1 so a DaemonSet pod sees the
 //! host's interfaces when it shares the host's PID namespace or mounts the host's `/proc`.
 
 use std::path::{Path, PathBuf};

@@ -1,6 +1,7 @@
-//! `loupe-agent`, the node agent (issue 16), built up in steps. This first step is the part
-//! every later one stands on: reading the lines the container runtimes write under
-//! `/var/log/pods` exactly.
+//! `loupe-agent`, the node agent: tails the pod log files under `/var/log/pods`, collects
+//! host metrics and scrapes Prometheus targets, buffers everything on disk and ships it over
+//! OTLP/HTTP. `agents/README.md` follows a line through the modules and says what is durable
+//! when; the modules a line meets first:
 //!
 //! - [`pod_path`]: a pod log file's Kubernetes identity from its path.
 //! - [`cri`] and [`docker`]: one line of the CRI format and of Docker's json-file format,

@@ -176,7 +176,7 @@ pub fn request(
         start_time_unix_nano: start,
         time_unix_nano: s
             .timestamp_ms
-            .map_or(at, |ms| (ms.max(0) as u64) * 1_000_000),
+            .map_or(at, |ms| (ms.max(0) as u64).saturating_mul(1_000_000)),
         value: Some(number_data_point::Value::AsDouble(s.value)),
         ..Default::default()
     };

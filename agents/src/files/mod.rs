@@ -124,7 +124,6 @@ fn snapshot(m: &std::fs::Metadata) -> Snapshot {
 /// What one file gave in a round.
 pub struct FileRecords {
     pub key: (u64, u64),
-    pub pod: PodFile,
     pub resource: Arc<[u8]>,
     /// Records with the offset to resume from once each is buffered.
     pub records: Vec<(Record, u64)>,
@@ -181,8 +180,11 @@ impl Files {
     ) -> anyhow::Result<Files> {
         let mut loaded = store.load()?;
         loaded.files.extend(from_buffer);
-        // Highest offsets first: a file matched by several takes the furthest.
+        // Each file once, at its furthest offset (the buffer holds one checkpoint of a busy
+        // file per round), highest offsets first.
         loaded.files.sort_by_key(|c| std::cmp::Reverse(c.offset));
+        let mut seen = std::collections::HashSet::new();
+        loaded.files.retain(|c| seen.insert(c.id));
         Ok(Files {
             settings,
             resource,
@@ -226,7 +228,6 @@ impl Files {
                     if !records.is_empty() || !unparsed.is_empty() || truncated {
                         out.push(FileRecords {
                             key: *key,
-                            pod: e.pod.clone(),
                             resource: e.resource.clone(),
                             records,
                             unparsed,
