@@ -149,16 +149,13 @@ fn check_agent(docs: &[Value]) {
     );
     assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
     assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
-    // Read-only RBAC for pod metadata.
+    // RBAC: listing pods, the one request the agent makes, and nothing more.
     let role = find(docs, "ClusterRole", "loupe-agent");
-    for rule in role["rules"].as_array().unwrap() {
-        for verb in rule["verbs"].as_array().unwrap() {
-            assert!(
-                ["get", "list", "watch"].contains(&verb.as_str().unwrap()),
-                "{rule}"
-            );
-        }
-    }
+    assert_eq!(
+        role["rules"],
+        serde_json::json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]),
+        "{role}"
+    );
     let binding = find(docs, "ClusterRoleBinding", "loupe-agent");
     assert_eq!(binding["subjects"][0]["namespace"], "loupe");
 }
@@ -250,6 +247,15 @@ fn every_overlay_renders_and_validates_against_kubernetes() {
         "one bucket"
     );
     find(&docs, "Service", "loupe-collector");
+    let pods = find(&docs, "Service", "loupe-collector-pods");
+    assert_eq!(
+        pods["spec"]["clusterIP"], "None",
+        "the StatefulSet's Service is headless"
+    );
+    assert_eq!(
+        find(&docs, "StatefulSet", "loupe-collector")["spec"]["serviceName"],
+        "loupe-collector-pods"
+    );
     find(&docs, "Service", "loupe");
     check_agent(&docs);
     assert_eq!(agent_endpoint(&docs), "http://loupe-collector:4318");

@@ -164,7 +164,10 @@ pub fn free_addr() -> String {
             .ok();
         // A lock this process already holds is refused too: `flock` locks belong to the
         // open file, and this is a new one.
-        if lock.as_ref().is_some_and(|l| l.try_lock().is_err()) {
+        if lock
+            .as_ref()
+            .is_some_and(|l| matches!(l.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
+        {
             continue;
         }
         if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
