@@ -24,6 +24,24 @@ use crate::{LineError, LogFormat};
 /// beyond the record's own limit, so a line of a record at the limit is read whole.
 const LINE_HEADER_ROOM: usize = 4096;
 
+/// The first `n` bytes of `file` (fewer if it is shorter; at most a fingerprint's), read
+/// without moving its cursor.
+pub fn head_of(file: &File, n: usize) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let n = n.min(crate::checkpoint::FINGERPRINT_BYTES);
+    let mut out = vec![0u8; n];
+    let mut got = 0;
+    while got < n {
+        let r = file.read_at(&mut out[got..], got as u64)?;
+        if r == 0 {
+            break;
+        }
+        got += r;
+    }
+    out.truncate(got);
+    Ok(out)
+}
+
 /// What one read of a file gave.
 #[derive(Debug, Default)]
 pub struct Batch {
@@ -63,9 +81,20 @@ impl Tail {
         max_record_bytes: usize,
     ) -> std::io::Result<Self> {
         let path = path.into();
-        Ok(Tail {
-            file: File::open(&path)?,
-            path,
+        let file = File::open(&path)?;
+        Ok(Tail::from_file(path, file, offset, max_record_bytes))
+    }
+
+    /// [`Tail::open`] of a file already open (the one whose identity was checked).
+    pub fn from_file(
+        path: impl Into<PathBuf>,
+        file: File,
+        offset: u64,
+        max_record_bytes: usize,
+    ) -> Self {
+        Tail {
+            file,
+            path: path.into(),
             offset,
             format: None,
             parts: Reassembler::new(max_record_bytes),
@@ -74,7 +103,7 @@ impl Tail {
             max_line: max_record_bytes + LINE_HEADER_ROOM,
             caught_up_at: std::time::Instant::now(),
             multiline: None,
-        })
+        }
     }
 
     /// Joins stack traces ([`crate::multiline`]), holding one at most `wait` for more lines.
@@ -119,25 +148,7 @@ impl Tail {
     /// The file's first `n` bytes (fewer if it is shorter; at most a fingerprint's: `n` may
     /// come from a checkpoint read back from disk).
     pub fn head(&self, n: usize) -> std::io::Result<Vec<u8>> {
-        use std::os::unix::fs::FileExt;
-        let n = n.min(crate::checkpoint::FINGERPRINT_BYTES);
-        let mut out = vec![0u8; n];
-        let mut got = 0;
-        while got < n {
-            let r = self.file.read_at(&mut out[got..], got as u64)?;
-            if r == 0 {
-                break;
-            }
-            got += r;
-        }
-        out.truncate(got);
-        Ok(out)
-    }
-
-    /// Whether the open file is still linked under some name.
-    pub fn linked(&self) -> std::io::Result<bool> {
-        use std::os::unix::fs::MetadataExt;
-        Ok(self.file.metadata()?.nlink() > 0)
+        head_of(&self.file, n)
     }
 
     /// The file was truncated (copytruncate): read it again from the start. Parts still

@@ -68,13 +68,13 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// A reader of `path` from `offset` with these settings.
-    fn tail(&self, path: &Path, offset: u64) -> std::io::Result<Tail> {
-        let t = Tail::open(path, offset, self.max_record_bytes)?;
-        Ok(match self.multiline_wait {
+    /// A reader of `file` (at `path`) from `offset` with these settings.
+    fn tail(&self, path: &Path, file: std::fs::File, offset: u64) -> Tail {
+        let t = Tail::from_file(path, file, offset, self.max_record_bytes);
+        match self.multiline_wait {
             Some(w) => t.with_multiline(w, self.max_record_bytes),
             None => t,
-        })
+        }
     }
 }
 
@@ -161,12 +161,7 @@ fn dev_ino(m: &std::fs::Metadata) -> Key {
 }
 
 fn read_head(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut head = Vec::with_capacity(FINGERPRINT_BYTES);
-    std::fs::File::open(path)?
-        .take(FINGERPRINT_BYTES as u64)
-        .read_to_end(&mut head)?;
-    Ok(head)
+    crate::tail::head_of(&std::fs::File::open(path)?, FINGERPRINT_BYTES)
 }
 
 impl Files {

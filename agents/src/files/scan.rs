@@ -73,8 +73,7 @@ impl Files {
             }
             // Files come and go while the directory is read: a file that cannot be read
             // now is looked at again by the next scan.
-            let found = read_head(&path)
-                .and_then(|head| self.discover(path.clone(), pod, key, &head, meta.len()));
+            let found = self.discover(path.clone(), pod, key, meta.len());
             if let Err(e) = found {
                 tracing::debug!(path = %path.display(), error = %e, "cannot open log file yet");
             }
@@ -104,14 +103,15 @@ impl Files {
     /// the file itself is read on, and the copy then starts where that reading stopped.
     /// Started at once, it would repeat what the file gives between the copy and the
     /// truncation.
-    fn discover(
-        &mut self,
-        path: PathBuf,
-        pod: PodFile,
-        key: Key,
-        head: &[u8],
-        len: u64,
-    ) -> std::io::Result<()> {
+    fn discover(&mut self, path: PathBuf, pod: PodFile, key: Key, len: u64) -> std::io::Result<()> {
+        // Identity, first bytes and reader from one open file: a rotation between the
+        // directory listing and the open must not file one file's reader under another's
+        // identity. Replaced meanwhile: looked at again by the next scan.
+        let file = std::fs::File::open(&path)?;
+        if dev_ino(&file.metadata()?) != key {
+            return Ok(());
+        }
+        let head = &crate::tail::head_of(&file, FINGERPRINT_BYTES)?;
         let id = FileId::from_head(key.0, key.1, head);
         let is_it = |c: &Checkpoint| (c.id.dev, c.id.ino) == key && c.id.same_start(head);
         let restored = self.unmatched.iter().find(|c| is_it(c)).cloned();
@@ -152,7 +152,7 @@ impl Files {
             (id, copied.unwrap_or(0))
         };
         tracing::info!(path = %path.display(), offset, resumed, "following log file");
-        let tail = self.settings.tail(&path, offset)?;
+        let tail = self.settings.tail(&path, file, offset);
         let live = !pod.rotated;
         let resource = (self.resource)(&pod);
         self.dirty = true;
@@ -229,7 +229,9 @@ impl Files {
             if c.offset < len {
                 tracing::info!(path = %path.display(), offset = c.offset, "finishing a file compressed while the agent was down");
                 open = Some(Box::new(Open {
-                    tail: self.settings.tail(&unpacked, c.offset)?,
+                    tail: self
+                        .settings
+                        .tail(&unpacked, std::fs::File::open(&unpacked)?, c.offset),
                     live: false,
                     last_growth: Instant::now(),
                     before_truncation: None,
